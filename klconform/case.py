@@ -1,0 +1,187 @@
+"""The canonical KL case: one mathematical question, asked identically of every adapter.
+
+A :class:`Case` names P (the *target*, the distribution the divergence is measured from)
+and Q (the *prediction*) by their values and encodings, plus the reduction and weighting.
+Every adapter receives the same wire bytes (:meth:`Case.to_wire`) and builds its own native
+call from them; the reference evaluates the same values.  Values are held as float64
+arrays whose entries are exactly representable in ``dtype`` (checked at construction), so
+the reference sees precisely what a framework sees.
+
+Vocabulary (SPEC.md §Inputs, §Reductions):
+- ``target_kind``: ``"prob"`` (P given as probabilities) or ``"logprob"`` (as log P).
+- ``input_kind``: ``"prob"``, ``"logprob"`` (log Q) or ``"logits"`` (Q = softmax over
+  ``class_axis``).
+- ``reduction``: a canonical reduction name from :data:`REDUCTIONS`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from .dtypes import check_dtype, from_bits, representable, to_bits
+
+TARGET_KINDS = ("prob", "logprob")
+INPUT_KINDS = ("prob", "logprob", "logits")
+# Canonical reductions (SPEC.md KL-RED-*).
+REDUCTIONS = (
+    "none",               # elementwise loss, broadcast shape                  KL-RED-NONE
+    "distribution",       # KL along class_axis, class axis removed            KL-RED-DIST
+    "sum",                # sum of all elementwise terms                       KL-RED-SUM
+    "mean",               # sum / number of elementwise terms                  KL-RED-MEAN
+    "batchmean",          # sum / size of batch_axis                           KL-RED-BATCHMEAN
+    "distribution_mean",  # mean of the per-distribution KLs (Keras default)   KL-RED-SOBS
+    "sample_sum",         # per sample: sum over all non-batch axes            KL-RED-SAMPLE-SUM
+    "sample_mean",        # per sample: mean over all non-batch axes (MXNet)   KL-RED-SAMPLE-MEAN
+)
+WIRE_VERSION = 1
+
+
+class CaseError(ValueError):
+    """A case that cannot be built: the message names the offending field."""
+
+
+def _as_f64(name: str, values, dtype: str) -> np.ndarray:
+    try:
+        a = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise CaseError(f"{name}: not a numeric array ({exc})") from None
+    if not representable(a, dtype):
+        raise CaseError(f"{name}: values are not exactly representable in {dtype}; round them first")
+    a.setflags(write=False)
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    target: np.ndarray
+    pred: np.ndarray
+    dtype: str = "float64"
+    target_kind: str = "prob"
+    input_kind: str = "logprob"
+    reduction: str = "batchmean"
+    class_axis: int = -1
+    batch_axis: int = 0
+    weight: float | None = None
+    sample_weight: np.ndarray | None = None
+    grad: bool = True
+    label: str = ""
+
+    def __post_init__(self):
+        check = object.__setattr__
+        try:
+            check_dtype(self.dtype)
+        except ValueError as exc:
+            raise CaseError(str(exc)) from None
+        if self.target_kind not in TARGET_KINDS:
+            raise CaseError(f"target_kind: {self.target_kind!r} is not one of {TARGET_KINDS}")
+        if self.input_kind not in INPUT_KINDS:
+            raise CaseError(f"input_kind: {self.input_kind!r} is not one of {INPUT_KINDS}")
+        if self.reduction not in REDUCTIONS:
+            raise CaseError(f"reduction: {self.reduction!r} is not one of {REDUCTIONS}")
+        check(self, "target", _as_f64("target", self.target, self.dtype))
+        check(self, "pred", _as_f64("pred", self.pred, self.dtype))
+        if self.sample_weight is not None:
+            check(self, "sample_weight", _as_f64("sample_weight", self.sample_weight, self.dtype))
+        if self.weight is not None:
+            check(self, "weight", float(self.weight))
+        try:
+            np.broadcast_shapes(self.target.shape, self.pred.shape)
+        except ValueError:
+            raise CaseError(
+                f"shapes: target {self.target.shape} and pred {self.pred.shape} do not broadcast"
+            ) from None
+
+    # ------------------------------------------------------------------ derived facts
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The broadcast shape of the elementwise loss."""
+        return tuple(np.broadcast_shapes(self.target.shape, self.pred.shape))
+
+    @property
+    def digest(self) -> str:
+        """Content hash of the wire form: equal digests mean byte-identical questions."""
+        return hashlib.sha256(json.dumps(self._wire_header(), sort_keys=True).encode()
+                              + self._payload()).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ wire format
+    def _payload(self) -> bytes:
+        parts = [to_bits(self.target, self.dtype), to_bits(self.pred, self.dtype)]
+        if self.sample_weight is not None:
+            parts.append(to_bits(self.sample_weight, self.dtype))
+        return b"".join(parts)
+
+    def _wire_header(self) -> dict[str, Any]:
+        return {
+            "v": WIRE_VERSION,
+            "dtype": self.dtype,
+            "target_kind": self.target_kind,
+            "input_kind": self.input_kind,
+            "reduction": self.reduction,
+            "class_axis": self.class_axis,
+            "batch_axis": self.batch_axis,
+            "weight": self.weight,
+            "grad": self.grad,
+            "target_shape": list(self.target.shape),
+            "pred_shape": list(self.pred.shape),
+            "sample_weight_shape": None if self.sample_weight is None else list(self.sample_weight.shape),
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """A dict of plain types (execnet- and JSON-serialisable once bytes are hex'd)."""
+        w = self._wire_header()
+        w["target"] = to_bits(self.target, self.dtype)
+        w["pred"] = to_bits(self.pred, self.dtype)
+        w["sample_weight"] = None if self.sample_weight is None else to_bits(self.sample_weight, self.dtype)
+        w["label"] = self.label
+        w["digest"] = self.digest
+        return w
+
+    @classmethod
+    def from_wire(cls, w: dict[str, Any]) -> "Case":
+        if w.get("v") != WIRE_VERSION:
+            raise CaseError(f"wire version {w.get('v')!r} is not {WIRE_VERSION}")
+        dt = w["dtype"]
+        sw = None
+        if w["sample_weight"] is not None:
+            sw = from_bits(w["sample_weight"], dt, tuple(w["sample_weight_shape"]))
+        return cls(
+            target=from_bits(w["target"], dt, tuple(w["target_shape"])),
+            pred=from_bits(w["pred"], dt, tuple(w["pred_shape"])),
+            dtype=dt,
+            target_kind=w["target_kind"],
+            input_kind=w["input_kind"],
+            reduction=w["reduction"],
+            class_axis=w["class_axis"],
+            batch_axis=w["batch_axis"],
+            weight=w["weight"],
+            sample_weight=sw,
+            grad=w["grad"],
+            label=w.get("label", ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for results files: bytes as hex, plus readable values for small cases."""
+        w = self.to_wire()
+        for k in ("target", "pred", "sample_weight"):
+            if w[k] is not None:
+                w[k] = w[k].hex()
+        return w
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Case":
+        w = dict(d)
+        for k in ("target", "pred", "sample_weight"):
+            if w.get(k) is not None:
+                w[k] = bytes.fromhex(w[k])
+        return cls.from_wire(w)
+
+    def replace(self, **changes) -> "Case":
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:  # short, for test ids and reports
+        return (f"Case({self.label or self.digest}, {self.dtype}, P:{self.target_kind}{list(self.target.shape)}, "
+                f"Q:{self.input_kind}{list(self.pred.shape)}, {self.reduction})")

@@ -1,0 +1,71 @@
+"""Floating-point dtypes the suite speaks, independent of any framework.
+
+numpy has no bfloat16, so bfloat16 payloads travel as their raw 16 bits (the top half of
+the float32 bit pattern) and are held on the harness side as float64 values that are
+exactly representable in bfloat16.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+# Unit roundoff u = 2**-p for a p-bit significand (round to nearest).
+UNIT_ROUNDOFF = {
+    "float16": 2.0**-11,
+    "bfloat16": 2.0**-8,
+    "float32": 2.0**-24,
+    "float64": 2.0**-53,
+}
+# Largest finite and smallest positive normal values.
+FINFO = {
+    "float16": (65504.0, 2.0**-14),
+    "bfloat16": (float(np.float32(3.3895313892515355e38)), 2.0**-126),
+    "float32": (float(np.finfo(np.float32).max), 2.0**-126),
+    "float64": (float(np.finfo(np.float64).max), 2.0**-1022),
+}
+
+
+def check_dtype(name: str) -> str:
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    return name
+
+
+def round_to(values, dtype: str) -> np.ndarray:
+    """Round float64 ``values`` to ``dtype`` (nearest-even) and return them as float64."""
+    a = np.asarray(values, dtype=np.float64)
+    if dtype == "float64":
+        return a.copy()
+    if dtype == "bfloat16":
+        return from_bits(to_bits(a, dtype), dtype, a.shape)
+    return a.astype(dtype).astype(np.float64)
+
+
+def to_bits(values: np.ndarray, dtype: str) -> bytes:
+    """Encode float64 ``values`` as the little-endian bytes of ``dtype`` (rounding to nearest)."""
+    a = np.ascontiguousarray(values, dtype=np.float64)
+    if dtype == "bfloat16":
+        f32 = a.astype("<f4")
+        bits = f32.view("<u4").astype(np.uint64)
+        # round to nearest even on the 16 dropped bits; NaN stays NaN (quiet bit kept)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        nan = np.isnan(f32)
+        rounded = np.where(nan, (bits >> 16) | 0x40, rounded)
+        return rounded.astype("<u2").tobytes()
+    return a.astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+
+
+def from_bits(payload: bytes, dtype: str, shape) -> np.ndarray:
+    """Decode bytes written by :func:`to_bits` into a float64 array of ``shape``."""
+    if dtype == "bfloat16":
+        bits = np.frombuffer(payload, dtype="<u2").astype("<u4") << 16
+        return bits.view("<f4").astype(np.float64).reshape(shape)
+    return np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float64).reshape(shape)
+
+
+def representable(values, dtype: str) -> bool:
+    """True when every entry of float64 ``values`` is exactly a ``dtype`` value (NaN counts)."""
+    a = np.asarray(values, dtype=np.float64)
+    r = round_to(a, dtype)
+    return bool(np.all((r == a) | (np.isnan(r) & np.isnan(a))))

@@ -1,0 +1,85 @@
+"""The results model: what a conformance run found, framework-free.
+
+The engine (klconform/engine.py) fills these; reports (klconform/report/) read only these.
+``RunResult.to_json()`` is the body of results.json (schema:
+klconform/schema/results.schema.json).  Fields documented as *timing* are the only ones
+allowed to differ between two runs with the same seed and framework versions.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Verdict classes (SPEC.md §Verdicts). "match" is the absence of a discrepancy.
+VERDICT_CLASSES = (
+    "match",          # within the reference's per-case bound             KL-VERDICT-MATCH
+    "precision",      # finite, beyond the bound, explained by no other point
+    "semantic",       # matches another point of the reference family (named)
+    "special_value",  # NaN / +-inf / finite differ from the reference
+    "shape",          # returned shape differs
+    "dtype",          # returned dtype differs (e.g. a silent down-cast)
+    "gradient",       # a gradient differs beyond its bound
+    "error",          # raised where the spec defines a value, or the reverse
+    "crash",          # the worker died (signal)
+    "timeout",        # the worker hung past the per-case timeout
+)
+# Comparison targets: the canonical definition and the adapter's documented semantics.
+AGAINST = ("canonical", "documented")
+
+
+@dataclasses.dataclass
+class Verdict:
+    adapter: str                  # adapter run id, e.g. "torch.kl_div" or "mxnet.KLDivLoss@mxnet180"
+    case: str                     # Case.digest
+    against: str                  # "canonical" | "documented"
+    cls: str                      # one of VERDICT_CLASSES
+    clauses: tuple[str, ...]      # SPEC.md clause ids that this verdict rests on
+    detail: str = ""              # one line: expected vs observed, in words
+    explained_by: str | None = None    # Point.name of the family member that matches (semantic)
+    err_over_bound: float | None = None  # max |observed - expected| / bound (finite entries)
+    known: str | None = None      # id of the known-discrepancy record that covers it
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["clauses"] = list(self.clauses)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Verdict":
+        d = dict(d)
+        d["clauses"] = tuple(d["clauses"])
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class AdapterRun:
+    """One adapter in one worker environment, and everything it answered."""
+
+    adapter: str                       # run id: adapter name, plus "@env" for side interpreters
+    api: str                           # e.g. "torch.nn.functional.kl_div"
+    env: dict[str, Any]                # framework, version, python, numpy, platform, device
+    status: str = "ok"                 # "ok" | "missing" | "import_error" (then outcomes are empty)
+    reason: str = ""                   # why it is not "ok"
+    documented_doc: str = ""           # doc URL behind the documented semantics
+    capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outcomes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # digest -> Outcome.to_json()
+    verdicts: list[Verdict] = dataclasses.field(default_factory=list)
+    counterexamples: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # cls -> {case, blob, seed}
+    unmatched_known: list[str] = dataclasses.field(default_factory=list)  # known records that no case showed
+    fingerprint: dict[str, Any] = dataclasses.field(default_factory=dict)  # observed point + evidence
+    elapsed_s: float | None = None     # timing
+
+
+@dataclasses.dataclass
+class RunResult:
+    """A whole conformance run (the body of results.json)."""
+
+    schema_version: int
+    seed: int
+    hypothesis: dict[str, Any]         # profile name, max_examples, derandomize, ...
+    corpus_digest: str                 # hash over the digests of all cases, in order
+    cases: dict[str, dict[str, Any]]   # digest -> Case.to_json()
+    runs: list[AdapterRun]
+    command: str = ""                  # how to reproduce this run exactly
+    started_at: str | None = None      # timing
+    elapsed_s: float | None = None     # timing

@@ -1,0 +1,75 @@
+"""The reference family: every KL-loss semantics the frameworks use, as one parameter set.
+
+A :class:`Point` says *how* a loss turns a :class:`klconform.case.Case`'s values into a
+number: which reduction it really applies, which epsilon policy, where sample weights act,
+and whether it (mis)reads the arguments.  The canonical semantics of a case is
+``Point(reduction=case.reduction)``; a framework's documented or observed behaviour is
+another point.  ``reference.evaluate(case, point)`` computes any point in float64.
+
+Clause ids in comments refer to reference/SPEC.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+EPSILON_POLICIES = (
+    "none",            # KL-EPS-NONE: the canonical definition, no epsilon
+    "target_log_eps",  # KL-EPS-TARGET-LOG: p * (log(p + eps) - log q)   (MXNet: eps=1e-12)
+    "clip_both",       # KL-EPS-CLIP: p, q clipped into [eps, 1] first   (Keras: eps=1e-7)
+)
+WEIGHT_LEVELS = (
+    "element",       # KL-WEIGHT-ELEMENT: weights multiply the elementwise loss (MXNet)
+    "distribution",  # KL-WEIGHT-DIST: weights multiply per-distribution losses (Keras)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One member of the reference family (SPEC.md §Family)."""
+
+    reduction: str
+    epsilon: str = "none"
+    eps: float = 0.0
+    weight_level: str = "element"
+    # Argument-order mistake: compute KL(Q || P) from the same inputs (KL-ARG-ORDER).
+    swap: bool = False
+    # Misread encodings: treat the target / prediction as another kind than the case says
+    # (e.g. log-probabilities read as probabilities). None means "as the case says".
+    target_as: str | None = None
+    input_as: str | None = None
+
+    def __post_init__(self):
+        if self.epsilon not in EPSILON_POLICIES:
+            raise ValueError(f"epsilon policy {self.epsilon!r} is not one of {EPSILON_POLICIES}")
+        if self.weight_level not in WEIGHT_LEVELS:
+            raise ValueError(f"weight_level {self.weight_level!r} is not one of {WEIGHT_LEVELS}")
+        if self.epsilon == "none" and self.eps != 0.0:
+            raise ValueError("eps must be 0 when the epsilon policy is 'none'")
+
+    @property
+    def name(self) -> str:
+        """Short stable label, e.g. ``sample_mean+target_log_eps(1e-12)``."""
+        parts = [self.reduction]
+        if self.epsilon != "none":
+            parts.append(f"{self.epsilon}({self.eps:g})")
+        if self.weight_level != "element":
+            parts.append(f"weights@{self.weight_level}")
+        if self.swap:
+            parts.append("swapped")
+        if self.target_as:
+            parts.append(f"target_as_{self.target_as}")
+        if self.input_as:
+            parts.append(f"input_as_{self.input_as}")
+        return "+".join(parts)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Point":
+        return cls(**d)
+
+
+def canonical(case) -> Point:
+    """The canonical semantics of ``case``: its own reduction, no epsilon, no misreading."""
+    return Point(reduction=case.reduction)
