@@ -32,25 +32,40 @@ def _python(env: Path) -> Path:
     return env / "bin" / "python"
 
 
-def _stamp(env: Path, spec: str) -> bool:
+def _stamp_ok(env: Path, spec: str, name: str = ".klconform-stamp") -> bool:
     """True when ``env`` was built from exactly ``spec``."""
-    f = env / ".klconform-stamp"
+    f = env / name
     return f.is_file() and f.read_text() == hashlib.sha256(spec.encode()).hexdigest()
 
 
-def _build(env: Path, spec: str, pip_args: list[str]) -> None:
-    if _stamp(env, spec) and _python(env).exists():
-        return
+def _write_stamp(env: Path, spec: str, name: str = ".klconform-stamp") -> None:
+    (env / name).write_text(hashlib.sha256(spec.encode()).hexdigest())
+
+
+def _pip(env: Path, args: list[str]) -> None:
+    cmd = [str(_python(env)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def _build(env: Path, spec: str, pip_args: list[str]) -> bool:
+    """(Re)build ``env`` from scratch unless it was built from ``spec``; True if it was rebuilt."""
+    if _stamp_ok(env, spec) and _python(env).exists():
+        return False
     print(f"bootstrap: building {env.relative_to(ROOT)} ...", flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(env)
-    cmd = [str(_python(env)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pip_args]
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    (env / ".klconform-stamp").write_text(hashlib.sha256(spec.encode()).hexdigest())
+    _pip(env, pip_args)
+    _write_stamp(env, spec)
+    return True
 
 
 def main_env() -> Path:
-    spec = REQUIREMENTS.read_text() + (ROOT / "pyproject.toml").read_text()
-    _build(MAIN_ENV, spec, ["-r", str(REQUIREMENTS), "-e", str(ROOT)])
+    """The main environment; the project itself is re-installed (no deps) when pyproject changes,
+    since its entry points (the built-in adapters) live there."""
+    rebuilt = _build(MAIN_ENV, REQUIREMENTS.read_text(), ["-r", str(REQUIREMENTS)])
+    project = (ROOT / "pyproject.toml").read_text()
+    if rebuilt or not _stamp_ok(MAIN_ENV, project, ".klconform-project-stamp"):
+        _pip(MAIN_ENV, ["--no-deps", "-e", str(ROOT)])
+        _write_stamp(MAIN_ENV, project, ".klconform-project-stamp")
     return _python(MAIN_ENV)
 
 
