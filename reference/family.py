@@ -17,6 +17,16 @@ EPSILON_POLICIES = (
     "target_log_eps",  # KL-EPS-TARGET-LOG: p * (log(p + eps) - log q)   (MXNet: eps=1e-12)
     "clip_both",       # KL-EPS-CLIP: p, q clipped into [eps, 1] first   (Keras: eps=1e-7)
 )
+WEIGHT_DIVISORS = (
+    "count",       # KL-WEIGHT-DIVISOR: means divide by element / distribution counts
+    "weight_sum",  # KL-WEIGHT-SUMDIV: mean and distribution_mean divide by sum of weights
+)
+ZERO_INF = (
+    "zero",  # KL-ZERO-1: 0 * log(0/q) = 0, also where log q or log p is -inf
+    "nan",   # KL-ZERO-3: literal IEEE 0 * (-inf) = NaN (e.g. torch kl_div)
+)
+INPUT_KINDS = ("prob", "logprob", "logits")
+TARGET_KINDS = ("prob", "logprob")
 WEIGHT_LEVELS = (
     "element",       # KL-WEIGHT-ELEMENT: weights multiply the elementwise loss (MXNet)
     "distribution",  # KL-WEIGHT-DIST: weights multiply per-distribution losses (Keras)
@@ -37,6 +47,9 @@ class Point:
     # (e.g. log-probabilities read as probabilities). None means "as the case says".
     target_as: str | None = None
     input_as: str | None = None
+    # Additive fields (defaults keep older names and JSON unchanged).
+    weight_divisor: str = "count"
+    zero_inf: str = "zero"
 
     def __post_init__(self):
         if self.epsilon not in EPSILON_POLICIES:
@@ -45,6 +58,16 @@ class Point:
             raise ValueError(f"weight_level {self.weight_level!r} is not one of {WEIGHT_LEVELS}")
         if self.epsilon == "none" and self.eps != 0.0:
             raise ValueError("eps must be 0 when the epsilon policy is 'none'")
+        if self.epsilon != "none" and not self.eps > 0.0:
+            raise ValueError(f"eps must be > 0 for epsilon policy {self.epsilon!r}, got {self.eps!r}")
+        if self.weight_divisor not in WEIGHT_DIVISORS:
+            raise ValueError(f"weight_divisor {self.weight_divisor!r} is not one of {WEIGHT_DIVISORS}")
+        if self.zero_inf not in ZERO_INF:
+            raise ValueError(f"zero_inf {self.zero_inf!r} is not one of {ZERO_INF}")
+        if self.target_as is not None and self.target_as not in TARGET_KINDS:
+            raise ValueError(f"target_as {self.target_as!r} is not one of {TARGET_KINDS}")
+        if self.input_as is not None and self.input_as not in INPUT_KINDS:
+            raise ValueError(f"input_as {self.input_as!r} is not one of {INPUT_KINDS}")
 
     @property
     def name(self) -> str:
@@ -54,6 +77,10 @@ class Point:
             parts.append(f"{self.epsilon}({self.eps:g})")
         if self.weight_level != "element":
             parts.append(f"weights@{self.weight_level}")
+        if self.weight_divisor != "count":
+            parts.append(f"div_{self.weight_divisor}")
+        if self.zero_inf != "zero":
+            parts.append(f"0*inf={self.zero_inf}")
         if self.swap:
             parts.append("swapped")
         if self.target_as:
@@ -67,6 +94,7 @@ class Point:
 
     @classmethod
     def from_json(cls, d: dict) -> "Point":
+        """Inverse of :meth:`to_json`; fields missing from older files take their defaults."""
         return cls(**d)
 
 

@@ -1,0 +1,111 @@
+"""Per-case error bounds (SPEC.md KL-BOUND-1..4): how far a correctly implemented
+framework computing in ``case.dtype`` may be from the exact result.
+
+Model (KL-BOUND-1): the straightforward algorithm in the dtype — decode (log, exp,
+log_softmax), ``d = log a - log b``, ``T = a*d``, weight, sum the ``k`` terms of each
+output in any order, divide by ``D`` — with every elementary operation within 2u relative
+(libm log/exp within 1 ulp) and an absolute η = (smallest normal)·u per subnormal result.
+The bounds are first-order forward error bounds of that algorithm, summed with absolute
+values, so they hold for any summation order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from klconform.dtypes import FINFO, UNIT_ROUNDOFF
+
+from .variants import LD, Prepared, effective_logs, reduce_sum, terms
+
+
+def unit_roundoff(dtype: str) -> float:
+    return UNIT_ROUNDOFF[dtype]
+
+
+def underflow_unit(dtype: str) -> float:
+    """η: the absolute error of one operation whose result is subnormal."""
+    return FINFO[dtype][1] * UNIT_ROUNDOFF[dtype]
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """Non-finite budget entries only occur where the result is non-finite (bound 0 there)."""
+    return np.where(np.isfinite(x), x, LD(0))
+
+
+def log_softmax_factor(prep: Prepared) -> np.ndarray:
+    """λ on S: the log_softmax error of log q in units of u (0 unless logits, KL-BOUND-2)."""
+    d = prep.pred
+    if d.kind != "logits" or d.axis is None:
+        return np.zeros(prep.shape, dtype=LD)
+    z = np.asarray(d.raw, dtype=LD)
+    n_c = z.shape[d.axis]
+    with np.errstate(invalid="ignore"):
+        m = np.max(np.where(np.isfinite(z), z, LD(-np.inf)), axis=d.axis, keepdims=True) \
+            if n_c else np.zeros_like(z)
+        lam = np.abs(z - m) + n_c + np.log(max(n_c, 1)) + np.abs(d.lv)
+    return np.broadcast_to(_finite(lam), prep.shape)
+
+
+def value_bound(prep: Prepared, value: np.ndarray) -> np.ndarray:
+    """KL-BOUND-2, float64, shaped like ``value``."""
+    u = LD(unit_roundoff(prep.case.dtype))
+    eta = LD(underflow_unit(prep.case.dtype))
+    a2, la2, b2, lb2 = effective_logs(prep.point, prep.a, prep.la, prep.b, prep.lb)
+    t = np.abs(terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log))
+    lam = log_softmax_factor(prep)
+    with np.errstate(invalid="ignore", over="ignore"):
+        logs = _finite(np.abs(la2)) + _finite(np.abs(lb2)) + 1 + lam
+        per = np.where(a2 == 0, LD(0), np.abs(a2) * logs) + 3 * t + lam * t
+        c = np.abs(prep.coef)
+        budget = reduce_sum(_finite(c * per), prep)
+        absum = reduce_sum(_finite(c * t), prep)
+        k = LD(prep.terms_per_output)
+        d = LD(prep.divisor) if prep.divisor else LD(1)
+        b = (2 * u * (budget + (k - 1) * absum) / d + u * np.abs(np.asarray(value, dtype=LD))
+             + (4 * k + 1) * eta / d)
+    b = np.asarray(b, dtype=np.float64)
+    return np.where(np.isfinite(value), b, 0.0)
+
+
+def grad_bound(prep: Prepared, side: str, log_space: bool, partial: np.ndarray,
+               coef: np.ndarray, grad_s: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """KL-BOUND-3 before any softmax backward, summed to the input's ``shape`` (longdouble).
+
+    ``partial`` is ∂T/∂(input encoding) on S, ``coef`` c_i = w W_i / D, ``grad_s`` = c·∂.
+    """
+    from .variants import sum_to_shape
+    a2, la2, b2, lb2 = effective_logs(prep.point, prep.a, prep.la, prep.b, prep.lb)
+    with np.errstate(invalid="ignore", over="ignore"):
+        logs = _finite(np.abs(la2)) + _finite(np.abs(lb2)) + 1
+        dp = _finite(np.abs(partial))
+        a_part = np.where(a2 == 0, LD(0), np.abs(a2) * logs)
+        if side == "a":
+            e = a_part + 2 * dp if log_space else logs + dp
+        else:
+            e = np.abs(_finite(a2)) + dp if log_space else 2 * dp
+        ac = np.abs(coef)
+        per = _finite(ac * e) + 3 * _finite(np.abs(grad_s))
+        k_b = LD(max(1, int(np.prod(prep.shape, dtype=np.int64)))
+                 / max(1, int(np.prod(shape, dtype=np.int64))))
+        budget = sum_to_shape(per, shape) + (k_b - 1) * sum_to_shape(_finite(np.abs(grad_s)), shape)
+    u = LD(unit_roundoff(prep.case.dtype))
+    return 2 * u * budget + 4 * k_b * LD(underflow_unit(prep.case.dtype))
+
+
+def softmax_backward_bound(prep: Prepared, g: np.ndarray, g_bound: np.ndarray,
+                           result: np.ndarray) -> np.ndarray:
+    """Bound of G = g − q·Σg (logits), given the bound of g (KL-BOUND-3)."""
+    d = prep.pred
+    u = LD(unit_roundoff(prep.case.dtype))
+    q = d.v
+    n_c = q.shape[d.axis]
+    z = np.asarray(d.raw, dtype=LD)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.max(np.where(np.isfinite(z), z, LD(-np.inf)), axis=d.axis, keepdims=True) \
+            if n_c else np.zeros_like(z)
+        lam = _finite(np.abs(z - m) + n_c + np.log(max(n_c, 1)) + np.abs(d.lv))
+        sg = np.sum(g, axis=d.axis, keepdims=True)
+        sabs = np.sum(_finite(np.abs(g)), axis=d.axis, keepdims=True)
+        sb = np.sum(g_bound, axis=d.axis, keepdims=True)
+        b = (g_bound + _finite(q) * sb + 2 * u * _finite(q) * (lam + n_c) * sabs
+             + 2 * u * (_finite(np.abs(result)) + _finite(q * np.abs(sg))))
+    return b

@@ -1,0 +1,183 @@
+"""``evaluate(case, point)``: the reference's answer to one case under one family point.
+
+The expected value, its per-case error bound for ``case.dtype``, the gradients of
+Σ(output) w.r.t. the encoded inputs with their bounds, and the SPEC.md clauses that
+governed the result.  Probability/probability terms and sums come from the accurate core
+(``reference._accurate``, ≤ 2 ulp); log encodings, logits and epsilon variants are computed
+in extended precision (:mod:`reference.variants`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from klconform.dtypes import FINFO, round_to
+
+from . import bounds as _bounds
+from . import gradients as _gradients
+from .family import Point, canonical
+from .variants import LD, Prepared, UndefinedCase, prepare, reduce_sum, terms
+
+__all__ = ["Expected", "UndefinedCase", "evaluate"]
+
+_REDUCTION_CLAUSE = {
+    "none": "KL-RED-NONE", "distribution": "KL-RED-DIST", "sum": "KL-RED-SUM",
+    "mean": "KL-RED-MEAN", "batchmean": "KL-RED-BATCHMEAN",
+    "distribution_mean": "KL-RED-SOBS", "sample_sum": "KL-RED-SAMPLE-SUM",
+    "sample_mean": "KL-RED-SAMPLE-MEAN",
+}
+_EPS_CLAUSE = {"none": "KL-EPS-NONE", "target_log_eps": "KL-EPS-TARGET-LOG",
+               "clip_both": "KL-EPS-CLIP"}
+_DIVIDING = ("mean", "batchmean", "distribution_mean", "sample_mean")
+
+
+@dataclasses.dataclass
+class Expected:
+    """The reference's answer (all arrays float64)."""
+
+    value: np.ndarray                  # exact-to-float64 value, shape per KL-SHAPE-2
+    value_in_dtype: np.ndarray         # value rounded to case.dtype (overflow -> inf, KL-DTYPE-3)
+    bound: np.ndarray                  # max abs error allowed (0 where value_in_dtype non-finite)
+    grads: dict[str, np.ndarray]       # "pred"/"target" -> d Σ(output) / d input (encoded)
+    grad_bounds: dict[str, np.ndarray]
+    clauses: tuple[str, ...]           # SPEC.md ids that governed this result
+    point: Point
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+
+# ---------------------------------------------------------------------------- accurate core
+def _core():
+    """The accurate core (kl_divergence, kl_terms), or None while it is not installed."""
+    try:
+        from ._accurate import kl_divergence, kl_terms
+    except ImportError:
+        return None
+    return kl_divergence, kl_terms
+
+
+def _use_core(prep: Prepared) -> bool:
+    pt = prep.point
+    return (pt.epsilon == "none" and pt.zero_inf == "zero"
+            and prep.target.kind == "prob" and prep.pred.kind == "prob"
+            and _core() is not None)
+
+
+def _weighted_sums(prep: Prepared) -> np.ndarray:
+    """Σ W_i T_i per output (longdouble), before the scalar weight and the divisor."""
+    if _use_core(prep) and prep.shape and prep.axes:
+        kl_divergence, kl_terms = _core()
+        a = np.broadcast_to(np.asarray(prep.a, dtype=np.float64), prep.shape)
+        b = np.broadcast_to(np.asarray(prep.b, dtype=np.float64), prep.shape)
+        w = None if prep.W is None else np.asarray(prep.W, dtype=np.float64)
+        return np.asarray(kl_divergence(a, b, axis=prep.axes, weights=w), dtype=LD)
+    t = element_terms(prep)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if prep.W is not None:
+            t = t * prep.W
+        return reduce_sum(t, prep)
+
+
+def element_terms(prep: Prepared) -> np.ndarray:
+    """The elementwise terms T on S (longdouble), from the core where it applies."""
+    if _use_core(prep):
+        _, kl_terms = _core()
+        a = np.asarray(prep.a, dtype=np.float64)
+        b = np.asarray(prep.b, dtype=np.float64)
+        return np.asarray(np.broadcast_to(kl_terms(a, b), prep.shape), dtype=LD)
+    return terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log)
+
+
+def value_ld(prep: Prepared) -> np.ndarray:
+    """The point's output in longdouble: w * Σ W T / D."""
+    s = _weighted_sums(prep)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return s * LD(prep.weight) / LD(prep.divisor)
+
+
+# ---------------------------------------------------------------------------- clauses
+def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grads: bool):
+    c = ["KL-DEF-1", "KL-DEF-2", "KL-ARG-1", "KL-SHAPE-1", "KL-SHAPE-2", "KL-DTYPE-1",
+         "KL-FAM-1", "KL-BOUND-1", "KL-BOUND-2", "KL-BOUND-4", "KL-BOUND-5",
+         "KL-TARGET-PROB" if prep.target.kind == "prob" else "KL-TARGET-LOGPROB",
+         {"prob": "KL-INPUT-PROB", "logprob": "KL-INPUT-LOGPROB",
+          "logits": "KL-INPUT-LOGITS"}[prep.pred.kind],
+         _REDUCTION_CLAUSE[prep.point.reduction], _EPS_CLAUSE[prep.point.epsilon]]
+    pt, a, b = prep.point, prep.a, prep.b
+    if pt.swap:
+        c.append("KL-ARG-ORDER")
+    if pt.target_as or pt.input_as:
+        c.append("KL-MISREAD-1")
+    if prep.case.weight is not None:
+        c.append("KL-WEIGHT-SCALAR")
+    if prep.W is not None:
+        c += ["KL-WEIGHT-SHAPE",
+              "KL-WEIGHT-ELEMENT" if pt.weight_level == "element" else "KL-WEIGHT-DIST"]
+        if pt.reduction in _DIVIDING:
+            c.append("KL-WEIGHT-SUMDIV" if pt.weight_divisor == "weight_sum"
+                     else "KL-WEIGHT-DIVISOR")
+    with np.errstate(invalid="ignore"):
+        invalid = np.isnan(a) | np.isnan(b) | (a < 0) | (b < 0)
+        if np.any(invalid):
+            c.append("KL-INVALID-1")
+        if pt.epsilon != "clip_both":
+            zero = (a == 0) & ~invalid
+            if np.any(zero):
+                c.append("KL-ZERO-1")
+                if pt.zero_inf == "nan":
+                    c.append("KL-ZERO-3")
+            if np.any((a > 0) & (b == 0) & ~invalid):
+                c.append("KL-ZERO-2")
+        if np.any(np.isinf(a) | np.isinf(b)):
+            c.append("KL-INF-1")
+    if prep.axes is not None and not np.all(np.isfinite(value)):
+        c.append("KL-SPECIAL-SUM-1")
+    if prep.axes is not None and any(prep.shape[i] == 0 for i in prep.axes):
+        c.append("KL-EMPTY-1")
+    if pt.reduction in _DIVIDING and prep.divisor == 0:
+        c.append("KL-EMPTY-2")
+    if np.any(np.isinf(value_in_dtype) & np.isfinite(value)):
+        c.append("KL-DTYPE-3")
+    if prep.case.dtype in ("float16", "bfloat16"):
+        c.append("KL-DTYPE-2")
+    if grads:
+        c += ["KL-GRAD-1", "KL-GRAD-RED", "KL-BOUND-3",
+              "KL-GRAD-TARGET-PROB" if prep.target.kind == "prob" else "KL-GRAD-TARGET-LOGPROB",
+              {"prob": "KL-GRAD-PRED-PROB", "logprob": "KL-GRAD-PRED-LOGPROB",
+               "logits": "KL-GRAD-PRED-LOGITS"}[prep.pred.kind]]
+        if pt.epsilon != "none":
+            c.append("KL-GRAD-EPS")
+        if "KL-ZERO-1" in c:
+            c.append("KL-GRAD-ZERO")
+        if "KL-ZERO-2" in c or "KL-INF-1" in c or "KL-INVALID-1" in c:
+            c.append("KL-GRAD-INF")
+    return tuple(dict.fromkeys(c))
+
+
+# ---------------------------------------------------------------------------- entry point
+def evaluate(case, point: Point | None = None) -> Expected:
+    """The expected result of ``case`` under ``point`` (default: ``canonical(case)``).
+
+    Raises :class:`UndefinedCase` (a ValueError carrying the clause id) where the spec
+    defines no value (KL-RED-0D, KL-WEIGHT-DIST, KL-WEIGHT-SUMDIV, KL-INPUT-LOGITS).
+    """
+    point = point or canonical(case)
+    prep = prepare(case, point)
+    v_ld = value_ld(prep)
+    value = np.asarray(v_ld, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        value_in_dtype = round_to(value, case.dtype)
+        # values above the dtype's max overflow (KL-DTYPE-3), whatever numpy's rounding did
+        big = np.isfinite(value) & (np.abs(value) > FINFO[case.dtype][0])
+        value_in_dtype = np.where(big, np.copysign(np.inf, value), value_in_dtype)
+    bound = _bounds.value_bound(prep, value)
+    bound = np.where(np.isfinite(value_in_dtype), bound, 0.0)
+    grads: dict[str, np.ndarray] = {}
+    grad_bounds: dict[str, np.ndarray] = {}
+    if getattr(case, "grad", True):
+        grads, grad_bounds = _gradients.gradients_and_bounds(prep)
+    return Expected(value, value_in_dtype, bound, grads, grad_bounds,
+                    _clauses(prep, value, value_in_dtype, bool(grads)), point)

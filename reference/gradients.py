@@ -1,0 +1,61 @@
+"""Analytic gradients of Σ(output) w.r.t. the target and the prediction, in their
+encodings (SPEC.md §8), for every family point, with their bounds (KL-BOUND-3).
+
+Term partials (:func:`reference.variants.partials`):
+  ∂T/∂p = log(p/q) + 1          ∂T/∂t = e^t (t − log q + 1)        (target, prob / logprob)
+  ∂T/∂q = −p/q                  ∂T/∂(log q) = −p                   (prediction)
+  logits: G_z = g − softmax(z)·Σ_class g, with g the gradient w.r.t. log q.
+Each term's partial is scaled by c_i = w·W_i / D (KL-GRAD-RED) and summed over broadcast
+dimensions back to the input's own shape (KL-GRAD-1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import bounds as _bounds
+from .family import Point
+from .variants import LD, Prepared, partials, prepare, sum_to_shape
+
+__all__ = ["gradients", "gradients_and_bounds"]
+
+
+def _coef(prep: Prepared) -> np.ndarray:
+    """c_i = d Σ(output) / d T_i on S (KL-GRAD-RED)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return prep.coef / LD(prep.divisor)
+
+
+def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
+    dec = prep.target if name == "target" else prep.pred
+    is_a = (name == "target") != prep.point.swap
+    side = "a" if is_a else "b"
+    log_space = dec.kind != "prob"
+    partial = parts[f"{side}_{'log' if log_space else 'val'}"]
+    with np.errstate(invalid="ignore", over="ignore"):
+        grad_s = coef * partial
+    own = tuple(np.shape(dec.raw))
+    g = sum_to_shape(grad_s, own)
+    gb = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, own)
+    if dec.kind == "logits":
+        with np.errstate(invalid="ignore", over="ignore"):
+            result = g - dec.v * np.sum(g, axis=dec.axis, keepdims=True)
+        gb = _bounds.softmax_backward_bound(prep, g, gb, result)
+        g = result
+    g64 = np.asarray(g, dtype=np.float64)
+    gb64 = np.where(np.isfinite(g64), np.asarray(gb, dtype=np.float64), 0.0)
+    return g64, gb64
+
+
+def gradients_and_bounds(prep: Prepared) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({"target": G_t, "pred": G_q}, their bounds), float64, each in its input's shape."""
+    parts = partials(prep.point, prep.a, prep.la, prep.b, prep.lb)
+    coef = _coef(prep)
+    grads, gbounds = {}, {}
+    for name in ("pred", "target"):
+        grads[name], gbounds[name] = _one(prep, name, parts, coef)
+    return grads, gbounds
+
+
+def gradients(case, point: Point | None = None) -> dict[str, np.ndarray]:
+    """Gradients of Σ(output) of ``case`` under ``point`` w.r.t. "pred" and "target"."""
+    return gradients_and_bounds(prepare(case, point))[0]

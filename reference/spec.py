@@ -1,0 +1,50 @@
+"""Machine-readable view of reference/SPEC.md: the clause ids, in document order."""
+from __future__ import annotations
+
+import functools
+import pathlib
+import re
+
+SPEC_PATH = pathlib.Path(__file__).with_name("SPEC.md")
+# A clause starts a line with its bold id, e.g. "**KL-ZERO-1**".
+CLAUSE_RE = re.compile(r"^\*\*(KL-[A-Z0-9]+(?:-[A-Z0-9]+)+)\*\*", re.MULTILINE)
+
+# Verdict class (klconform.results.VERDICT_CLASSES) -> the clause that defines it.
+VERDICT_CLAUSES = {
+    "match": "KL-VERDICT-MATCH",
+    "precision": "KL-VERDICT-PRECISION",
+    "semantic": "KL-VERDICT-SEMANTIC",
+    "special_value": "KL-VERDICT-SPECIAL",
+    "shape": "KL-VERDICT-SHAPE",
+    "dtype": "KL-VERDICT-DTYPE",
+    "gradient": "KL-VERDICT-GRADIENT",
+    "error": "KL-VERDICT-ERROR",
+    "crash": "KL-VERDICT-CRASH",
+    "timeout": "KL-VERDICT-TIMEOUT",
+}
+
+
+def parse_clause_ids(text: str) -> tuple[str, ...]:
+    """The clause ids defined in ``text`` (SPEC.md syntax), in order; raises on duplicates."""
+    ids = CLAUSE_RE.findall(text)
+    seen: set[str] = set()
+    dups = sorted({i for i in ids if i in seen or seen.add(i)})
+    if dups:
+        raise ValueError(f"SPEC.md defines clause ids more than once: {', '.join(dups)}")
+    return tuple(ids)
+
+
+@functools.lru_cache(maxsize=1)
+def clause_ids() -> tuple[str, ...]:
+    """Every clause id defined in reference/SPEC.md, in document order."""
+    return parse_clause_ids(SPEC_PATH.read_text(encoding="utf-8"))
+
+
+def clause_text(clause_id: str) -> str:
+    """The text of one clause (up to the next clause or heading), for reports."""
+    text = SPEC_PATH.read_text(encoding="utf-8")
+    m = re.search(rf"^\*\*{re.escape(clause_id)}\*\*\n(.*?)(?=^\*\*KL-|^#|\Z)", text,
+                  re.MULTILINE | re.DOTALL)
+    if m is None:
+        raise KeyError(f"no clause {clause_id!r} in SPEC.md")
+    return " ".join(m.group(1).split())

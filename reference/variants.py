@@ -1,0 +1,293 @@
+"""The family's semantics, elementwise: decoding encodings, the term formulas of every
+epsilon policy, their partial derivatives, and the preparation of a (case, point) pair.
+
+Everything here works in numpy ``longdouble`` (80-bit extended on x86-64: 2**-63 relative
+per operation), which keeps the reference's error far below any dtype's bound (SPEC.md
+KL-BOUND-5).  Probability/probability canonical values do not come from here but from the
+accurate core (``reference._accurate``); see :mod:`reference.evaluate`.
+
+Sides: ``a`` is the first argument of T(a, b) = a log(a/b) and ``b`` the second; normally
+a = P (target) and b = Q (prediction), exchanged under ``Point.swap`` (KL-ARG-ORDER).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .family import Point
+
+LD = np.longdouble
+
+
+class UndefinedCase(ValueError):
+    """The spec defines no value for this (case, point); ``clause`` says which clause."""
+
+    def __init__(self, message: str, clause: str):
+        super().__init__(f"{message} ({clause})")
+        self.clause = clause
+
+
+# ---------------------------------------------------------------------------- decoding
+@dataclasses.dataclass
+class Decoded:
+    """One input decoded to probabilities ``v`` and logs ``lv`` (longdouble, own shape)."""
+
+    kind: str                 # the encoding it was read as
+    raw: np.ndarray           # the array as passed (float64)
+    v: np.ndarray             # probabilities
+    lv: np.ndarray            # natural logs of v (exact copy of raw for logprob)
+    axis: int | None = None   # softmax axis in raw's own shape (logits only)
+
+
+def log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    """Accurate log_softmax along ``axis`` in longdouble, with KL-INPUT-LOGITS specials:
+    rows holding NaN or +inf, or only -inf, are NaN throughout."""
+    z = np.asarray(z, dtype=LD)
+    if z.shape[axis] == 0:
+        return z.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = (np.any(np.isnan(z) | (z == np.inf), axis=axis, keepdims=True)
+               | np.all(z == -np.inf, axis=axis, keepdims=True))
+        zz = np.where(bad, LD(0), z)
+        m = np.max(zz, axis=axis, keepdims=True)
+        shifted = zz - m
+        lse = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        out = shifted - lse
+    return np.where(bad, LD(np.nan), out)
+
+
+def decode(raw: np.ndarray, kind: str, axis: int | None = None) -> Decoded:
+    """Decode ``raw`` read as ``kind`` (KL-TARGET-*, KL-INPUT-*); ``axis`` for logits."""
+    x = np.asarray(raw, dtype=LD)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "prob":
+            return Decoded(kind, raw, x, np.log(x))
+        if kind == "logprob":
+            return Decoded(kind, raw, np.exp(x), x)
+        if kind == "logits":
+            if axis is None:
+                raise UndefinedCase("logits need a class axis, but the prediction is 0-D",
+                                    "KL-INPUT-LOGITS")
+            lv = log_softmax(x, axis)
+            return Decoded(kind, raw, np.exp(lv), lv, axis)
+    raise ValueError(f"unknown encoding {kind!r}")
+
+
+# ---------------------------------------------------------------------------- terms
+def invalid_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """KL-INVALID-1: NaN or negative entries on either side."""
+    return np.isnan(a) | np.isnan(b) | (a < 0) | (b < 0)
+
+
+def clipped(v: np.ndarray, lv: np.ndarray, eps: float):
+    """clip(v, eps, 1) and its log, reusing the exact log where nothing was clipped."""
+    c = np.clip(v, LD(eps), LD(1))  # NaN stays NaN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lc = np.where(c == v, lv, np.log(c))
+    return c, lc
+
+
+def effective_logs(point: Point, a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray):
+    """The (a, log a, b, log b) that the point's formula actually uses (after eps/clip)."""
+    if point.epsilon == "clip_both":
+        a2, la2 = clipped(a, la, point.eps)
+        b2, lb2 = clipped(b, lb, point.eps)
+        return a2, la2, b2, lb2
+    if point.epsilon == "target_log_eps":
+        with np.errstate(invalid="ignore"):
+            return a, np.log(a + LD(point.eps)), b, lb
+    return a, la, b, lb
+
+
+def terms(point: Point, a, la, b, lb, a_is_log: bool) -> np.ndarray:
+    """Elementwise T of ``point`` (longdouble) with the §2 conventions."""
+    a2, la2, b2, lb2 = effective_logs(point, a, la, b, lb)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = a2 * (la2 - lb2)
+    if point.epsilon == "clip_both":
+        return t  # no zeros, no negatives remain; NaN propagates (KL-EPS-CLIP)
+    zero = a == 0
+    t = np.where(zero, LD(0), t)                                   # KL-ZERO-1
+    if point.zero_inf == "nan":                                    # KL-ZERO-3
+        lit = zero & (b == 0)
+        if point.epsilon == "none" and a_is_log:
+            lit = lit | zero
+        t = np.where(lit, LD(np.nan), t)
+    return np.where(invalid_mask(a, b), LD(np.nan), t)             # KL-INVALID-1
+
+
+def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
+    """∂T/∂a, ∂T/∂(log a), ∂T/∂b, ∂T/∂(log b) (SPEC.md §8), longdouble, IEEE elsewhere."""
+    nan = LD(np.nan)
+    zero = a == 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if point.epsilon == "clip_both":
+            eps = LD(point.eps)
+            a2, la2 = clipped(a, la, point.eps)
+            b2, lb2 = clipped(b, lb, point.eps)
+            ina = (a >= eps) & (a <= 1)
+            inb = (b >= eps) & (b <= 1)
+            a_val = np.where(ina, la2 - lb2 + 1, LD(0))
+            b_val = np.where(inb, -a2 / b2, LD(0))
+            a_val = np.where(np.isnan(a) | np.isnan(b), nan, a_val)
+            b_val = np.where(np.isnan(a) | np.isnan(b), nan, b_val)
+            a_log = np.where(ina, a * a_val, LD(0))
+            b_log = np.where(inb, b * b_val, LD(0))
+            return {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}
+        if point.epsilon == "target_log_eps":
+            a_val = np.log(a + LD(point.eps)) - lb + a / (a + LD(point.eps))
+        else:
+            a_val = la - lb + 1          # at a = 0: -inf for b > 0, NaN for b = 0 (KL-GRAD-ZERO)
+        a_log = np.where(zero, np.where(b == 0, nan, LD(0)), a * a_val)
+        b_val = np.where(zero, LD(0), -a / b)
+        b_log = np.where(zero, LD(0), -a)
+    bad = invalid_mask(a, b)
+    return {k: np.where(bad, nan, v) for k, v in
+            {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}.items()}
+
+
+# ---------------------------------------------------------------------------- preparation
+def normalize_axis(axis: int, ndim: int, what: str) -> int:
+    if not -ndim <= axis < ndim:
+        raise UndefinedCase(f"{what} {axis} is out of range for a {ndim}-D loss", "KL-RED-0D")
+    return axis % ndim
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything the value, gradient and bound computations share for one (case, point)."""
+
+    case: object
+    point: Point
+    shape: tuple[int, ...]          # S
+    ca: int | None                  # class axis on S (None for 0-D)
+    ba: int | None                  # batch axis on S (None for 0-D)
+    target: Decoded
+    pred: Decoded
+    a: np.ndarray                   # first side on S (P, or Q when swapped)
+    la: np.ndarray
+    b: np.ndarray
+    lb: np.ndarray
+    a_is_log: bool                  # first side was passed in a log encoding
+    weight: float                   # scalar weight w (1 when absent)
+    W: np.ndarray | None            # sample weights broadcast to S (None when absent)
+    axes: tuple[int, ...] | None    # axes summed for each output (None: no sum)
+    divisor: float                  # D
+    terms_per_output: int           # k
+
+    @property
+    def coef(self) -> np.ndarray:
+        """c'_i = w * W_i on S (longdouble): the weight of each term before the divisor."""
+        c = np.full(self.shape, LD(self.weight))
+        return c if self.W is None else c * self.W
+
+
+def _pred_axis(case, ndim: int, ca: int | None) -> int | None:
+    """The class axis in the prediction's own shape (logits are applied before broadcasting)."""
+    if ca is None:
+        return None
+    pa = ca - (ndim - case.pred.ndim)
+    if pa < 0:
+        raise UndefinedCase("the prediction lacks the class axis that logits need",
+                            "KL-INPUT-LOGITS")
+    return pa
+
+
+def _sample_weights(case, point: Point, shape, ca) -> np.ndarray | None:
+    sw = case.sample_weight
+    if sw is None:
+        return None
+    try:
+        W = np.broadcast_to(np.asarray(sw, dtype=LD), shape)
+    except ValueError:
+        raise UndefinedCase(f"sample_weight shape {np.shape(sw)} does not broadcast to the "
+                            f"loss shape {shape}", "KL-WEIGHT-SHAPE") from None
+    if point.weight_level == "distribution" and W.size and ca is not None:
+        first = np.take(W, [0], axis=ca)
+        same = (W == first) | (np.isnan(W) & np.isnan(first))
+        if not np.all(same):
+            raise UndefinedCase("sample_weight varies along the class axis; distribution-level "
+                                "weighting cannot express it", "KL-WEIGHT-DIST")
+    return W
+
+
+def _reduction_layout(point: Point, shape, ca, ba, W):
+    """(axes, divisor, terms per output) of the point's reduction on S (SPEC.md §4)."""
+    red = point.reduction
+    n = int(np.prod(shape, dtype=np.int64))
+    ndim = len(shape)
+    if ndim == 0 and red in ("distribution", "distribution_mean", "sample_sum", "sample_mean"):
+        raise UndefinedCase(f"reduction {red!r} needs an axis, but the loss is 0-D", "KL-RED-0D")
+    if point.weight_divisor == "weight_sum" and red not in ("mean", "distribution_mean"):
+        raise UndefinedCase(f"weight_divisor 'weight_sum' is defined only for mean and "
+                            f"distribution_mean, not {red!r}", "KL-WEIGHT-SUMDIV")
+    if red == "none":
+        return None, 1.0, 1
+    if red == "distribution":
+        return (ca,), 1.0, shape[ca]
+    if red == "sum":
+        return tuple(range(ndim)), 1.0, n
+    if red == "mean":
+        d = float(n)
+        if point.weight_divisor == "weight_sum" and W is not None:
+            d = float(np.sum(W))
+        return tuple(range(ndim)), d, n
+    if red == "batchmean":
+        return tuple(range(ndim)), float(shape[ba]) if ndim else 1.0, n
+    if red == "distribution_mean":
+        d = float(n // shape[ca]) if shape[ca] else float(np.prod(
+            [s for i, s in enumerate(shape) if i != ca]))
+        if point.weight_divisor == "weight_sum" and W is not None:
+            d = float(np.sum(np.take(W, 0, axis=ca))) if shape[ca] else 0.0
+        return tuple(range(ndim)), d, n
+    others = tuple(i for i in range(ndim) if i != ba)
+    per = int(np.prod([shape[i] for i in others], dtype=np.int64))
+    if red == "sample_sum":
+        return others, 1.0, per
+    if red == "sample_mean":
+        return others, float(per), per
+    raise ValueError(f"unknown reduction {red!r}")
+
+
+def prepare(case, point: Point | None = None) -> Prepared:
+    """Decode and lay out ``case`` under ``point`` (default: the canonical point)."""
+    from .family import canonical
+    point = point or canonical(case)
+    shape = tuple(np.broadcast_shapes(case.target.shape, case.pred.shape))
+    ndim = len(shape)
+    ca = normalize_axis(case.class_axis, ndim, "class_axis") if ndim else None
+    ba = normalize_axis(case.batch_axis, ndim, "batch_axis") if ndim else None
+    tkind = point.target_as or case.target_kind
+    ikind = point.input_as or case.input_kind
+    target = decode(case.target, tkind, _pred_axis(case, ndim, ca) if tkind == "logits" else None)
+    pred = decode(case.pred, ikind, _pred_axis(case, ndim, ca) if ikind == "logits" else None)
+    p, lp = np.broadcast_to(target.v, shape), np.broadcast_to(target.lv, shape)
+    q, lq = np.broadcast_to(pred.v, shape), np.broadcast_to(pred.lv, shape)
+    if point.swap:
+        a, la, b, lb, a_is_log = q, lq, p, lp, ikind != "prob"
+    else:
+        a, la, b, lb, a_is_log = p, lp, q, lq, tkind != "prob"
+    W = _sample_weights(case, point, shape, ca)
+    axes, divisor, k = _reduction_layout(point, shape, ca, ba, W)
+    weight = 1.0 if case.weight is None else float(case.weight)
+    return Prepared(case, point, shape, ca, ba, target, pred, a, la, b, lb, a_is_log,
+                    weight, W, axes, divisor, k)
+
+
+def reduce_sum(x: np.ndarray, prep: Prepared) -> np.ndarray:
+    """Σ of ``x`` (on S) over the reduction's axes (no division)."""
+    if prep.axes is None:
+        return x
+    return np.sum(x, axis=prep.axes)
+
+
+def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient on the broadcast shape back to an input's own ``shape``."""
+    lead = g.ndim - len(shape)
+    if lead:
+        g = np.sum(g, axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if axes:
+        g = np.sum(g, axis=axes, keepdims=True)
+    return g.reshape(shape)
