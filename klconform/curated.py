@@ -1,0 +1,157 @@
+"""Curated edge cases that run every time, beside the generated corpus.
+
+Each *question* is a pair of probability arrays (P = target, Q = prediction) plus where
+the class and batch axes are; :func:`curated_cases` expands every question over the
+reductions, encodings and dtypes given, so each adapter finds the ones it can take.
+The seed documents' examples (/work/shared/seeds/, cited by file) are among them; their
+claims are checked by the verdicts, not trusted.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .case import REDUCTIONS, Case
+from .dtypes import FINFO, round_to
+from .strategies import encode
+
+_D1 = [0.2, 0.5, 0.2, 0.1]        # seeds/000, seeds/001 (MXNet tutorial): dist_1
+_D2 = [0.3, 0.4, 0.1, 0.2]        # dist_2
+_D3 = [0.1, 0.1, 0.1, 0.7]        # dist_3
+_D4 = [0.0, 0.9, 0.0, 0.1]        # dist_4: zero target entries ("the result is nan")
+# seeds/001: logits "favorably chosen" so that softmax(output) == dist_1
+_TUTORIAL_LOGITS = [0.39056206, 1.3068528, 0.39056206, -0.30258512]
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """One curated question: P and Q as probabilities (or Q as logits when ``pred_logits``)."""
+
+    name: str
+    target: object
+    pred: object
+    class_axis: int = -1
+    batch_axis: int = 0
+    pred_logits: bool = False
+    source: str = ""      # seed document or reason
+
+
+def _softmax(x, axis):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _uniform(shape, seed):
+    # deterministic stand-in for the seeds' torch.distributions.Uniform(0, 10) samples
+    return np.random.RandomState(seed).uniform(0.0, 10.0, size=shape)
+
+
+def questions() -> list[Question]:
+    """The curated questions, in a fixed order."""
+    a1, a2 = _uniform((5, 2), 1), _uniform((5, 2), 2)
+    b1, b2 = _uniform((4, 3, 4), 3), _uniform((4, 3, 4), 4)
+    r1, r2 = _uniform((3, 5), 5), _uniform((3, 5), 6)
+    tiny64 = FINFO["float64"][1]
+    return [
+        # issue 2's check value: KL([.2,.5,.2,.1] || [.3,.4,.1,.2]) = 0.0997934720914666
+        Question("issue2_example", [_D1], [_D2], source="issue 2"),
+        # MXNet tutorial: kl_divergence(dist_a, dist_b) computes KL(dist_b || dist_a)
+        Question("seed_mxnet_d2_vs_d1", [_D2], [_D1], source="seeds/001"),
+        Question("seed_mxnet_d3_vs_d1", [_D3], [_D1], source="seeds/001"),
+        Question("seed_mxnet_d1_vs_d1", [_D1], [_D1], source="seeds/001 (KL with itself is 0)"),
+        Question("seed_mxnet_logits_d2", [_D2], [_TUTORIAL_LOGITS], pred_logits=True,
+                 source="seeds/001 from_logits=False"),
+        Question("seed_mxnet_d1_vs_d4", [_D1], [_D4], source="seeds/001 (claims nan)"),
+        Question("seed_mxnet_d4_vs_d1", [_D4], [_D1], source="seeds/001 (zero target)"),
+        # torch blog: softmax over axis 0 of (5, 2) and (4, 3, 4) tensors (class axis 0)
+        Question("seed_torch_axis0_2d", _softmax(a2, 0), _softmax(a1, 0), class_axis=0, batch_axis=1,
+                 source="seeds/002"),
+        Question("seed_torch_axis0_3d", _softmax(b2, 0), _softmax(b1, 0), class_axis=0, batch_axis=1,
+                 source="seeds/002"),
+        # medium post: sum(p*log(p/q), dim=1).mean() vs kl_div(q.log(), p, 'batchmean')
+        Question("seed_medium_rows", _softmax(r2, 1), _softmax(r1, 1), source="seeds/003"),
+        Question("equal", [_D1, _D3], [_D1, _D3], source="KL(P||P) = 0 exactly"),
+        Question("one_hot_q_zero", [[0.0, 1.0, 0.0]], [[0.5, 0.0, 0.5]], source="p>0, q=0: +inf"),
+        Question("both_zero", [[0.0, 0.5, 0.5]], [[0.0, 0.5, 0.5]], source="0*log(0/0) = 0"),
+        Question("one_hot_target", [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], [_D1, _D3]),
+        Question("near_equal_1e-15", [[0.25, 0.75]], [[0.25 * (1 + 4e-15), 0.75 - 0.25 * 4e-15]],
+                 source="near-equal pair"),
+        Question("subnormal_pred", [[0.5, 0.5, 0.0]], [[0.5, 0.5 - 5e-324, 5e-324]], source="subnormal"),
+        Question("tiny_target", [[1e-300, 1.0 - 1e-300]], [[0.5, 0.5]]),
+        Question("tiny_normal", [[tiny64, 1.0]], [[tiny64 * 4, 1.0]]),
+        Question("scalar_0d", 0.25, 0.5, source="0-D input"),
+        Question("vector_1d", _D2, _D1, source="1-D input"),
+        Question("single_1x1", [[1.0]], [[1.0]]),
+        Question("empty_batch", np.zeros((0, 4)), np.zeros((0, 4)), source="empty batch"),
+        Question("empty_classes", np.zeros((2, 0)), np.zeros((2, 0)), source="empty class axis"),
+        Question("broadcast_target_row", [_D2], [_D1, _D3, _D2], source="target (1,4) vs pred (3,4)"),
+        Question("unnormalised", [[2.0, 1.0, 1.0]], [[0.5, 0.5, 3.0]], source="no implicit normalisation"),
+        Question("nan_target", [[np.nan, 0.5, 0.5]], [_D1[:3]]),
+        Question("negative_pred", [[0.5, 0.5]], [[-0.5, 1.5]]),
+        Question("inf_target", [[np.inf, 0.5]], [[0.5, 0.5]]),
+        Question("large_logits", [[0.5, 0.5, 0.0]], [[1000.0, -1000.0, 0.0]], pred_logits=True),
+        Question("huge_logits_f16", [[0.25, 0.75]], [[60000.0, -60000.0]], pred_logits=True),
+        Question("inf_logit", [[0.5, 0.5]], [[np.inf, 0.0]], pred_logits=True),
+        Question("batch4d", _softmax(_uniform((2, 2, 3, 3), 7), -1), _softmax(_uniform((2, 2, 3, 3), 8), -1)),
+    ]
+
+
+def _expressible(q_target: np.ndarray, reduction: str) -> bool:
+    ndim = q_target.ndim
+    if reduction in ("batchmean", "sample_sum", "sample_mean", "distribution") and ndim == 0:
+        return False
+    return True
+
+
+def curated_cases(*, reductions=REDUCTIONS, dtypes=("float32", "float64"),
+                  input_kinds=("logprob",), target_kinds=("prob",)) -> list[Case]:
+    """Every curated question for every reduction, dtype and encoding given (logits
+    questions only as ``input_kind="logits"``), labelled ``curated/<question>``; values are
+    rounded into each dtype (a value beyond a dtype's range rounds to +-inf, and that
+    case is sent as such: it is part of the question in that dtype)."""
+    out: list[Case] = []
+    for q in questions():
+        P = np.asarray(q.target, dtype=np.float64)
+        Q = np.asarray(q.pred, dtype=np.float64)
+        for dtype in dtypes:
+            for red in reductions:
+                if not _expressible(P, red):
+                    continue
+                ikinds = ("logits",) if q.pred_logits else input_kinds
+                for ik in ikinds:
+                    for tk in target_kinds:
+                        pred = round_to(Q, dtype) if q.pred_logits else encode(round_to(Q, dtype), ik, dtype)
+                        out.append(Case(
+                            target=encode(round_to(P, dtype), tk, dtype), pred=pred, dtype=dtype,
+                            target_kind=tk, input_kind=ik, reduction=red,
+                            class_axis=q.class_axis if P.ndim else -1,
+                            batch_axis=q.batch_axis if P.ndim > 1 else 0,
+                            label=f"curated/{q.name}"))
+    return out
+
+
+def weighted_curated_cases(dtypes=("float32", "float64")) -> list[Case]:
+    """The seed examples with a scalar weight and with per-sample weights (one zero)."""
+    P = np.array([_D2, _D3, _D4])
+    Q = np.array([_D1, _D1, _D1])
+    out = []
+    for dtype in dtypes:
+        for red in ("sum", "mean", "batchmean", "sample_mean", "sample_sum", "distribution_mean"):
+            base = dict(target=round_to(P, dtype), pred=encode(round_to(Q, dtype), "logprob", dtype),
+                        dtype=dtype, target_kind="prob", input_kind="logprob", reduction=red)
+            out.append(Case(**base, weight=float(round_to(0.3, dtype)), label="curated/weighted_scalar"))
+            out.append(Case(**base, sample_weight=round_to([[1.0], [0.0], [2.5]], dtype),
+                            label="curated/weighted_sample"))
+    return out
+
+
+def all_curated() -> list[Case]:
+    """The curated set that runs every time: every question in every dtype with Q as
+    log-probabilities, again in float64 with Q and P given as probabilities / P as
+    log-probabilities, and the weighted seed examples in every dtype."""
+    dts = ("float16", "bfloat16", "float32", "float64")
+    return (curated_cases(dtypes=dts)
+            + curated_cases(dtypes=("float64",), input_kinds=("prob",), target_kinds=("prob", "logprob"))
+            + weighted_curated_cases(dtypes=dts))

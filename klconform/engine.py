@@ -1,0 +1,431 @@
+"""The conformance engine shared by pytest (tests/conformance/) and ``klconform run``.
+
+    corpus = build_corpus(seed, n, capabilities=[...])        # curated + generated, canonical
+    result = run_conformance(specs, corpus, seed=seed, max_examples=n)   # -> RunResult
+
+For each adapter: every canonical case it can express is translated
+(:mod:`klconform.translate`), sent in batches to its worker (one round trip per batch),
+classified against the canonical and the documented point (:mod:`klconform.verdicts`),
+matched against the known-discrepancy records (:mod:`klconform.known`), and for every
+discrepancy class the smallest case showing it is shrunk further (batched greedy
+shrinking, one round trip per step) into ``AdapterRun.counterexamples``.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import importlib
+import json
+import time
+import zlib
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from reference.family import canonical as canonical_point
+
+from . import known as known_mod
+from .case import Case
+from .curated import all_curated
+from .dtypes import DTYPES, round_to
+from .results import AdapterRun, RunResult, Verdict
+from .strategies import cases as cases_strategy
+from .strategies import cases_for
+from .translate import Translated, translate
+from .verdicts import classify, facts, make_evaluator
+
+SCHEMA_VERSION = 1
+DISCREPANCY = lambda v: v.cls != "match"   # noqa: E731
+
+
+# ----------------------------------------------------------------------------- corpus
+def draw_examples(strategy, n: int, seed: int) -> list:
+    """``n`` examples of ``strategy`` drawn by Hypothesis' generation phase with a fixed
+    ``seed`` (no database, no shrinking): the same list for the same seed and Hypothesis
+    version.  Early examples are Hypothesis' simplest ones, later ones are varied."""
+    out: list = []
+    if n <= 0:
+        return out
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=n, database=None, derandomize=False, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
+    @given(strategy)
+    def collect(x):
+        out.append(x)
+
+    collect()
+    return out[:n]
+
+
+def _dedupe(cases: Iterable[Case]) -> list[Case]:
+    seen, out = set(), []
+    for c in cases:
+        if c.digest not in seen:
+            seen.add(c.digest)
+            out.append(c)
+    return out
+
+
+def build_corpus(seed: int, n: int, capabilities: Sequence = (), *, curated: bool = True) -> list[Case]:
+    """The canonical corpus: the curated cases (when ``curated``), ``n // 4`` cases from the
+    unrestricted :func:`klconform.strategies.cases`, then, for each capability set in turn,
+    cases from :func:`~klconform.strategies.cases_for` until that adapter can express
+    at least ``n`` generated cases.  Every case goes to every adapter that can express it.
+    Deterministic in ``(seed, n, capabilities)``."""
+    corpus = list(all_curated()) if curated else []
+    generated = _dedupe(draw_examples(cases_strategy(), n // 4 if capabilities else n, seed))
+    for i, caps in enumerate(capabilities):
+        for attempt in range(4):   # duplicates (Hypothesis' simplest examples) are drawn again
+            have = sum(translate(c, caps) is not None for c in generated)
+            if have >= n:
+                break
+            more = draw_examples(cases_for(caps), n - have + 8 + (n - have) // 8, seed * 1000 + 10 * i + attempt + 1)
+            generated = _dedupe(generated + more)
+    return _dedupe(corpus + generated)
+
+
+def corpus_digest(cases: Sequence[Case]) -> str:
+    """Hash over the case digests, in order."""
+    h = hashlib.sha256()
+    for c in cases:
+        h.update(c.digest.encode())
+    return h.hexdigest()[:16]
+
+
+def case_blob(case: Case) -> str:
+    """A self-contained reproduction blob of ``case`` (base64 of zlib'd ``Case.to_json()``)."""
+    return base64.b64encode(zlib.compress(json.dumps(case.to_json(), sort_keys=True).encode())).decode()
+
+
+def case_from_blob(blob: str) -> Case:
+    """The case a :func:`case_blob` encodes."""
+    return Case.from_json(json.loads(zlib.decompress(base64.b64decode(blob))))
+
+
+# ----------------------------------------------------------------------------- targets
+def load_adapter(ref: str):
+    """Instantiate ``module:Class`` on the controller side (the framework is not imported)."""
+    mod, _, cls = ref.partition(":")
+    if not cls:
+        raise ValueError(f"adapter reference {ref!r}: expected 'module:Class'")
+    return getattr(importlib.import_module(mod), cls)()
+
+
+class InProcessRunner:
+    """Runs an adapter in this process (tests and test doubles only: no isolation).
+    Exceptions become ``Outcome(status="error")`` as in a worker."""
+
+    def __init__(self, adapter):
+        self.adapter = adapter
+
+    def start(self) -> dict[str, Any]:
+        return dict(self.adapter.setup())
+
+    def run(self, cases: Sequence[Case]) -> list:
+        from adapters.base import Outcome
+        out = []
+        for c in cases:
+            try:
+                out.append(self.adapter.evaluate(Case.from_wire(c.to_wire())))
+            except Exception as exc:   # the worker does the same
+                out.append(Outcome(status="error", error_type=type(exc).__name__, error_message=str(exc)))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Target:
+    """One adapter to run: its run id, controller-side instance and a runner (worker)."""
+
+    run_id: str
+    adapter: Any
+    runner: Any
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def open_target(spec, *, case_timeout: float = 20.0, batch_size: int = 64) -> Target | AdapterRun:
+    """Start the worker of ``spec`` (a :class:`klconform.workers.WorkerSpec`); an adapter
+    that cannot start comes back as an :class:`AdapterRun` with its status and reason."""
+    from .workers import AdapterUnavailable, AdapterWorker
+    adapter = load_adapter(spec.adapter_ref)
+    run_id = getattr(spec, "run_id", None) or adapter.name
+    worker = AdapterWorker(spec, case_timeout=case_timeout, batch_size=batch_size)
+    try:
+        env = worker.start()
+    except AdapterUnavailable as exc:
+        worker.close()
+        return AdapterRun(adapter=run_id, api=adapter.api, env={}, status=getattr(exc, "status", "missing"),
+                          reason=str(getattr(exc, "reason", exc)), documented_doc=adapter.doc_url,
+                          capabilities=adapter.capabilities().to_json())
+    return Target(run_id=run_id, adapter=adapter, runner=worker, env=dict(env or {}))
+
+
+# ----------------------------------------------------------------------------- one adapter
+@dataclasses.dataclass
+class Evaluated:
+    """One sent case with its outcome and verdicts (both comparisons)."""
+
+    sent: Translated
+    outcome: Any
+    verdicts: list[Verdict]
+
+
+class AdapterSession:
+    """Sends cases to one target in batches and classifies the outcomes."""
+
+    def __init__(self, target: Target, *, evaluator=None, batch_size: int = 64,
+                 records: Sequence[known_mod.Record] = ()):
+        self.target = target
+        self.caps = target.adapter.capabilities()
+        self.ev = make_evaluator(evaluator)
+        self.batch_size = batch_size
+        self.records = list(records)
+        self.version = str(target.env.get("version", "")) or None
+
+    def run_cases(self, cases: Sequence[Case]) -> list:
+        out = []
+        for i in range(0, len(cases), self.batch_size):
+            out += self.target.runner.run(list(cases[i:i + self.batch_size]))
+        return out
+
+    def verdicts_for(self, case: Case, outcome) -> list[Verdict]:
+        documented = self.target.adapter.documented(case)
+        grads = tuple(self.caps.gradients)
+        vs = classify(case, outcome, adapter=self.target.run_id, against="canonical",
+                      point=canonical_point(case), documented=documented, gradients=grads, evaluate=self.ev)
+        vs += classify(case, outcome, adapter=self.target.run_id, against="documented",
+                       point=documented, documented=documented, gradients=grads, evaluate=self.ev)
+        for v in vs:
+            if v.cls != "match":
+                rec = known_mod.find_record(self.records, v, self.facts(case, v, outcome))
+                v.known = rec.id if rec else None
+        return vs
+
+    def facts(self, case, verdict, outcome) -> dict[str, Any]:
+        return facts(case, verdict, outcome, run=self.target.run_id, version=self.version)
+
+    def evaluate(self, sent: Sequence[Translated]) -> list[Evaluated]:
+        outcomes = self.run_cases([t.case for t in sent])
+        return [Evaluated(t, o, self.verdicts_for(t.case, o)) for t, o in zip(sent, outcomes)]
+
+
+def _classes(ev: Evaluated) -> set[tuple[str, str]]:
+    return {(v.against, v.cls) for v in ev.verdicts if v.cls != "match"}
+
+
+def _size_key(case: Case) -> tuple:
+    return (int(np.prod(case.shape)) if case.shape else 1, len(case.shape), DTYPES[::-1].index(case.dtype)
+            if case.dtype in DTYPES else 0, case.sample_weight is not None, case.weight is not None, case.digest)
+
+
+# ----------------------------------------------------------------------------- shrinking
+_SIMPLE_PROBS = (0.5, 0.25, 1.0, 0.0, 0.125)
+
+
+def shrink_candidates(case: Case, caps) -> list[Case]:
+    """Simpler variants of ``case`` that ``caps`` can still take, simplest change first:
+    drop weights, drop gradients, fewer elements along an axis, fewer dimensions, a
+    coarser-grained value per entry, float64.  Invalid variants are skipped."""
+    out: list[Case] = []
+
+    def add(**kw):
+        try:
+            c = case.replace(**kw)
+        except Exception:
+            return
+        if translate(c, caps) is not None and translate(c, caps).case.digest == c.digest:
+            out.append(c)
+
+    if case.sample_weight is not None:
+        add(sample_weight=None)
+    if case.weight is not None:
+        add(weight=None)
+    t, p = case.target, case.pred
+    if t.shape == p.shape and t.ndim >= 1:
+        for ax in range(t.ndim):
+            n = t.shape[ax]
+            for keep in ({n // 2, n - 1, 1} - {0, n}) if n > 1 else ():
+                sl = [slice(None)] * t.ndim
+                sl[ax] = slice(0, keep)
+                sw = case.sample_weight
+                if sw is not None and sw.ndim == t.ndim and sw.shape[ax] == n:
+                    sw = sw[tuple(sl)]
+                add(target=t[tuple(sl)], pred=p[tuple(sl)], sample_weight=sw)
+            if n == 1 and t.ndim >= 2 and case.sample_weight is None:   # drop a size-1 axis
+                nd = t.ndim
+                c_ax, b_ax = case.class_axis % nd, case.batch_axis % nd
+                if ax not in (c_ax, b_ax):
+                    new_c = (c_ax - (1 if ax < c_ax else 0)) - (nd - 1)
+                    new_b = b_ax - (1 if ax < b_ax else 0)
+                    add(target=np.squeeze(t, ax), pred=np.squeeze(p, ax), class_axis=new_c, batch_axis=new_b)
+    for name in ("target", "pred"):
+        arr = getattr(case, name)
+        kind = case.target_kind if name == "target" else case.input_kind
+        flat = arr.reshape(-1)
+        for i in range(min(flat.size, 8)):
+            for v in _SIMPLE_PROBS:
+                enc = v if kind == "prob" else (np.log(v) if v > 0 else -np.inf)
+                enc = float(round_to(enc, case.dtype))
+                if flat[i] == enc or (np.isnan(flat[i]) and np.isnan(enc)):
+                    break
+                new = flat.copy()
+                new[i] = enc
+                add(**{name: new.reshape(arr.shape)})
+                break
+    if case.dtype != "float64":
+        add(dtype="float64")
+    if case.grad:
+        add(grad=False)
+    return out
+
+
+def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_rounds: int = 8,
+           max_candidates: int = 24) -> tuple[Evaluated, int]:
+    """Greedy shrink of ``ev`` keeping the discrepancy ``key`` = (against, class): each
+    round sends the candidates of :func:`shrink_candidates` in one batch and keeps the
+    first that still shows ``key``.  Returns the smallest found and the rounds used."""
+    cur, rounds = ev, 0
+    for rounds in range(1, max_rounds + 1):
+        cands = shrink_candidates(cur.sent.case, session.caps)[:max_candidates]
+        if not cands:
+            break
+        sent = [Translated(case=c, canonical=cur.sent.canonical, conversions=cur.sent.conversions) for c in cands]
+        nxt = next((e for e in session.evaluate(sent) if key in _classes(e)), None)
+        if nxt is None:
+            break
+        cur = nxt
+    return cur, rounds
+
+
+# ----------------------------------------------------------------------------- run
+def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 0,
+                records: Sequence[known_mod.Record] | None = None, evaluator=None,
+                batch_size: int = 64, shrink_rounds: int = 6,
+                progress: Callable[[str, int, int], None] | None = None) -> tuple[AdapterRun, list[Evaluated]]:
+    """Run ``canonical_cases`` (those ``target`` can express) through ``target``; returns
+    the :class:`AdapterRun` and the evaluated cases (sent case, outcome, verdicts)."""
+    t0 = time.perf_counter()
+    adapter = target.adapter
+    if records is None:
+        records = known_mod.load(target.run_id)
+    session = AdapterSession(target, evaluator=evaluator, batch_size=batch_size, records=records)
+    sent, seen = [], set()
+    for c in canonical_cases:
+        tr = translate(c, session.caps)
+        if tr is not None and tr.case.digest not in seen:
+            seen.add(tr.case.digest)
+            sent.append(tr)
+    evaluated: list[Evaluated] = []
+    for i in range(0, len(sent), batch_size):
+        evaluated += session.evaluate(sent[i:i + batch_size])
+        if progress:
+            progress(target.run_id, len(evaluated), len(sent))
+    run = AdapterRun(adapter=target.run_id, api=adapter.api, env=dict(target.env),
+                     documented_doc=adapter.doc_url, capabilities=session.caps.to_json())
+    for e in evaluated:
+        run.outcomes[e.sent.case.digest] = e.outcome.to_json()
+        run.verdicts += e.verdicts
+    # minimal counterexamples: per discrepancy class, the smallest case, shrunk further
+    firsts: dict[str, tuple[tuple[str, str], Evaluated]] = {}
+    for e in sorted(evaluated, key=lambda e: _size_key(e.sent.case)):
+        for against, cls in sorted(_classes(e), key=lambda k: k[0] != "canonical"):
+            firsts.setdefault(cls, ((against, cls), e))
+    extra: list[Evaluated] = []
+    for cls, (key, e) in sorted(firsts.items()):
+        small, rounds = shrink(session, e, key, max_rounds=shrink_rounds) if shrink_rounds else (e, 0)
+        if small is not e:
+            extra.append(small)
+            run.outcomes[small.sent.case.digest] = small.outcome.to_json()
+        v = next(v for v in small.verdicts if (v.against, v.cls) == key)
+        run.counterexamples[cls] = {
+            "case": small.sent.case.digest, "canonical": e.sent.canonical.digest,
+            "found_as": e.sent.case.digest, "shrink_rounds": rounds, "seed": seed,
+            "blob": case_blob(small.sent.case), "verdict": v.to_json(),
+        }
+    hits: dict[str, int] = {r.id: 0 for r in records}
+    for v in run.verdicts:
+        if v.known:
+            hits[v.known] += 1
+    run.unmatched_known = [rid for rid, n in hits.items() if n == 0]
+    run.fingerprint = fingerprint(run.verdicts)
+    run.elapsed_s = time.perf_counter() - t0
+    return run, evaluated + extra
+
+
+def fingerprint(verdicts: Iterable[Verdict]) -> dict[str, Any]:
+    """What the canonical comparisons suggest the adapter computes: counts of verdict
+    classes and of the family points named by semantic verdicts (the reports refine it)."""
+    classes: dict[str, int] = {}
+    points: dict[str, int] = {}
+    for v in verdicts:
+        if v.against != "canonical":
+            continue
+        classes[v.cls] = classes.get(v.cls, 0) + 1
+        if v.explained_by:
+            points[v.explained_by] = points.get(v.explained_by, 0) + 1
+    best = max(points.items(), key=lambda kv: kv[1])[0] if points else None
+    return {"verdict_counts": classes, "explained_by_counts": points, "most_common_point": best}
+
+
+def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0, max_examples: int = 1000,
+                    case_timeout: float = 20.0, batch_size: int = 64, shrink_rounds: int = 6,
+                    known_dir=None, targets: Sequence[Target] = (), evaluator=None,
+                    hypothesis_settings: dict[str, Any] | None = None, command: str = "",
+                    progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+    """Run every adapter of ``specs`` (WorkerSpecs; plus already opened ``targets``) on
+    ``cases`` (default: :func:`build_corpus` for ``seed``/``max_examples`` over the adapters'
+    capabilities) and return the :class:`RunResult`."""
+    t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    opened: list[Target | AdapterRun] = list(targets)
+    for spec in specs:
+        opened.append(open_target(spec, case_timeout=case_timeout, batch_size=batch_size))
+    if cases is None:
+        caps = [t.adapter.capabilities() for t in opened if isinstance(t, Target)]
+        cases = build_corpus(seed, max_examples, caps)
+    ev = make_evaluator(evaluator)
+    runs: list[AdapterRun] = []
+    all_cases: dict[str, dict[str, Any]] = {c.digest: c.to_json() for c in cases}
+    try:
+        for t in opened:
+            if isinstance(t, AdapterRun):
+                runs.append(t)
+                continue
+            records = known_mod.load(t.run_id, known_dir)
+            run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
+                                         batch_size=batch_size, shrink_rounds=shrink_rounds, progress=progress)
+            for e in evaluated:
+                all_cases.setdefault(e.sent.case.digest, e.sent.to_json())
+            runs.append(run)
+    finally:
+        for t in opened:
+            if isinstance(t, Target):
+                t.runner.close()
+    return RunResult(schema_version=SCHEMA_VERSION, seed=seed,
+                     hypothesis=dict(hypothesis_settings or {"max_examples": max_examples, "seed": seed}),
+                     corpus_digest=corpus_digest(cases), cases=all_cases, runs=runs, command=command,
+                     started_at=started, elapsed_s=time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- CI check
+def new_discrepancies(run: AdapterRun) -> list[Verdict]:
+    """Discrepancy verdicts no known record covers."""
+    return [v for v in run.verdicts if v.cls != "match" and not v.known]
+
+
+def check_run(run: AdapterRun) -> list[str]:
+    """One line per CI failure of ``run``: each new discrepancy class/point (with a count
+    and an example case) and each known record no case showed (strict)."""
+    groups: dict[tuple, list[Verdict]] = {}
+    for v in new_discrepancies(run):
+        groups.setdefault((v.against, v.cls, v.explained_by), []).append(v)
+    lines = [f"{run.adapter}: NEW {cls} vs {against}{' (' + eb + ')' if eb else ''}: {len(vs)} cases, "
+             f"e.g. case {vs[0].case}: {vs[0].detail}" for (against, cls, eb), vs in sorted(groups.items(), key=str)]
+    lines += [f"{run.adapter}: known record {rid!r} was not observed (behaviour changed?)" for rid in run.unmatched_known]
+    return lines

@@ -1,0 +1,219 @@
+"""Known discrepancies: one reviewed TOML file per adapter, loaded, validated and matched.
+
+File: ``klconform/known/<adapter name with "." replaced by "_">.toml`` (e.g.
+``torch_kl_div.toml`` for ``torch.kl_div``; a side-interpreter run ``name@env`` reads the
+file of ``name`` and tells versions apart with the ``version`` / ``run`` conditions).
+
+Each entry::
+
+    [[discrepancy]]
+    id = "torch-mean-divides-by-all"      # unique in the file, stable (reports cite it)
+    class = "semantic"                    # a verdict class (klconform.results.VERDICT_CLASSES)
+    against = "canonical"                 # "canonical" | "documented" | ["canonical", "documented"]
+    clauses = ["KL-RED-MEAN"]             # SPEC.md clause ids
+    when = "reduction='mean' divides by all elements"   # the condition, in words
+    match = { reduction = "mean" }        # machine condition (vocabulary below)
+    explained_by = "mean"                 # optional: the family point named (glob) — semantic
+    citation = "https://..."              # framework doc or upstream issue
+    note = "..."                          # optional
+
+``match`` vocabulary — every condition must hold (a list means "any of"; a string with
+``*``/``?``/``[`` is a glob; ``{min = a, max = b}`` is an inclusive range for numbers):
+
+=================== =============================================================
+field               fact about the (sent) case, verdict and outcome
+=================== =============================================================
+dtype               case dtype: "float16" | "bfloat16" | "float32" | "float64"
+reduction           canonical reduction name
+input_kind          "prob" | "logprob" | "logits" (as sent, after translation)
+target_kind         "prob" | "logprob"
+ndim                number of dimensions of the broadcast shape
+size                number of elements of the broadcast shape
+empty               the broadcast shape has a 0 side
+broadcast           target and pred shapes differ
+has_zero_target     some P entry is 0 (a logprob target of -inf counts)
+has_zero_pred       some Q entry is 0 (logprob -inf; logits: never)
+has_nonfinite       a NaN or +-inf in target, pred or weights
+has_nan             a NaN in target or pred
+has_negative        a negative P or Q (probability encodings only)
+has_weight          a scalar weight is given
+has_sample_weight   per-sample weights are given
+grad                the case requests gradients
+family              the case's value family (first part of its label, e.g. "zero_target")
+label               the whole case label (glob)
+explained_by        Verdict.explained_by (Point.name of the explaining family member)
+grad_input          for gradient verdicts: the input, "pred" | "target"
+returned_dtype      Outcome.dtype (dtype the framework returned)
+status              Outcome.status ("ok", "error", "crash", "timeout", ...)
+error_type          Outcome.error_type (e.g. "RuntimeError")
+version             framework version from the worker environment (glob)
+run                 adapter run id, e.g. "mxnet.KLDivLoss@mxnet180" (glob)
+=================== =============================================================
+
+CI semantics (:func:`check_run`): every non-match verdict must be covered by a record
+(else it is *new*), and every record must cover at least one verdict (else it is
+*unmatched*); both fail.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..results import AGAINST, VERDICT_CLASSES
+
+KNOWN_DIR = Path(__file__).resolve().parent
+FIELDS = {
+    "dtype": str, "reduction": str, "input_kind": str, "target_kind": str, "ndim": int,
+    "size": int, "empty": bool, "broadcast": bool, "has_zero_target": bool,
+    "has_zero_pred": bool, "has_nonfinite": bool, "has_nan": bool, "has_negative": bool,
+    "has_weight": bool, "has_sample_weight": bool, "grad": bool, "family": str, "label": str,
+    "explained_by": str, "grad_input": str, "returned_dtype": str, "status": str,
+    "error_type": str, "version": str, "run": str,
+}
+ENTRY_KEYS = {"id", "class", "against", "clauses", "when", "match", "explained_by", "citation", "note"}
+REQUIRED = ("id", "class", "against", "clauses", "when", "citation")
+
+
+class KnownError(ValueError):
+    """A malformed known-discrepancy file: the message names file and entry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    id: str
+    cls: str
+    against: tuple[str, ...]
+    clauses: tuple[str, ...]
+    when: str
+    match: dict[str, Any]
+    citation: str
+    explained_by: str | None = None
+    note: str = ""
+    source: str = ""          # file the record came from
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["against"], d["clauses"] = list(self.against), list(self.clauses)
+        return d
+
+
+def file_for(adapter_name: str, directory: Path | None = None) -> Path:
+    """The TOML file holding ``adapter_name``'s records (``@env`` suffix ignored)."""
+    base = adapter_name.split("@", 1)[0]
+    return (directory or KNOWN_DIR) / (base.replace(".", "_") + ".toml")
+
+
+def _check_condition(where: str, key: str, value: Any) -> None:
+    if key not in FIELDS:
+        raise KnownError(f"{where}: match field {key!r} is not in the vocabulary ({', '.join(sorted(FIELDS))})")
+    want = FIELDS[key]
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, dict):
+            if want is not int or not set(item) <= {"min", "max"} or not item:
+                raise KnownError(f"{where}: match.{key}: a range {{min, max}} is only allowed for numbers")
+            continue
+        ok = isinstance(item, want) and not (want is int and isinstance(item, bool))
+        if not ok:
+            raise KnownError(f"{where}: match.{key} = {item!r} is not a {want.__name__}")
+
+
+def parse_records(data: dict[str, Any], source: str) -> list[Record]:
+    """Validate the parsed TOML ``data`` of file ``source`` and return its records."""
+    extra = set(data) - {"discrepancy"}
+    if extra:
+        raise KnownError(f"{source}: unexpected top-level keys {sorted(extra)} (only [[discrepancy]] entries)")
+    entries = data.get("discrepancy", [])
+    if not isinstance(entries, list):
+        raise KnownError(f"{source}: 'discrepancy' must be an array of tables ([[discrepancy]])")
+    out, seen = [], set()
+    for i, e in enumerate(entries):
+        where = f"{source}: entry {i + 1} ({e.get('id', '?')})"
+        unknown = set(e) - ENTRY_KEYS
+        if unknown:
+            raise KnownError(f"{where}: unknown keys {sorted(unknown)}")
+        missing = [k for k in REQUIRED if not e.get(k)]
+        if missing:
+            raise KnownError(f"{where}: missing {', '.join(missing)}")
+        if e["id"] in seen:
+            raise KnownError(f"{where}: duplicate id")
+        seen.add(e["id"])
+        if e["class"] not in VERDICT_CLASSES or e["class"] == "match":
+            raise KnownError(f"{where}: class {e['class']!r} is not a discrepancy class {VERDICT_CLASSES[1:]}")
+        against = e["against"] if isinstance(e["against"], list) else [e["against"]]
+        if not against or any(a not in AGAINST for a in against):
+            raise KnownError(f"{where}: against {e['against']!r} must be among {AGAINST}")
+        clauses = e["clauses"]
+        if not isinstance(clauses, list) or not all(isinstance(c, str) and c.startswith("KL-") for c in clauses):
+            raise KnownError(f"{where}: clauses must be a list of SPEC ids like 'KL-ZERO-1'")
+        match = e.get("match", {})
+        if not isinstance(match, dict):
+            raise KnownError(f"{where}: match must be a table of conditions")
+        for k, v in match.items():
+            _check_condition(where, k, v)
+        eb = e.get("explained_by")
+        if eb is not None and not isinstance(eb, str):
+            raise KnownError(f"{where}: explained_by must be a string (a Point.name, globs allowed)")
+        out.append(Record(id=e["id"], cls=e["class"], against=tuple(against), clauses=tuple(clauses),
+                          when=e["when"], match=dict(match), citation=e["citation"], explained_by=eb,
+                          note=e.get("note", ""), source=source))
+    return out
+
+
+def load_file(path: Path) -> list[Record]:
+    """Records of one TOML file; a missing file has none."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise KnownError(f"{path.name}: not valid TOML ({exc})") from None
+    return parse_records(data, path.name)
+
+
+def load(adapter_name: str, directory: Path | None = None) -> list[Record]:
+    """Records for ``adapter_name`` (its file; none if there is no file)."""
+    return load_file(file_for(adapter_name, directory))
+
+
+def load_all(directory: Path | None = None) -> dict[str, list[Record]]:
+    """Every file in ``directory``: file stem -> records (validates them all)."""
+    d = directory or KNOWN_DIR
+    return {p.stem: load_file(p) for p in sorted(d.glob("*.toml"))}
+
+
+# ----------------------------------------------------------------------------- matching
+def _value_matches(cond: Any, fact: Any) -> bool:
+    if isinstance(cond, list):
+        return any(_value_matches(c, fact) for c in cond)
+    if isinstance(cond, dict):
+        if fact is None:
+            return False
+        return cond.get("min", fact) <= fact <= cond.get("max", fact)
+    if isinstance(cond, str):
+        if fact is None:
+            return False
+        return fnmatch.fnmatchcase(str(fact), cond) if any(ch in cond for ch in "*?[") else str(fact) == cond
+    return cond == fact
+
+
+def record_matches(record: Record, verdict, facts: dict[str, Any]) -> bool:
+    """True when ``record`` covers ``verdict`` given the ``facts`` of its case/outcome
+    (:func:`klconform.verdicts.facts`)."""
+    if verdict.cls != record.cls or verdict.against not in record.against:
+        return False
+    if record.explained_by is not None and not _value_matches(record.explained_by, verdict.explained_by):
+        return False
+    return all(_value_matches(cond, facts.get(k)) for k, cond in record.match.items())
+
+
+def find_record(records: Iterable[Record], verdict, facts: dict[str, Any]) -> Record | None:
+    """The first record (file order) that covers ``verdict``, or None."""
+    for r in records:
+        if record_matches(r, verdict, facts):
+            return r
+    return None

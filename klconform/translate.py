@@ -1,0 +1,179 @@
+"""From one canonical case to the case an adapter can take, with every conversion recorded.
+
+All adapters are asked *the same mathematical question*.  When an adapter cannot take a
+case's encoding or layout (Keras takes probabilities where the canonical case holds
+log-probabilities; an API without broadcasting needs equal shapes; an API without a
+``batch_axis`` option needs the batch axis first), :func:`translate` rewrites the case and
+records each step as a :class:`Conversion`.  Rewritten values are rounded into the case's
+dtype, so the adapter receives exact values — and the reference is evaluated on those same
+converted values, never on the originals.  What cannot be rewritten without changing the
+question (dtype, reduction, weights, ndim range) makes the case *inexpressible* for that
+adapter: :func:`translate` returns None and :func:`why_not` says why.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .case import Case
+from .dtypes import round_to
+
+# Preferred conversions between encodings, best first (exactness of the rewrite):
+# prob <-> logprob are elementwise (exp/log, one rounding); logits -> prob/logprob go
+# through a softmax; prob/logprob -> logits use log p as logits (softmax(log p) = p when
+# the slice sums to 1, so an unnormalised Q becomes normalised: recorded as lossy).
+_INPUT_PREFERENCE = {
+    "logprob": ("logprob", "prob", "logits"),
+    "prob": ("prob", "logprob", "logits"),
+    "logits": ("logits", "logprob", "prob"),
+}
+_TARGET_PREFERENCE = {"prob": ("prob", "logprob"), "logprob": ("logprob", "prob")}
+_BATCH_REDUCTIONS = ("batchmean", "sample_sum", "sample_mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """One rewrite applied to a case: ``what`` was changed, ``how``, and whether it can
+    change the mathematical answer beyond rounding (``lossy``)."""
+
+    what: str
+    how: str
+    lossy: bool = False
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Translated:
+    """The case to send (``case``), the canonical case it came from, and the conversions."""
+
+    case: Case
+    canonical: Case
+    conversions: tuple[Conversion, ...] = ()
+
+    def to_json(self) -> dict:
+        """``Case.to_json()`` of the sent case plus ``canonical`` (digest) and ``conversions``."""
+        d = self.case.to_json()
+        d["canonical"] = self.canonical.digest
+        d["conversions"] = [c.to_json() for c in self.conversions]
+        return d
+
+
+def why_not(case: Case, caps) -> str | None:
+    """The reason ``case`` is inexpressible for an adapter with capabilities ``caps``, or None."""
+    if case.dtype not in caps.dtypes:
+        return f"dtype {case.dtype} not supported"
+    if case.reduction not in caps.reductions:
+        return f"reduction {case.reduction} not supported"
+    if case.weight is not None and "scalar" not in caps.weights:
+        return "scalar weight not supported"
+    if case.sample_weight is not None and "sample" not in caps.weights:
+        return "sample weights not supported"
+    ndim = len(case.shape)
+    if not caps.min_ndim <= ndim <= caps.max_ndim:
+        return f"{ndim}-D input outside {caps.min_ndim}..{caps.max_ndim}"
+    if not (set(caps.input_kinds) and set(caps.target_kinds)):
+        return "no input or target kind"
+    return None
+
+
+def _softmax_parts(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log_softmax(x), softmax(x)) along ``axis`` in float64, safe for +-inf entries."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if x.ndim == 0:
+            lse = x.copy()
+        else:
+            m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros_like(x)
+            m = np.where(np.isfinite(m), m, 0.0)
+            lse = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+        lsm = x - lse
+        return lsm, np.exp(lsm)
+
+
+def convert_encoding(values: np.ndarray, src: str, dst: str, dtype: str, class_axis: int) -> np.ndarray:
+    """``values`` given in encoding ``src`` rewritten in ``dst``, rounded into ``dtype``."""
+    if src == dst:
+        return values
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if src == "logits":
+            lsm, sm = _softmax_parts(values, class_axis)
+            return round_to(sm if dst == "prob" else lsm, dtype)
+        if src == "prob":   # -> logprob or logits: log p
+            return round_to(np.log(values), dtype)
+        if src == "logprob":
+            return round_to(np.exp(values) if dst == "prob" else values, dtype)
+    raise ValueError(f"convert_encoding: no rewrite {src} -> {dst}")
+
+
+def _move_axes(case: Case, class_to_last: bool, batch_to_first: bool) -> tuple[Case, list[Conversion]]:
+    """Move the class axis last and/or the batch axis first (equal-shape cases only); the
+    other axes keep their relative order."""
+    nd = case.target.ndim
+    c_ax, b_ax = case.class_axis % nd, case.batch_axis % nd
+    head = [b_ax] if batch_to_first else []
+    tail = [c_ax] if class_to_last else []
+    perm = head + [a for a in range(nd) if a not in head + tail] + tail
+    new_c = perm.index(c_ax) - nd      # negative: counted from the end
+    new_b = perm.index(b_ax)
+    out = case.replace(target=np.transpose(case.target, perm), pred=np.transpose(case.pred, perm),
+                       class_axis=new_c, batch_axis=new_b)
+    return out, [Conversion("axes", f"transposed by {tuple(perm)}: class_axis {case.class_axis}->{new_c}, "
+                                    f"batch_axis {case.batch_axis}->{new_b}")]
+
+
+def translate(case: Case, caps) -> Translated | None:
+    """The case an adapter with capabilities ``caps`` receives for canonical ``case``
+    (unchanged when it can take it as is), or None when inexpressible (see :func:`why_not`).
+
+    Rewrites, in order: broadcast both arrays to the common shape (no ``broadcasting``);
+    move the class axis last / the batch axis first (no ``class_axis`` / ``batch_axis``
+    option; the batch axis only matters for batchmean and sample_* reductions); re-encode
+    the prediction and the target into the nearest supported kind; drop gradient requests
+    when the adapter differentiates nothing."""
+    if why_not(case, caps) is not None:
+        return None
+    convs: list[Conversion] = []
+    out = case
+    if not caps.broadcasting and out.target.shape != out.pred.shape:
+        shape = out.shape
+        out = out.replace(target=np.broadcast_to(out.target, shape).copy(),
+                          pred=np.broadcast_to(out.pred, shape).copy())
+        convs.append(Conversion("shape", f"target and pred broadcast to {shape}"))
+    nd = out.target.ndim
+    if nd >= 2 and out.target.shape == out.pred.shape:
+        class_last = (not caps.class_axis) and out.class_axis % nd != nd - 1
+        batch_first = ((not caps.batch_axis) and out.reduction in _BATCH_REDUCTIONS
+                       and out.batch_axis % nd != 0)
+        if class_last or batch_first:
+            if out.sample_weight is not None:
+                return None
+            out, c = _move_axes(out, class_last, batch_first)
+            if out.reduction == "none":
+                c = [dataclasses.replace(c[0], how=c[0].how + " (the elementwise result is transposed alike)")]
+            convs += c
+    if not caps.class_axis and nd >= 2 and out.class_axis % nd != nd - 1:
+        return None   # broadcast partner kept a non-last class axis we cannot move
+    if not caps.batch_axis and nd >= 2 and out.reduction in _BATCH_REDUCTIONS and out.batch_axis % nd != 0:
+        return None
+    if out.input_kind not in caps.input_kinds:
+        dst = next(k for k in _INPUT_PREFERENCE[out.input_kind] if k in caps.input_kinds)
+        pred = convert_encoding(out.pred, out.input_kind, dst, out.dtype, out.class_axis)
+        lossy = dst == "logits" or out.input_kind == "logits"
+        how = {("logprob", "prob"): "exp", ("prob", "logprob"): "log", ("prob", "logits"): "log (as logits)",
+               ("logprob", "logits"): "identity (log-probs as logits)", ("logits", "prob"): "softmax",
+               ("logits", "logprob"): "log_softmax"}[(out.input_kind, dst)]
+        convs.append(Conversion("pred", f"{out.input_kind} -> {dst} via {how}, rounded to {out.dtype}",
+                                lossy=lossy))
+        out = out.replace(pred=pred, input_kind=dst)
+    if out.target_kind not in caps.target_kinds:
+        dst = next(k for k in _TARGET_PREFERENCE[out.target_kind] if k in caps.target_kinds)
+        target = convert_encoding(out.target, out.target_kind, dst, out.dtype, out.class_axis)
+        how = "exp" if dst == "prob" else "log"
+        convs.append(Conversion("target", f"{out.target_kind} -> {dst} via {how}, rounded to {out.dtype}"))
+        out = out.replace(target=target, target_kind=dst)
+    if out.grad and not caps.gradients:
+        out = out.replace(grad=False)
+        convs.append(Conversion("grad", "gradients not requested (adapter differentiates nothing)"))
+    return Translated(case=out, canonical=case, conversions=tuple(convs))
