@@ -1,0 +1,89 @@
+"""Keras 2 adapter: ``tf_keras.losses.KLDivergence`` (what ``tf.keras`` is under
+``TF_USE_LEGACY_KERAS=1`` with TensorFlow >= 2.16).
+
+Same formula as Keras 3 (clip both inputs into ``[1e-7, 1]``, sum over the last axis:
+KL-EPS-CLIP, KL-RED-DIST), but Keras 2's ``Loss.__call__`` keeps the inputs' dtype (no cast
+to floatx) and its reductions are ``"auto"``/``"sum_over_batch_size"`` ->
+``distribution_mean``, ``"sum"`` -> ``sum``, ``"none"`` -> ``distribution``.  The helpers
+(case checks, sample-weight convention, GradientTape evaluation) are shared with the Keras
+3 module.  Observations: docs/frameworks/keras.md; recorded discrepancies:
+klconform/known/tf_keras_KLDivergence.toml.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from adapters.base import Adapter, Capabilities, Outcome
+from adapters.keras_kldivergence import (DTYPES, capture_warnings, evaluate_with_tape, formula_point,
+                                         import_tensorflow, keras_sample_weight, shape_text,
+                                         unsupported_reason)
+from reference.family import Point
+
+DOC_URL = "https://www.tensorflow.org/api_docs/python/tf/keras/losses/KLDivergence"
+# Canonical reduction -> tf_keras reduction= (``"auto"`` means sum_over_batch_size here).
+NATIVE_REDUCTIONS = {"distribution": "none", "sum": "sum", "distribution_mean": "sum_over_batch_size"}
+
+
+class TfKerasKLDivergence(Adapter):
+    """``tf_keras.losses.KLDivergence(reduction=...)(y_true=P, y_pred=Q, sample_weight=W)``."""
+
+    name = "tf_keras.KLDivergence"
+    api = "tf_keras.losses.KLDivergence"
+    framework = "tf_keras"
+    doc_url = DOC_URL
+    doc_version = "2.21"
+    native_reductions: dict[str, str] = NATIVE_REDUCTIONS
+
+    def __init__(self) -> None:
+        self._tf_keras = None
+        self._tf = None
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            dtypes=frozenset(DTYPES),
+            reductions=frozenset(self.native_reductions),
+            input_kinds=frozenset({"prob"}),
+            target_kinds=frozenset({"prob"}),
+            weights=frozenset({"sample"}),
+            gradients=frozenset({"pred", "target"}),
+            devices=frozenset({"cpu"}),
+            batch_axis=False,
+            class_axis=False,
+            broadcasting=False,
+            min_ndim=1,
+            max_ndim=8,
+            options=("reduction", "sample_weight"),
+        )
+
+    def documented(self, case) -> Point:
+        # Same page text as Keras 3's class: the formula, "clipped to the [0, 1] range".
+        return formula_point(case.reduction)
+
+    def setup(self) -> dict[str, Any]:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"   # tf.keras -> tf_keras in this worker
+        tf = import_tensorflow()
+        try:
+            import tf_keras
+        except ImportError as exc:
+            raise ImportError(f"tf_keras is not installed ({exc}); Keras 2 adapter unavailable") from None
+        self._tf_keras, self._tf = tf_keras, tf
+        return {"framework": "tf_keras", "version": tf_keras.__version__, "tensorflow": tf.__version__,
+                "epsilon": float(tf_keras.backend.epsilon()), "floatx": tf_keras.backend.floatx(),
+                "device": "cpu"}
+
+    def evaluate(self, case) -> Outcome:
+        if self._tf_keras is None:
+            self.setup()
+        why = unsupported_reason(case, self.native_reductions, weights=True)
+        if why is not None:
+            return Outcome(status="unsupported", error_message=why)
+        reduction = self.native_reductions[case.reduction]
+        loss = self._tf_keras.losses.KLDivergence(reduction=reduction)
+        sw = keras_sample_weight(case)
+        native = (f"tf_keras.losses.KLDivergence(reduction={reduction!r})(y_true={shape_text(case.target, case.dtype)}, "
+                  f"y_pred={shape_text(case.pred, case.dtype)}"
+                  + ("" if sw is None else f", sample_weight={shape_text(sw, case.dtype)}") + ")")
+        return capture_warnings(lambda: evaluate_with_tape(
+            self._tf, case, lambda t, p, w: loss(t, p, sample_weight=w), native))
