@@ -1,0 +1,199 @@
+"""MXNet adapter: ``mxnet.gluon.loss.KLDivLoss`` (MXNet 1.x Gluon, NDArray API).
+
+Native call (SPEC.md KL-ARG-2)::
+
+    mxnet.gluon.loss.KLDivLoss(from_logits, axis, weight, batch_axis)(pred, label, sample_weight)
+
+``label`` is P as probabilities (``target_kind="prob"``); ``pred`` is log Q with
+``from_logits=True`` (``input_kind="logprob"``) or logits with ``from_logits=False``
+(``input_kind="logits"``: MXNet applies ``log_softmax(pred, axis)``, KL-INPUT-LOGITS).
+
+What the implementation does (python/mxnet/gluon/loss.py, identical in 1.8.0 and 1.9.1
+except the last line)::
+
+    loss = label * (F.log(label + 1e-12) - pred)              # KL-EPS-TARGET-LOG, eps=1e-12
+    loss = _apply_weighting(F, loss, weight, sample_weight)   # broadcast_mul, then * weight
+    return F.mean(loss, axis=batch_axis, exclude=True)        # 1.8.0: KL-RED-SAMPLE-MEAN
+    return F.sum(loss, axis=batch_axis, exclude=True)         # 1.9.1: KL-RED-SAMPLE-SUM
+
+The 1.9.1 change came from apache/mxnet#18423 (issue #18506).  The adapter drives the
+API as users do and does not compensate; the canonical reduction it accepts is
+``sample_mean`` (what MXNet's docstring promises: "Dimensions other than batch_axis are
+averaged out"), and the 1.9.1 sum shows up as a recorded semantic discrepancy
+(klconform/known/mxnet_KLDivLoss.toml, docs/frameworks/mxnet.md).
+
+mxnet is imported only in :meth:`MXNetKLDivLoss.setup` (the worker); MXNet 1.x needs the
+alias ``numpy.bool`` that numpy >= 1.24 removed, restored there before the import.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Adapter, Capabilities, Outcome
+from reference.family import Point
+
+DOC_URL = ("https://mxnet.apache.org/versions/1.9.1/api/python/docs/api/gluon/loss/"
+           "index.html#mxnet.gluon.loss.KLDivLoss")
+# bfloat16 is left out: MXNet 1.x exposes it only through oneDNN-specific paths, not nd.array.
+DTYPES = ("float16", "float32", "float64")
+# canonical input kind -> from_logits
+FROM_LOGITS = {"logprob": True, "logits": False}
+
+
+def documented_point(case) -> Point:
+    """The reference-family point MXNet's API documentation claims for ``case``.
+
+    The docstring (same text in 1.8.0 and 1.9.1) gives ``L = sum_i label_i * [log(label_i)
+    - pred_i]`` (``log(prob_i)`` with ``prob = softmax(pred)`` when ``from_logits=False``)
+    with no epsilon, and says of the output: "loss tensor with shape (batch_size,).
+    Dimensions other than batch_axis are averaged out."  The output sentence is the only
+    statement about the reduction, so the documented point is ``sample_mean`` without
+    epsilon; the formula is read as mathematics (0·log 0 = 0, KL-ZERO-1), not as IEEE
+    code.  The two statements disagree (a sum over i vs an average): docs/frameworks/mxnet.md.
+    """
+    return Point(reduction="sample_mean")
+
+
+def _normalise(axis: int, ndim: int, what: str) -> int:
+    """``axis`` as a non-negative index into ``ndim`` dimensions, or ValueError."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what} {axis} is out of range for {ndim} dimension(s)")
+    return axis % ndim
+
+
+def pred_class_axis(case) -> int:
+    """The class axis counted on ``case.pred``'s own shape (log_softmax runs on pred before
+    broadcasting, KL-INPUT-LOGITS); ValueError when pred lacks that dimension."""
+    ndim = len(case.shape)
+    ca = _normalise(case.class_axis, ndim, "class_axis")
+    axis = ca - (ndim - case.pred.ndim)
+    if axis < 0:
+        raise ValueError(f"class_axis {case.class_axis}: pred of shape {list(case.pred.shape)} "
+                         f"has no class dimension (it is broadcast along it)")
+    return axis
+
+
+def shape_text(a: np.ndarray, dtype: str) -> str:
+    return f"<{dtype}{list(a.shape)}>"
+
+
+class MXNetKLDivLoss(Adapter):
+    """``mxnet.gluon.loss.KLDivLoss(from_logits, axis, weight, batch_axis)(pred, label, sample_weight)``."""
+
+    name = "mxnet.KLDivLoss"
+    api = "mxnet.gluon.loss.KLDivLoss"
+    framework = "mxnet"
+    doc_url = DOC_URL
+    doc_version = "1.9.1"
+
+    def __init__(self) -> None:
+        self._mx = None
+
+    # ------------------------------------------------------------------ declarations
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            dtypes=frozenset(DTYPES),
+            reductions=frozenset({"sample_mean"}),
+            input_kinds=frozenset(FROM_LOGITS),
+            target_kinds=frozenset({"prob"}),
+            weights=frozenset({"scalar", "sample"}),
+            gradients=frozenset({"pred", "target"}),
+            devices=frozenset({"cpu"}),
+            batch_axis=True,
+            class_axis=True,        # `axis` of log_softmax (from_logits=False)
+            broadcasting=True,      # NDArray arithmetic broadcasts pred against label
+            min_ndim=1,             # sum/mean(..., exclude=True) fails on 0-D (KL-RED-0D)
+            max_ndim=8,
+            options=("from_logits", "axis", "batch_axis", "weight", "sample_weight"),
+        )
+
+    def documented(self, case) -> Point:
+        return documented_point(case)
+
+    # ------------------------------------------------------------------ worker side
+    def setup(self) -> dict[str, Any]:
+        if "bool" not in np.__dict__:
+            np.bool = bool          # MXNet 1.x still uses the alias removed in numpy 1.24
+        import mxnet
+
+        self._mx = mxnet
+        return {"framework": "mxnet", "version": mxnet.__version__, "device": "cpu",
+                "numpy": np.__version__}
+
+    def unsupported_reason(self, case) -> str | None:
+        """Why ``case`` cannot be asked of KLDivLoss, or None when it can."""
+        if case.reduction != "sample_mean":
+            return (f"reduction {case.reduction!r}: KLDivLoss has no reduction option; it always "
+                    f"reduces over the non-batch axes (canonical 'sample_mean')")
+        if case.input_kind not in FROM_LOGITS:
+            return f"input_kind {case.input_kind!r}: pred is log Q (from_logits=True) or logits (from_logits=False)"
+        if case.target_kind != "prob":
+            return f"target_kind {case.target_kind!r}: label is P as probabilities only"
+        if case.dtype not in DTYPES:
+            return f"dtype {case.dtype!r} is not among {DTYPES}"
+        if case.input_kind == "logits":
+            try:
+                pred_class_axis(case)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    def native_call(self, case, batch_axis: int, axis: int) -> str:
+        sw = "None" if case.sample_weight is None else shape_text(case.sample_weight, case.dtype)
+        return (f"mxnet.gluon.loss.KLDivLoss(from_logits={FROM_LOGITS[case.input_kind]}, axis={axis}, "
+                f"weight={case.weight!r}, batch_axis={batch_axis})(pred={shape_text(case.pred, case.dtype)}, "
+                f"label={shape_text(case.target, case.dtype)}, sample_weight={sw})")
+
+    def evaluate(self, case) -> Outcome:
+        if self._mx is None:
+            self.setup()
+        why = self.unsupported_reason(case)
+        if why is not None:
+            return Outcome(status="unsupported", error_message=why)
+        mx = self._mx
+        ndim = len(case.shape)
+        # batch_axis counts on the loss (the broadcast shape S); MXNet takes it as given
+        batch_axis = _normalise(case.batch_axis, ndim, "batch_axis") if ndim else case.batch_axis
+        axis = pred_class_axis(case) if case.input_kind == "logits" else case.class_axis
+        native = self.native_call(case, batch_axis, axis)
+        loss_fn = mx.gluon.loss.KLDivLoss(from_logits=FROM_LOGITS[case.input_kind], axis=axis,
+                                          weight=case.weight, batch_axis=batch_axis)
+        # float64 values are exact in dtype (Case invariant): the conversion is exact
+        arrays = [case.pred, case.target] + ([] if case.sample_weight is None else [case.sample_weight])
+        try:
+            args = [mx.nd.array(a, dtype=case.dtype) for a in arrays]   # pred, label[, sample_weight]
+            value, grads = self._run(loss_fn, args, case.grad)
+        except mx.base.MXNetError as exc:
+            return Outcome(status="error", error_type="MXNetError", error_message=mxnet_error_line(exc),
+                           native_call=native)
+        grad_dtypes = {k: np.dtype(g.dtype).name for k, g in grads.items()}
+        grads = {k: g.astype(np.float64) for k, g in grads.items()}
+        return Outcome(status="ok", value=value.astype(np.float64), dtype=np.dtype(value.dtype).name,
+                       shape=tuple(value.shape), grads=grads, grad_dtypes=grad_dtypes,
+                       native_call=native)
+
+    def _run(self, loss_fn, args, grad: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Call ``loss_fn(*args)`` (pred, label[, sample_weight]); with ``grad``, record it
+        and backpropagate a head gradient of ones (d sum(output), KL-GRAD-1)."""
+        mx = self._mx
+        pred, label = args[0], args[1]
+        if not grad:
+            return loss_fn(*args).asnumpy(), {}
+        pred.attach_grad()
+        label.attach_grad()
+        with mx.autograd.record():
+            out = loss_fn(*args)
+        out.backward()
+        # asnumpy() synchronises with MXNet's async engine: its errors surface here
+        return out.asnumpy(), {"pred": pred.grad.asnumpy(), "target": label.grad.asnumpy()}
+
+
+def mxnet_error_line(exc: BaseException) -> str:
+    """The informative line of an MXNetError (its text starts with a C++ 'Traceback')."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("MXNetError:"):
+            return ln.removeprefix("MXNetError:").strip()
+    return lines[-1] if lines else type(exc).__name__
