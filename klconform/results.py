@@ -68,6 +68,24 @@ class AdapterRun:
     unmatched_known: list[str] = dataclasses.field(default_factory=list)  # known records that no case showed
     fingerprint: dict[str, Any] = dataclasses.field(default_factory=dict)  # observed point + evidence
     elapsed_s: float | None = None     # timing
+    # Additive (reports): the documented semantics summarised per asked reduction
+    # ({"points": {reduction: Point.to_json()}, "name": ..., "doc_version": ...}) and the
+    # known-discrepancy records the verdicts cite ({id: Record.to_json()}), so that a
+    # report needs nothing but results.json.
+    documented: dict[str, Any] = dataclasses.field(default_factory=dict)
+    known_records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["verdicts"] = [v.to_json() for v in self.verdicts]
+        d["unmatched_known"] = list(self.unmatched_known)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "AdapterRun":
+        d = dict(d)
+        d["verdicts"] = [Verdict.from_json(v) for v in d.get("verdicts", [])]
+        return cls(**d)
 
 
 @dataclasses.dataclass
@@ -83,3 +101,26 @@ class RunResult:
     command: str = ""                  # how to reproduce this run exactly
     started_at: str | None = None      # timing
     elapsed_s: float | None = None     # timing
+    # Additive: False while a run is in progress (results.partial.json), True when finished.
+    complete: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["runs"] = [r.to_json() for r in self.runs]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RunResult":
+        d = dict(d)
+        d["runs"] = [AdapterRun.from_json(r) for r in d.get("runs", [])]
+        return cls(**d)
+
+
+# Fields that may differ between two runs with the same seed and framework versions
+# (dotted paths into results.json; "*" matches any key or list index).
+TIMING_FIELDS = (
+    "started_at",
+    "elapsed_s",
+    "runs.*.elapsed_s",
+    "runs.*.outcomes.*.elapsed_s",
+)

@@ -1,0 +1,6 @@
+"""``python -m klconform``: see :mod:`klconform.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,367 @@
+"""Documentation claims (klconform/claims.toml) checked against a run's observed behaviour.
+
+    claims = load_claims()                       # ClaimsError (one line) on a malformed file
+    results = check_claims(run_result, claims)   # one ClaimResult per claim and adapter run
+
+Every check reads only the results (cases, outcomes, fingerprints) and the float64
+reference; the check kinds are documented at the top of claims.toml.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterable
+
+import numpy as np
+
+from reference.family import Point
+
+from ..case import Case
+from ..results import AdapterRun, RunResult
+from .fingerprint import Template, value_agrees
+
+CLAIMS_PATH = Path(__file__).resolve().parent.parent / "claims.toml"
+HOLDS, FAILS, UNCHECKED = "holds", "does not hold", "not checked"
+KINDS = ("fingerprint", "value", "relation", "warning", "unchecked")
+SELECTOR_FIELDS = ("label", "dtype", "reduction", "input_kind", "target_kind")
+_TEMPLATE_FIELDS = {f.name for f in dataclasses.fields(Template)} - {"reductions"}
+
+
+class ClaimsError(ValueError):
+    """A malformed claims file; the message names the file and the claim."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    id: str
+    subject: tuple[str, ...]
+    topic: str
+    source: str
+    quote: str
+    check: dict[str, Any]
+    url: str = ""
+    note: str = ""
+
+
+@dataclasses.dataclass
+class ClaimResult:
+    claim: Claim
+    run: str | None          # adapter run id; None when no run of the subject is present
+    status: str              # HOLDS | FAILS | UNCHECKED
+    evidence: str            # one line
+    cases: list[str] = dataclasses.field(default_factory=list)   # digests the verdict rests on
+
+
+# ----------------------------------------------------------------------------- loading
+def _validate(where: str, d: dict[str, Any]) -> Claim:
+    for key in ("id", "subject", "topic", "source", "quote", "check"):
+        if key not in d:
+            raise ClaimsError(f"{where}: missing field {key!r}")
+    unknown = set(d) - {"id", "subject", "topic", "source", "quote", "check", "url", "note"}
+    if unknown:
+        raise ClaimsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    chk = d["check"]
+    kind = chk.get("kind") if isinstance(chk, dict) else None
+    if kind not in KINDS:
+        raise ClaimsError(f"{where}: check.kind {kind!r} is not one of {', '.join(KINDS)}")
+    need = {"fingerprint": ("expect",), "value": ("cases", "expect"), "relation": ("left", "right", "op"),
+            "warning": ("cases", "contains"), "unchecked": ("reason",)}[kind]
+    for key in need:
+        if key not in chk:
+            raise ClaimsError(f"{where}: check of kind {kind!r} needs {key!r}")
+    for sel_key in ("cases", "left", "right"):
+        sel = chk.get(sel_key)
+        if sel is not None:
+            bad = set(sel) - set(SELECTOR_FIELDS)
+            if bad:
+                raise ClaimsError(f"{where}: check.{sel_key}: unknown selector field(s) {', '.join(sorted(bad))}")
+    if kind == "fingerprint":
+        for key in chk["expect"]:
+            if key not in _TEMPLATE_FIELDS and not (key.startswith("reduction[") and key.endswith("]")):
+                raise ClaimsError(f"{where}: fingerprint field {key!r} is not a template field or reduction[R]")
+    if kind == "relation" and chk["op"] not in ("==", "<", ">"):
+        raise ClaimsError(f"{where}: relation op {chk['op']!r} is not one of ==, <, >")
+    subject = d["subject"]
+    subject = (subject,) if isinstance(subject, str) else tuple(subject)
+    return Claim(id=d["id"], subject=subject, topic=d["topic"], source=d["source"], quote=d["quote"],
+                 check=dict(chk), url=d.get("url", ""), note=d.get("note", ""))
+
+
+def load_claims(path: str | Path | None = None) -> list[Claim]:
+    """The claims of ``path`` (default klconform/claims.toml), validated."""
+    p = Path(path) if path else CLAIMS_PATH
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClaimsError(f"{p}: cannot read claims file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClaimsError(f"{p}: not valid TOML ({exc})") from None
+    out, seen = [], set()
+    for i, d in enumerate(data.get("claim", [])):
+        claim = _validate(f"{p.name}: claim #{i + 1} ({d.get('id', '?')})", d)
+        if claim.id in seen:
+            raise ClaimsError(f"{p.name}: duplicate claim id {claim.id!r}")
+        seen.add(claim.id)
+        out.append(claim)
+    return out
+
+
+# ----------------------------------------------------------------------------- selection
+def subject_matches(subject: Iterable[str], run_id: str) -> bool:
+    base = run_id.split("@", 1)[0]
+    return any(fnmatch.fnmatchcase(run_id, s) or fnmatch.fnmatchcase(base, s) for s in subject)
+
+
+def _field_matches(want, have) -> bool:
+    options = want if isinstance(want, list) else [want]
+    for w in options:
+        if isinstance(w, str) and isinstance(have, str) and fnmatch.fnmatchcase(have, w):
+            return True
+        if w == have:
+            return True
+    return False
+
+
+def select(result: RunResult, run: AdapterRun, selector: dict[str, Any]) -> list[str]:
+    """Digests of the cases ``run`` answered that match ``selector``, in digest order."""
+    out = []
+    for digest in sorted(run.outcomes):
+        c = result.cases.get(digest)
+        if c is not None and all(_field_matches(w, c.get(k)) for k, w in selector.items()):
+            out.append(digest)
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+class _Data:
+    """Decoded cases and outcomes of one run, with reference results memoised."""
+
+    def __init__(self, result: RunResult, run: AdapterRun):
+        self.result, self.run = result, run
+        self._cases: dict[str, Case] = {}
+        self._outcomes: dict[str, Any] = {}
+        self._exp: dict[tuple[str, Point], Any] = {}
+
+    def case(self, d: str) -> Case:
+        if d not in self._cases:
+            self._cases[d] = Case.from_json(self.result.cases[d])
+        return self._cases[d]
+
+    def outcome(self, d: str):
+        from adapters.base import Outcome
+        if d not in self._outcomes:
+            self._outcomes[d] = Outcome.from_json(self.run.outcomes[d])
+        return self._outcomes[d]
+
+    def expected(self, d: str, point: Point | None = None):
+        from reference.evaluate import evaluate
+        case = self.case(d)
+        point = point or Point(reduction=case.reduction)
+        key = (d, point)
+        if key not in self._exp:
+            try:
+                with np.errstate(all="ignore"):
+                    self._exp[key] = evaluate(case.replace(grad=False), point)
+            except Exception as exc:   # undefined here (KL-RED-0D ...)
+                self._exp[key] = exc
+        return self._exp[key]
+
+
+def _short(v) -> str:
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    if a.size == 1:
+        return f"{a[0]:.9g}"
+    if a.size <= 4:
+        return "[" + ", ".join(f"{x:.6g}" for x in a) + "]"
+    return f"array[{a.size}] max |.| {np.nanmax(np.abs(a)) if np.any(~np.isnan(a)) else float('nan'):.6g}"
+
+
+def _describe(data: _Data, d: str) -> str:
+    c = data.result.cases[d]
+    return f"{c.get('label') or d} ({c['dtype']}, {c['reduction']}, case {d})"
+
+
+def _satisfies(data: _Data, d: str, expect) -> tuple[bool, str]:
+    """Whether outcome ``d`` satisfies a value expectation, and what was seen."""
+    o = data.outcome(d)
+    if o.status != "ok" or o.value is None:
+        return False, f"{o.status}: {o.error_type or ''} {(o.error_message or '')[:80]}".strip()
+    obs = np.asarray(o.value, dtype=np.float64)
+    seen = f"observed {_short(obs)}"
+    if isinstance(expect, str) and expect in ("nan", "inf", "-inf", "finite"):
+        with np.errstate(invalid="ignore"):
+            ok = {"nan": np.isnan(obs), "inf": np.isposinf(obs), "-inf": np.isneginf(obs),
+                  "finite": np.isfinite(obs)}[expect]
+        return bool(obs.size and np.all(ok)), seen
+    exp = data.expected(d)
+    if isinstance(exp, Exception):
+        return False, f"{seen}; the reference defines no value ({exp})"
+    bound = np.asarray(exp.bound, dtype=np.float64)
+    if expect == "canonical":
+        return value_agrees(exp, o, data.case(d)), f"{seen}, canonical {_short(exp.value)}"
+    if expect == "nonnegative":
+        with np.errstate(invalid="ignore"):
+            ok = bool(np.all((obs >= -bound) | np.isposinf(obs)))
+        return ok, seen
+    if isinstance(expect, (int, float)) and not isinstance(expect, bool):
+        with np.errstate(invalid="ignore"):
+            ok = bool(obs.size and np.all(np.abs(obs - float(expect)) <= bound))
+        return ok, f"{seen} (bound {_short(bound)})"
+    if isinstance(expect, dict) and "point" in expect:
+        case = data.case(d)
+        fields = {"reduction": case.reduction, **expect["point"]}
+        pexp = data.expected(d, Point(**fields))
+        if isinstance(pexp, Exception):
+            return False, f"{seen}; {Point(**fields).name} is undefined here"
+        f = float(expect.get("factor", 1.0))
+        scaled = SimpleNamespace(value=pexp.value * f, value_in_dtype=pexp.value_in_dtype * f,
+                                 bound=np.abs(pexp.bound * f) + bound)
+        what = Point(**fields).name + (f" x {f:g}" if f != 1.0 else "")
+        return value_agrees(scaled, o, case), f"{seen}, {what} = {_short(scaled.value)}"
+    raise ClaimsError(f"unsupported value expectation {expect!r}")
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_fingerprint(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
+    fp = run.fingerprint or {}
+    obs = (fp.get("observed") or {}).get("template")
+    if not obs:
+        return UNCHECKED, f"no observed fingerprint ({fp.get('reason', 'no outcomes with values')})", []
+    t = Template.from_json(obs)
+    asked = set((fp.get("observed") or {}).get("points", {}))
+    ties = [Template.from_json(x["template"]) for x in fp.get("ties_templates", [])]
+    good, bad, skipped = [], [], []
+    for key, want in claim.check["expect"].items():
+        if key.startswith("reduction["):
+            r = key[len("reduction["):-1]
+            if r not in asked:
+                skipped.append(f"{key}: no case asked for {r}")
+                continue
+            have, tie_vals = t.applied(r), {x.applied(r) for x in ties}
+        else:
+            have, tie_vals = getattr(t, key), {getattr(x, key) for x in ties}
+        same = (math.isclose(have, want, rel_tol=1e-9) if isinstance(want, float) and isinstance(have, float)
+                else have == want)
+        if any(v != have for v in tie_vals):
+            skipped.append(f"{key}: an equally good template has {key}={sorted(map(str, tie_vals - {have}))[0]}")
+            continue
+        (good if same else bad).append(f"{key}={have!r}" + ("" if same else f" (claimed {want!r})"))
+    caveat = "" if fp.get("status") == "exact" else f"; fingerprint is {fp.get('status')} ({fp.get('agree')}/{fp.get('compared')} cases)"
+    if bad:
+        return FAILS, f"observed {t.name}: " + ", ".join(bad) + caveat, []
+    if skipped and not good:
+        return UNCHECKED, "; ".join(skipped), []
+    return HOLDS, f"observed {t.name}: " + ", ".join(good) + caveat, []
+
+
+def _check_value(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
+    chosen = select(data.result, run, claim.check["cases"])
+    if not chosen:
+        return UNCHECKED, f"no case matching {claim.check['cases']} was sent to this adapter", []
+    fails = []
+    first_ok = None
+    for d in chosen:
+        ok, seen = _satisfies(data, d, claim.check["expect"])
+        if not ok:
+            fails.append((d, seen))
+        elif first_ok is None:
+            first_ok = (d, seen)
+    if fails:
+        d, seen = fails[0]
+        return FAILS, (f"{len(fails)} of {len(chosen)} outcomes differ from {claim.check['expect']!r}; "
+                       f"e.g. {_describe(data, d)}: {seen}"), [f[0] for f in fails[:5]]
+    d, seen = first_ok
+    return HOLDS, f"all {len(chosen)} outcomes agree; e.g. {_describe(data, d)}: {seen}", chosen[:5]
+
+
+def _pairs(data: _Data, run: AdapterRun, chk: dict) -> list[tuple[str, str]]:
+    keys = chk.get("pair_on", ["dtype", "reduction"])
+    left = select(data.result, run, chk["left"])
+    right = select(data.result, run, chk["right"])
+    def key(d):
+        return tuple(str(data.result.cases[d].get(k)) for k in keys)
+    rmap: dict[tuple, str] = {}
+    for d in right:
+        rmap.setdefault(key(d), d)
+    return [(l, rmap[key(l)]) for l in left if key(l) in rmap and rmap[key(l)] != l]
+
+
+def _check_relation(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
+    pairs = _pairs(data, run, claim.check)
+    op = claim.check["op"]
+    if not pairs:
+        return UNCHECKED, "no pair of outcomes to compare (the selected cases were not sent to this adapter)", []
+    fails = []
+    for l, r in pairs:
+        ol, orr = data.outcome(l), data.outcome(r)
+        if ol.status != "ok" or orr.status != "ok" or ol.value is None or orr.value is None:
+            fails.append((l, r, f"status {ol.status} / {orr.status}"))
+            continue
+        a, b = np.asarray(ol.value, dtype=np.float64), np.asarray(orr.value, dtype=np.float64)
+        if a.shape != b.shape:
+            fails.append((l, r, f"shapes {list(a.shape)} / {list(b.shape)}"))
+            continue
+        with np.errstate(invalid="ignore"):
+            if op == "==":
+                ea, eb = data.expected(l), data.expected(r)
+                bound = sum(np.asarray(e.bound) for e in (ea, eb) if not isinstance(e, Exception))
+                same_special = np.all((np.isnan(a) == np.isnan(b)) & (np.isinf(a) == np.isinf(b)))
+                fin = np.isfinite(a) & np.isfinite(b)
+                ok = bool(same_special and np.all(np.where(fin, np.abs(a - b) <= bound, a == b) | (np.isnan(a) & np.isnan(b))))
+            else:
+                ok = bool(np.all(a < b) if op == "<" else np.all(a > b))
+        if not ok:
+            fails.append((l, r, f"{_short(a)} {op} {_short(b)} is false"))
+    if fails:
+        l, r, why = fails[0]
+        return FAILS, (f"{len(fails)} of {len(pairs)} pairs fail; e.g. {_describe(data, l)} vs "
+                       f"{_describe(data, r)}: {why}"), [fails[0][0], fails[0][1]]
+    l, r = pairs[0]
+    return HOLDS, (f"all {len(pairs)} pairs satisfy {op}; e.g. {_short(data.outcome(l).value)} {op} "
+                   f"{_short(data.outcome(r).value)} ({_describe(data, l)})"), [l, r]
+
+
+def _check_warning(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
+    chosen = [d for d in select(data.result, run, claim.check["cases"]) if data.outcome(d).status == "ok"]
+    if not chosen:
+        return UNCHECKED, f"no successful outcome for cases matching {claim.check['cases']}", []
+    text = claim.check["contains"].lower()
+    missing = [d for d in chosen if not any(text in w.lower() for w in data.outcome(d).warnings)]
+    if missing:
+        return FAILS, f"{len(missing)} of {len(chosen)} outcomes carry no such warning; e.g. {_describe(data, missing[0])}", missing[:5]
+    return HOLDS, f"all {len(chosen)} outcomes carry the warning", chosen[:5]
+
+
+_CHECKS = {"fingerprint": _check_fingerprint, "value": _check_value, "relation": _check_relation,
+           "warning": _check_warning}
+
+
+def check_claim(claim: Claim, result: RunResult) -> list[ClaimResult]:
+    """The claim checked on every run of its subject (one result per run)."""
+    runs = [r for r in result.runs if subject_matches(claim.subject, r.adapter)]
+    kind = claim.check["kind"]
+    if kind == "unchecked":
+        return [ClaimResult(claim, r.adapter if runs else None, UNCHECKED, claim.check["reason"]) for r in runs] or \
+               [ClaimResult(claim, None, UNCHECKED, claim.check["reason"])]
+    if not runs:
+        return [ClaimResult(claim, None, UNCHECKED, f"no run of {', '.join(claim.subject)} in these results")]
+    out = []
+    for r in runs:
+        if r.status != "ok":
+            out.append(ClaimResult(claim, r.adapter, UNCHECKED, f"adapter not run: {r.status} ({r.reason[:120]})"))
+            continue
+        status, evidence, cases = _CHECKS[kind](claim, r, _Data(result, r))
+        out.append(ClaimResult(claim, r.adapter, status, evidence, cases))
+    return out
+
+
+def check_claims(result: RunResult, claims: list[Claim] | None = None) -> list[ClaimResult]:
+    """Every claim (default: klconform/claims.toml) on every run of its subject."""
+    out: list[ClaimResult] = []
+    for c in (load_claims() if claims is None else claims):
+        out += check_claim(c, result)
+    return out

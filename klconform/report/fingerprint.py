@@ -1,0 +1,366 @@
+"""Semantic fingerprint: which point of the reference family an adapter's *observed*
+behaviour matches, inferred from its outcomes alone (never from its declarations).
+
+A *template* is a family point with the reduction left as a map: ``reductions`` says which
+reduction is really applied when a case asks for reduction R (identity by default), the
+other fields (epsilon policy, 0*inf convention, argument order, misread encodings, weight
+level and divisor) apply to every case.  ``point_for(template, case)`` is the
+:class:`reference.Point` the template means for one case.
+
+:func:`infer_fingerprint` scores templates by *agreement*: the number of cases whose
+observed value is within the reference's per-case bound of ``reference.evaluate(case,
+point)`` (SPEC.md KL-BOUND-4; NaN meets NaN, infinities their sign).  It starts from the
+canonical template (and the documented one when given), changes one field at a time keeping
+strict improvements (coordinate search; simpler templates win ties) on a deterministic
+subset of cases, then scores the winner, the canonical and the documented template on all
+cases.  It is a pure function of the case and outcome data: the engine may call it to fill
+``AdapterRun.fingerprint``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from reference.family import Point
+
+from ..case import INPUT_KINDS, REDUCTIONS, TARGET_KINDS, Case
+
+METHOD = ("coordinate search over the reference family (SPEC.md KL-FAM-1); a case agrees "
+          "when the observed value is within the reference bound (KL-BOUND-4)")
+# Fraction of compared cases the best template must explain to be reported as "partial"
+# rather than "unexplained" (below it the report says loudly that no point explains it).
+PARTIAL_THRESHOLD = 0.9
+_DIVISOR_REDUCTIONS = ("mean", "distribution_mean")   # KL-WEIGHT-SUMDIV is defined for these
+
+
+def _epsilon_options() -> list[tuple[str, float]]:
+    """(policy, eps) options: none first, then the variants the verdicts search."""
+    try:
+        from ..verdicts import EPSILON_VARIANTS
+    except ImportError:   # keep working while verdicts.py changes
+        EPSILON_VARIANTS = (("target_log_eps", 1e-12), ("clip_both", 1e-7))
+    return [("none", 0.0)] + [tuple(v) for v in EPSILON_VARIANTS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A family point with the reduction as a map from the asked to the applied reduction."""
+
+    epsilon: str = "none"
+    eps: float = 0.0
+    zero_inf: str = "zero"
+    swap: bool = False
+    target_as: str | None = None
+    input_as: str | None = None
+    weight_level: str = "element"
+    weight_divisor: str = "count"
+    reductions: tuple[tuple[str, str], ...] = ()   # (asked, applied), only where they differ
+
+    def applied(self, asked: str) -> str:
+        return dict(self.reductions).get(asked, asked)
+
+    def with_reduction(self, asked: str, applied: str) -> "Template":
+        m = dict(self.reductions)
+        if applied == asked:
+            m.pop(asked, None)
+        else:
+            m[asked] = applied
+        return dataclasses.replace(self, reductions=tuple(sorted(m.items())))
+
+    @property
+    def complexity(self) -> int:
+        """Number of fields that differ from the canonical template (ties go to simpler)."""
+        base = Template()
+        n = sum(getattr(self, f.name) != getattr(base, f.name)
+                for f in dataclasses.fields(self) if f.name not in ("eps", "reductions"))
+        return n + len(self.reductions)
+
+    @property
+    def name(self) -> str:
+        """E.g. ``reduction as asked+target_log_eps(1e-12)`` or ``batchmean→sum+swapped``."""
+        red = ", ".join(f"{a}→{b}" for a, b in self.reductions) or "reduction as asked"
+        pt = Point(reduction=red, epsilon=self.epsilon, eps=self.eps, zero_inf=self.zero_inf,
+                   swap=self.swap, target_as=self.target_as, input_as=self.input_as,
+                   weight_level=self.weight_level, weight_divisor=self.weight_divisor)
+        return pt.name
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["reductions"] = dict(self.reductions)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Template":
+        d = dict(d)
+        d["reductions"] = tuple(sorted(dict(d.get("reductions", {})).items()))
+        return cls(**d)
+
+
+def point_for(t: Template, case: Case) -> Point:
+    """The family point ``t`` means for ``case``.  Fields that cannot act on the case are
+    normalised away (a misread as the case's own kind, weight options without weights),
+    so equal behaviour gives equal points."""
+    weighted = case.weight is not None or case.sample_weight is not None
+    reduction = t.applied(case.reduction)
+    return Point(
+        reduction=reduction, epsilon=t.epsilon, eps=t.eps, zero_inf=t.zero_inf, swap=t.swap,
+        target_as=None if t.target_as == case.target_kind else t.target_as,
+        input_as=None if t.input_as == case.input_kind else t.input_as,
+        weight_level=t.weight_level if case.sample_weight is not None else "element",
+        weight_divisor=t.weight_divisor if weighted and reduction in _DIVISOR_REDUCTIONS else "count",
+    )
+
+
+def template_from_points(points: Mapping[str, Point]) -> Template:
+    """The template of per-reduction points (e.g. documented ones); non-reduction fields are
+    taken from the first point in reduction order."""
+    if not points:
+        return Template()
+    first = points[sorted(points)[0]]
+    t = Template(epsilon=first.epsilon, eps=first.eps, zero_inf=first.zero_inf, swap=first.swap,
+                 target_as=first.target_as, input_as=first.input_as, weight_level=first.weight_level,
+                 weight_divisor=first.weight_divisor)
+    for asked, p in sorted(points.items()):
+        t = t.with_reduction(asked, p.reduction)
+    return t
+
+
+# ----------------------------------------------------------------------------- agreement
+def _as_case(c) -> Case:
+    return c if isinstance(c, Case) else Case.from_json(c)
+
+
+def _as_outcome(o):
+    from adapters.base import Outcome
+    return o if isinstance(o, Outcome) else Outcome.from_json(o)
+
+
+def _default_evaluate(case: Case, point: Point):
+    from reference.evaluate import evaluate
+    return evaluate(case, point)
+
+
+def _result_shape(case: Case, reduction: str):
+    try:
+        from ..verdicts import result_shape
+    except ImportError:
+        return None
+    return result_shape(case, reduction)
+
+
+def value_agrees(exp, outcome, case: Case) -> bool:
+    """True when ``outcome``'s value is within ``exp``'s bound (KL-BOUND-4), judged in the
+    coarser of the case's and the returned dtype (a down-cast is a dtype matter, not a
+    semantic one)."""
+    from ..verdicts import _expected_value, compare_arrays   # shared with the verdicts
+    used = case.dtype
+    rdt = outcome.dtype
+    from ..dtypes import DTYPES, UNIT_ROUNDOFF
+    if rdt in DTYPES and UNIT_ROUNDOFF[rdt] > UNIT_ROUNDOFF[used]:
+        used = rdt
+    v, b = _expected_value(exp, case.dtype, used)
+    return compare_arrays(v, b, outcome.value, outcome.shape).ok
+
+
+class _Scorer:
+    """Memoised agreement of one outcome with one point."""
+
+    def __init__(self, items: list[tuple[Case, Any]], evaluate: Callable):
+        self.items = items
+        self.evaluate = evaluate
+        self.memo: dict[tuple[str, Point], bool] = {}
+        self.evaluations = 0
+
+    def agrees(self, case: Case, outcome, point: Point) -> bool:
+        key = (case.digest, point)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        ok = False
+        shape = _result_shape(case, point.reduction)
+        if outcome.shape is None or shape is None or tuple(outcome.shape) == tuple(shape):
+            self.evaluations += 1
+            try:
+                with np.errstate(all="ignore"):
+                    exp = self.evaluate(case.replace(grad=False), point)
+                ok = value_agrees(exp, outcome, case)
+            except Exception:   # undefined for this point (KL-RED-0D, ...): no agreement
+                ok = False
+        self.memo[key] = ok
+        return ok
+
+    def score(self, t: Template, items=None) -> int:
+        return sum(self.agrees(c, o, point_for(t, c)) for c, o in (self.items if items is None else items))
+
+    def disagreeing(self, t: Template) -> list[str]:
+        return [c.digest for c, o in self.items if not self.agrees(c, o, point_for(t, c))]
+
+
+def _neighbours(t: Template, asked: Iterable[str], weighted: bool, sample_weighted: bool) -> list[Template]:
+    """Templates one field away from ``t``, simplest kinds of change first."""
+    rep = dataclasses.replace
+    out: list[Template] = []
+    for e, v in _epsilon_options():
+        if (e, v) != (t.epsilon, t.eps):
+            out.append(rep(t, epsilon=e, eps=v))
+    out.append(rep(t, zero_inf="nan" if t.zero_inf == "zero" else "zero"))
+    out.append(rep(t, swap=not t.swap))
+    for k in (None, *INPUT_KINDS):
+        if k != t.input_as:
+            out.append(rep(t, input_as=k))
+    for k in (None, *TARGET_KINDS):
+        if k != t.target_as:
+            out.append(rep(t, target_as=k))
+    if weighted:
+        out.append(rep(t, weight_divisor="weight_sum" if t.weight_divisor == "count" else "count"))
+    if sample_weighted:
+        out.append(rep(t, weight_level="distribution" if t.weight_level == "element" else "element"))
+    for a in sorted(asked):
+        for r in REDUCTIONS:
+            if r != t.applied(a):
+                out.append(t.with_reduction(a, r))
+    return out
+
+
+def _search(scorer: _Scorer, start: Template, asked, weighted, sample_weighted,
+            max_sweeps: int = 4) -> tuple[Template, int, dict[Template, int]]:
+    """Coordinate search from ``start``: take the best strict improvement among the
+    neighbours until none improves; returns (best, its score, every template scored)."""
+    seen: dict[Template, int] = {}
+
+    def score(t):
+        if t not in seen:
+            seen[t] = scorer.score(t)
+        return seen[t]
+
+    cur, cur_s = start, score(start)
+    n = len(scorer.items)
+    for _ in range(max_sweeps):
+        if cur_s == n:
+            break
+        best, best_s = cur, cur_s
+        for cand in _neighbours(cur, asked, weighted, sample_weighted):
+            s = score(cand)
+            if s > best_s or (s == best_s and best is not cur and cand.complexity < best.complexity):
+                best, best_s = cand, s
+                if s == n:
+                    break
+        if best is cur:
+            break
+        cur, cur_s = best, best_s
+    return cur, cur_s, seen
+
+
+def _search_subset(items: list[tuple[Case, Any]], limit: int) -> list[tuple[Case, Any]]:
+    """A deterministic subset for the search: curated cases first, then by digest, at most
+    ``limit``, keeping every asked reduction represented."""
+    ordered = sorted(items, key=lambda co: (not co[0].label.startswith("curated/"), co[0].digest))
+    if len(ordered) <= limit:
+        return ordered
+    chosen = ordered[:limit]
+    have = {c.reduction for c, _ in chosen}
+    for co in ordered[limit:]:
+        if co[0].reduction not in have:
+            chosen.append(co)
+            have.add(co[0].reduction)
+    return chosen
+
+
+def _status(agree: int, compared: int) -> str:
+    if compared == 0:
+        return "no_data"
+    if agree == compared:
+        return "exact"
+    return "partial" if agree / compared >= PARTIAL_THRESHOLD else "unexplained"
+
+
+def documented_template(documented: Mapping[str, Any] | None) -> Template | None:
+    """The template of an ``AdapterRun.documented`` summary ({"points": {R: Point json}})."""
+    if not documented or not documented.get("points"):
+        return None
+    return template_from_points({r: Point.from_json(p) for r, p in documented["points"].items()})
+
+
+def differing_fields(a: Template, b: Template) -> list[str]:
+    """Names of the fields where two templates differ (``reductions`` as ``reduction[R]``)."""
+    out = [f.name for f in dataclasses.fields(Template)
+           if f.name != "reductions" and getattr(a, f.name) != getattr(b, f.name)]
+    asked = sorted(set(dict(a.reductions)) | set(dict(b.reductions)))
+    out += [f"reduction[{r}]" for r in asked if a.applied(r) != b.applied(r)]
+    return out
+
+
+def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
+                      documented: Mapping[str, Any] | None = None, max_search_cases: int = 300,
+                      evaluate: Callable | None = None) -> dict[str, Any]:
+    """The observed semantics of one adapter.
+
+    ``cases``: digest -> :class:`Case` or ``Case.to_json()``; ``outcomes``: digest ->
+    :class:`~adapters.base.Outcome` or ``Outcome.to_json()`` (only ``ok`` outcomes with a value
+    are compared); ``documented``: optional ``AdapterRun.documented`` summary, used as a
+    second starting point and scored for comparison; ``evaluate(case, point)`` defaults
+    to ``reference.evaluate``.  Returns a JSON-ready dict (keys ``observed``, ``agree``,
+    ``compared``, ``fraction``, ``status`` — "exact" | "partial" | "unexplained" |
+    "no_data" —, ``canonical``, ``documented``, ``ties``, ``alternatives``,
+    ``unexplained_cases``, ``differs_from_documented``, ``search``, ``method``)."""
+    items: list[tuple[Case, Any]] = []
+    for digest in sorted(outcomes):
+        o = _as_outcome(outcomes[digest])
+        if o.status != "ok" or o.value is None or digest not in cases:
+            continue
+        items.append((_as_case(cases[digest]), o))
+    doc_t = documented_template(documented)
+    result: dict[str, Any] = {"method": METHOD, "compared": len(items)}
+    if not items:
+        result.update(status="no_data", agree=0, fraction=None, observed=None, canonical=None,
+                      documented=None if doc_t is None else {"name": doc_t.name, "template": doc_t.to_json()},
+                      ties=[], ties_templates=[], alternatives=[], unexplained_cases=[], differs_from_documented=[],
+                      search={"cases": 0, "templates": 0, "evaluations": 0},
+                      reason="no outcome with a value to compare")
+        return result
+    ev = evaluate or _default_evaluate
+    subset = _search_subset(items, max_search_cases)
+    scorer = _Scorer(subset, ev)
+    asked = sorted({c.reduction for c, _ in items})
+    weighted = any(c.weight is not None or c.sample_weight is not None for c, _ in subset)
+    sample_weighted = any(c.sample_weight is not None for c, _ in subset)
+    starts = [Template()] + ([doc_t] if doc_t is not None and doc_t != Template() else [])
+    scored: dict[Template, int] = {}
+    finals = []
+    for s in starts:
+        best, best_s, seen = _search(scorer, s, asked, weighted, sample_weighted)
+        scored.update(seen)
+        finals.append((best_s, -best.complexity, best))
+    best_s, _, best = max(finals, key=lambda x: (x[0], x[1]))
+    top = max(scored.values())
+    # equally good templates that mean another point for some case (not mere no-op fields)
+    ties = sorted((t for t, s in scored.items() if s == top and t != best
+                   and any(point_for(t, c) != point_for(best, c) for c, _ in subset)),
+                  key=lambda t: (t.complexity, t.name))
+    alternatives = sorted((t for t in scored if t != best), key=lambda t: (-scored[t], t.complexity, t.name))[:3]
+
+    full = _Scorer(items, ev)
+    full.memo = scorer.memo   # same (digest, point) keys
+    n = len(items)
+    agree = full.score(best)
+    canon = full.score(Template())
+    observed_points = {}
+    for a in asked:
+        c = next(c for c, _ in items if c.reduction == a)
+        observed_points[a] = point_for(best, c).to_json()
+    result.update(
+        observed={"name": best.name, "template": best.to_json(), "points": observed_points},
+        agree=agree, fraction=agree / n, status=_status(agree, n),
+        canonical={"name": Template().name, "agree": canon},
+        documented=None if doc_t is None else {"name": doc_t.name, "template": doc_t.to_json(),
+                                                "agree": full.score(doc_t)},
+        ties=[t.name for t in ties[:5]],
+        ties_templates=[{"name": t.name, "template": t.to_json()} for t in ties[:5]],
+        alternatives=[{"name": t.name, "agree_in_search": scored[t]} for t in alternatives],
+        unexplained_cases=full.disagreeing(best)[:10],
+        differs_from_documented=[] if doc_t is None else differing_fields(best, doc_t),
+        search={"cases": len(subset), "templates": len(scored), "evaluations": scorer.evaluations + full.evaluations},
+    )
+    return result

@@ -1,0 +1,204 @@
+"""report.html: one self-contained file (inline CSS and SVG, no scripts, no network)."""
+from __future__ import annotations
+
+import json
+from html import escape as E
+
+from ..results import RunResult
+from ..verdicts import AREAS
+from . import plots
+from .markdown import CANONICAL, bootstrap_command, python_text
+from .summary import AREA_TITLES, EXIT_DOC, Group, ReportModel, build_model, error_points, gradient_points
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
+th,td{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
+th{background:#f4f4f4}
+td.match{background:#e5f5e0}td.known{background:#fee6ce}td.new{background:#fcbba1;font-weight:bold}td.empty{color:#999}
+.holds{color:#237804;font-weight:bold}.fails{color:#a8071a;font-weight:bold}.unchecked{color:#777}
+.loud{border:2px solid #a8071a;background:#fff1f0;padding:.5em 1em;margin:1em 0}
+.ok{border:2px solid #237804;background:#f6ffed;padding:.5em 1em;margin:1em 0}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
+details{margin:.3em 0 .8em}summary{cursor:pointer}
+dl.ex{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:.5em 0 .5em 1em;font-size:13px}
+dl.ex dt{font-weight:bold}dl.ex dd{margin:0;word-break:break-all}
+svg.plot{display:block;margin:.5em 0 1.5em;max-width:100%;height:auto}
+"""
+
+
+def _table(header, rows, classes=None) -> str:
+    h = "".join(f"<th>{E(str(x))}</th>" for x in header)
+    body = []
+    for i, r in enumerate(rows):
+        tds = []
+        for j, c in enumerate(r):
+            cls = classes[i][j] if classes and classes[i][j] else ""
+            tds.append(f'<td class="{cls}">{c}</td>' if cls else f"<td>{c}</td>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _group(g: Group) -> str:
+    tag = f"known <code>{E(g.known)}</code>" if g.known else '<span class="fails">NEW</span>'
+    eb = f" → <code>{E(g.explained_by)}</code>" if g.explained_by else ""
+    parts = [f"<details{' open' if not g.known else ''}><summary><b>{E(g.cls)}</b> vs {E(g.against)}{eb} — "
+             f"{g.count} case(s) — {tag}</summary><dl class=\"ex\">",
+             f"<dt>SPEC clauses</dt><dd>{', '.join('<code>' + E(c) + '</code>' for c in g.clauses)}</dd>"]
+    if g.when:
+        parts.append(f"<dt>condition</dt><dd>{E(g.when)}</dd>")
+    if g.citation:
+        cit = E(g.citation)
+        link = f'<a href="{cit}">{cit}</a>' if g.citation.startswith("http") else cit
+        parts.append(f"<dt>upstream reference</dt><dd>{link}</dd>")
+    parts.append(f"<dt>detail</dt><dd>{E(g.detail)}</dd>")
+    e = g.example
+    if e:
+        parts += [f"<dt>minimal counterexample</dt><dd><code>{E(e.label or e.digest)}</code> (case <code>{E(e.digest)}</code>; {E(e.shrink)})</dd>",
+                  f"<dt>question</dt><dd>{E(e.question)}</dd>",
+                  f"<dt>target P</dt><dd><code>{E(e.target)}</code></dd>",
+                  f"<dt>pred</dt><dd><code>{E(e.pred)}</code></dd>",
+                  f"<dt>expected ({E(e.point)})</dt><dd><code>{E(e.expected)}</code></dd>",
+                  f"<dt>observed</dt><dd><code>{E(e.observed)}</code></dd>",
+                  f"<dt>bound</dt><dd><code>{E(e.bound)}</code></dd>"]
+        if e.native_call:
+            parts.append(f"<dt>native call</dt><dd><code>{E(e.native_call)}</code></dd>")
+        if e.blob:
+            parts.append(f"<dt>reproduce</dt><dd><code>klconform.engine.case_from_blob(\"{E(e.blob)}\")</code></dd>")
+    parts.append("</dl></details>")
+    return "".join(parts)
+
+
+def _plots(model: ReportModel) -> str:
+    r = model.result
+    cache: dict = {}
+    ok_runs = [v for v in model.runs if v.run.status == "ok"]
+    err_panels = [(v.run.adapter, error_points(r, v.run, cache)) for v in ok_runs]
+    grad_panels = [(v.run.adapter, [(m, e, dt) for m, e, dt, _ in gradient_points(r, v.run, v.fingerprint, cache)])
+                   for v in ok_runs]
+    rows = [v.label for v in model.runs]
+    cells = [[(v.cells[a].state, v.cells[a].text) if v.run.status == "ok" else ("empty", v.run.status)
+              for a in AREAS] for v in model.runs]
+    return "\n".join([
+        "<h2 id=\"plots\">Plots</h2>",
+        plots.verdict_matrix(rows, [AREA_TITLES[a] for a in AREAS], cells),
+        plots.scatter_panels("Value error relative to the bound vs magnitude (canonical comparison), per framework and dtype",
+                             err_panels, x_label="max |observed value|", y_label="|error| / bound"),
+        plots.scatter_panels("Gradient error relative to the bound vs magnitude (against the observed fingerprint point)",
+                             grad_panels, x_label="max |gradient|", y_label="|error| / bound"),
+    ])
+
+
+def render(model: ReportModel) -> str:
+    r: RunResult = model.result
+    n_fail = len(model.failures)
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>klconform conformance report</title>", f"<style>{CSS}</style></head><body>",
+           "<h1>klconform conformance report</h1>"]
+    box = "loud" if n_fail else "ok"
+    out.append(f'<div class="{box}"><b>{"No unexpected discrepancy" if not n_fail else f"{n_fail} unexpected finding(s)"}'
+               f" (exit status {model.exit_status})</b><br><small>Exit status: {E(EXIT_DOC)}.</small></div>")
+    if not r.complete:
+        out.append('<div class="loud"><b>Partial results</b>: the run did not finish; only the adapters listed completed.</div>')
+    out.append(f"<p>Seed {r.seed}, {len(r.cases)} cases (corpus digest <code>{E(r.corpus_digest)}</code>), "
+               f"{len(r.runs)} adapter run(s), started {E(str(r.started_at or '?'))}"
+               + (f", {r.elapsed_s:.1f} s" if r.elapsed_s is not None else "") + ".</p>")
+
+    out.append('<h2 id="summary">Summary</h2><p>Verdicts against the canonical definition per framework-version and '
+               "dimension (✓ match, ✗ discrepancy).</p>")
+    rows, classes = [], []
+    for v in model.runs:
+        if v.run.status != "ok":
+            rows.append([E(v.label), f"not run: {E(v.run.status)}"] + [""] * (len(AREAS) - 1))
+            classes.append([""] * (len(AREAS) + 1))
+        else:
+            rows.append([E(v.label)] + [E(v.cells[a].text) for a in AREAS])
+            classes.append([""] + [v.cells[a].state for a in AREAS])
+    out.append(_table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows, classes))
+
+    out.append('<h2 id="fingerprints">Semantic fingerprints</h2>'
+               "<p>The family point each adapter's <em>observed</em> outcomes match (inferred from its outcomes, not "
+               "copied from the adapter), next to its documented semantics.</p>"
+               f"<p>Canonical definition: {E(CANONICAL)}.</p>")
+    frows = []
+    for v in model.runs:
+        if v.run.status != "ok":
+            continue
+        fp = v.fingerprint or {}
+        doc = fp.get("documented") or {}
+        status = fp.get("status", "no_data")
+        verdict = {"exact": "explains every outcome", "partial": '<span class="fails">explains most outcomes only</span>',
+                   "unexplained": '<span class="fails">NO POINT OF THE FAMILY EXPLAINS THIS BEHAVIOUR</span>',
+                   "no_data": "no outcomes"}.get(status, E(status))
+        frows.append([E(v.label), f"<code>{E((fp.get('observed') or {}).get('name') or '—')}</code>",
+                      f"{fp.get('agree', 0)}/{fp.get('compared', 0)} ({verdict})",
+                      f"<code>{E(v.documented_name or doc.get('name') or '—')}</code>",
+                      f"{doc.get('agree', '—')}/{fp.get('compared', 0)}" if doc else "—",
+                      f"{(fp.get('canonical') or {}).get('agree', '—')}/{fp.get('compared', 0)}",
+                      E(", ".join(fp.get("differs_from_documented") or []) or "—"),
+                      E(", ".join(fp.get("ties") or []) or "—")])
+    out.append(_table(["framework-version", "observed (inferred)", "agreement", "documented", "documented agrees",
+                       "canonical agrees", "observed differs from documented in", "equally good"], frows))
+    for v in model.runs:
+        fp = v.fingerprint or {}
+        if fp.get("status") in ("partial", "unexplained"):
+            out.append(f'<div class="loud"><b>{E(v.run.adapter)}: no point of the reference family explains all of its '
+                       f"behaviour</b> — best {fp.get('agree')}/{fp.get('compared')} "
+                       f"(<code>{E((fp.get('observed') or {}).get('name') or '')}</code>); unexplained cases e.g. "
+                       f"{', '.join('<code>' + E(d) + '</code>' for d in (fp.get('unexplained_cases') or [])[:3])}.</div>")
+
+    out.append('<h2 id="claims">Documentation claims</h2><p>Claims made by framework docs and the seed documents '
+               "(<code>klconform/claims.toml</code>), checked against observed behaviour.</p>")
+    crow = []
+    for c in model.claims:
+        cls = {"holds": "holds", "does not hold": "fails", "not checked": "unchecked"}[c.status]
+        src = E(c.claim.source) + (f' <a href="{E(c.claim.url)}">{E(c.claim.url)}</a>' if c.claim.url else "")
+        note = f"<br><small>{E(c.claim.note)}</small>" if c.claim.note else ""
+        crow.append([f"<code>{E(c.claim.id)}</code><br>{E(c.claim.topic)}", E(c.run or "—"),
+                     f'<span class="{cls}">{E(c.status)}</span>',
+                     f"<q>{E(c.claim.quote)}</q><br><small>{src}</small>{note}", E(c.evidence)])
+    out.append(_table(["claim", "adapter", "status", "quote and source", "evidence"], crow))
+
+    out.append('<h2 id="discrepancies">Discrepancies</h2>')
+    for v in model.runs:
+        out.append(f"<h3>{E(v.label)}</h3>")
+        if v.run.status != "ok":
+            out.append(f"<p>Not run: {E(v.run.status)} — {E(v.run.reason)}</p>")
+            continue
+        stat = ", ".join(f"{k}: {n}" for k, n in sorted(v.counts.items()))
+        out.append(f"<p>API <code>{E(v.run.api)}</code>; {len(v.run.outcomes)} outcomes ({E(stat)}); docs: "
+                   f"{E(v.run.documented_doc or '—')}</p>")
+        out.append("".join(_group(g) for g in v.groups) or "<p>No discrepancy.</p>")
+        if v.run.unmatched_known:
+            out.append("<p>Known records not observed in this run: "
+                       + ", ".join(f"<code>{E(x)}</code>" for x in v.run.unmatched_known) + "</p>")
+
+    out.append('<h2 id="unexpected">Unexpected findings</h2>')
+    out.append("<ul>" + "".join(f"<li>{E(f)}</li>" for f in model.failures) + "</ul>" if model.failures
+               else "<p>None: every discrepancy is a recorded, cited known discrepancy.</p>")
+
+    out.append(_plots(model))
+
+    out.append('<h2 id="environment">Environment</h2>')
+    erows = []
+    for v in model.runs:
+        e = v.run.env or {}
+        erows.append([E(v.run.adapter), E(str(e.get("framework", "—"))), E(str(e.get("version", "—"))),
+                      E(python_text(e))] + [E(str(e.get(k, "—"))) for k in ("numpy", "platform", "device")]
+                     + [E(v.run.status), E(v.run.reason or "")])
+    out.append(_table(["adapter", "framework", "version", "python", "numpy", "platform", "device", "status", "reason"], erows))
+    out.append(f"<p>Hypothesis: <code>{E(json.dumps(r.hypothesis, sort_keys=True))}</code></p>")
+    out.append('<h2 id="reproduction">Reproduction</h2><p>Re-run exactly this report (same seed, same framework '
+               "versions → the same results.json apart from the timing fields <code>started_at</code> and "
+               "<code>elapsed_s</code>):</p>"
+               f"<pre>{E(r.command or f'python -m klconform run --seed {r.seed}')}</pre>"
+               f"<p>or, from a fresh clone (builds the environments first):</p><pre>{E(bootstrap_command(r))}</pre>"
+               "<p>Re-render from the results file: <code>python -m klconform report results.json --out DIR</code>.</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def render_html(result: RunResult, model: ReportModel | None = None) -> str:
+    """report.html for ``result``."""
+    return render(model or build_model(result))

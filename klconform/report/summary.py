@@ -1,0 +1,376 @@
+"""What a report says, computed once from a :class:`RunResult` and rendered by
+:mod:`.markdown` and :mod:`.html`: the verdict matrix, fingerprints, discrepancy groups with
+their minimal counterexamples, documentation claims, environment and reproduction.
+
+Only results data and the float64 reference are used (no framework).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from reference.family import Point
+
+from ..case import Case
+from ..results import AdapterRun, RunResult, Verdict
+from ..verdicts import AREAS, area_of, facts
+from .claims import ClaimResult, check_claims
+from .fingerprint import infer_fingerprint, point_for, Template
+
+AREA_TITLES = {
+    "values": "values", "reductions": "reductions", "epsilon_zeros": "epsilon / zeros",
+    "dtypes": "dtypes", "gradients": "gradients", "shapes_invalid": "shapes / invalid input",
+}
+EXIT_DOC = "0: no unexpected discrepancy; 1: unexpected discrepancy (new, or a known record not observed); 2: usage or input error"
+
+
+@dataclasses.dataclass
+class Cell:
+    """Verdict counts of one run in one area (comparisons against the canonical point)."""
+
+    match: int = 0
+    known: int = 0       # discrepancies covered by a known record
+    new: int = 0         # discrepancies no record covers
+    by_class: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        if self.new:
+            return "new"
+        if self.known:
+            return "known"
+        return "match" if self.match else "empty"
+
+    @property
+    def text(self) -> str:
+        if not (self.match or self.known or self.new):
+            return "–"
+        parts = [f"{self.match} ✓"]
+        if self.known or self.new:
+            parts.append(f"{self.known + self.new} ✗")
+            if self.new:
+                parts.append(f"({self.new} new)")
+        return " ".join(parts)
+
+
+@dataclasses.dataclass
+class Example:
+    """One case shown in full: what it asks, what came back, what the reference expects."""
+
+    digest: str
+    label: str
+    question: str          # dtype, kinds, reduction, shapes
+    target: str
+    pred: str
+    observed: str
+    expected: str
+    bound: str
+    point: str             # the family point the expectation is for
+    native_call: str = ""
+    blob: str = ""
+    shrink: str = ""       # how it was found / shrunk
+
+
+@dataclasses.dataclass
+class Group:
+    """Discrepancy verdicts of one run sharing (against, class, explaining point, record)."""
+
+    against: str
+    cls: str
+    explained_by: str | None
+    known: str | None
+    count: int
+    clauses: list[str]
+    detail: str
+    citation: str = ""
+    when: str = ""
+    example: Example | None = None
+
+
+@dataclasses.dataclass
+class RunView:
+    run: AdapterRun
+    label: str                      # "torch.kl_div — torch 2.13.0"
+    fingerprint: dict[str, Any]
+    documented_name: str
+    cells: dict[str, Cell]
+    groups: list[Group]
+    failures: list[str]             # CI failures (new discrepancies, unmatched records)
+    counts: dict[str, int]          # outcome statuses
+
+
+@dataclasses.dataclass
+class ReportModel:
+    result: RunResult
+    runs: list[RunView]
+    claims: list[ClaimResult]
+
+    @property
+    def failures(self) -> list[str]:
+        return [f for r in self.runs for f in r.failures]
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.failures else 0
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fmt_array(a, limit: int = 12) -> str:
+    if a is None:
+        return "—"
+    a = np.asarray(a, dtype=np.float64)
+    if a.size <= limit:
+        body = np.array2string(a, precision=9, separator=", ", max_line_width=10**6)
+        return body.replace("\n", " ")
+    return f"array{list(a.shape)} (min {np.nanmin(a):.6g}, max {np.nanmax(a):.6g})"
+
+
+def run_label(run: AdapterRun) -> str:
+    env = run.env or {}
+    fw = env.get("framework") or run.adapter.split(".", 1)[0]
+    ver = env.get("version")
+    return f"{run.adapter} — {fw} {ver}" if ver else f"{run.adapter} ({run.status})"
+
+
+def ci_failures(run: AdapterRun) -> list[str]:
+    """One line per unexpected finding of ``run`` (the exit-status rule): each new
+    discrepancy group, and each known record that no case showed."""
+    groups: dict[tuple, list[Verdict]] = {}
+    for v in run.verdicts:
+        if v.cls != "match" and not v.known:
+            groups.setdefault((v.against, v.cls, v.explained_by or ""), []).append(v)
+    lines = [f"{run.adapter}: NEW {cls} vs {against}{' (' + eb + ')' if eb else ''}: {len(vs)} case(s), "
+             f"e.g. {vs[0].case}" for (against, cls, eb), vs in sorted(groups.items())]
+    lines += [f"{run.adapter}: known record {rid!r} was not observed" for rid in run.unmatched_known]
+    return lines
+
+
+def ensure_fingerprint(result: RunResult, run: AdapterRun) -> dict[str, Any]:
+    """``run.fingerprint`` with the inferred observed point (computed here when the engine
+    stored only its verdict counts)."""
+    fp = dict(run.fingerprint or {})
+    if "observed" not in fp and run.status == "ok":
+        fp.update(infer_fingerprint(result.cases, run.outcomes, documented=run.documented or None))
+        run.fingerprint = fp
+    return fp
+
+
+def _case(result: RunResult, cache: dict, digest: str) -> Case | None:
+    if digest not in cache:
+        try:
+            cache[digest] = Case.from_json(result.cases[digest])
+        except Exception:
+            cache[digest] = None
+    return cache[digest]
+
+
+def documented_point(run: AdapterRun, case: Case) -> Point:
+    pts = (run.documented or {}).get("points") or {}
+    if case.reduction in pts:
+        return Point.from_json(pts[case.reduction])
+    return Point(reduction=case.reduction)
+
+
+def make_example(result: RunResult, run: AdapterRun, case: Case, against: str, *, blob: str = "",
+                 shrink: str = "") -> Example:
+    """The case, the observed outcome and the reference's expectation for ``against``."""
+    from adapters.base import Outcome
+    from reference.evaluate import evaluate
+    point = Point(reduction=case.reduction) if against == "canonical" else documented_point(run, case)
+    o = Outcome.from_json(run.outcomes[case.digest]) if case.digest in run.outcomes else None
+    try:
+        with np.errstate(all="ignore"):
+            exp = evaluate(case, point)
+        expected, bound = _fmt_array(exp.value_in_dtype), _fmt_array(exp.bound)
+        grads = {k: g for k, g in exp.grads.items()}
+    except Exception as exc:
+        expected, bound, grads = f"undefined ({exc})", "—", {}
+    if o is None:
+        observed = "—"
+    elif o.status == "ok":
+        observed = f"{_fmt_array(o.value)} ({o.dtype}, shape {list(o.shape) if o.shape is not None else '?'})"
+        for k in sorted(o.grads):
+            if k in grads and np.asarray(o.grads[k]).size <= 12:
+                observed += f"; d/d{k} {_fmt_array(o.grads[k])}"
+                expected += f"; d/d{k} {_fmt_array(grads[k])}"
+    else:
+        observed = f"{o.status}: {o.error_type or ''} {(o.error_message or '')[:160]}".strip()
+    q = (f"{case.dtype}, P {case.target_kind}{list(case.target.shape)}, Q {case.input_kind}{list(case.pred.shape)}, "
+         f"reduction {case.reduction}, class_axis {case.class_axis}, batch_axis {case.batch_axis}"
+         + (f", weight {case.weight}" if case.weight is not None else "")
+         + (f", sample_weight {_fmt_array(case.sample_weight)}" if case.sample_weight is not None else ""))
+    return Example(digest=case.digest, label=case.label, question=q, target=_fmt_array(case.target, 16),
+                   pred=_fmt_array(case.pred, 16), observed=observed, expected=expected, bound=bound,
+                   point=point.name, native_call=(o.native_call if o else ""), blob=blob, shrink=shrink)
+
+
+def _size(case_json: dict) -> tuple:
+    n = int(np.prod(case_json.get("target_shape") or [1])) + int(np.prod(case_json.get("pred_shape") or [1]))
+    return (n, case_json.get("dtype") != "float64", case_json.get("digest", ""))
+
+
+# Clauses every evaluated case carries; a group lists them only where they are the point.
+_GENERIC = ("KL-DEF-1", "KL-DEF-2", "KL-ARG-1", "KL-SHAPE-1", "KL-SHAPE-2", "KL-DTYPE-1", "KL-FAM-1",
+            "KL-BOUND-1", "KL-BOUND-2", "KL-BOUND-3", "KL-BOUND-4", "KL-BOUND-5", "KL-GRAD-1", "KL-GRAD-RED")
+_KEEP = {"precision": ("KL-BOUND-2", "KL-BOUND-4"), "gradient": ("KL-BOUND-3", "KL-GRAD-1"),
+         "shape": ("KL-SHAPE-2",), "dtype": ("KL-DTYPE-1",)}
+
+
+def group_clauses(cls: str, vs: list[Verdict]) -> list[str]:
+    """The SPEC clauses every verdict of a group cites, without the generic ones (kept
+    where the class is about them, e.g. the bounds for ``precision``)."""
+    common = set(vs[0].clauses)
+    for v in vs[1:]:
+        common &= set(v.clauses)
+    keep = _KEEP.get(cls, ())
+    return [c for c in vs[0].clauses if c in common and (c not in _GENERIC or c in keep)]
+
+
+def deviation(explained_by: str | None, asked: str | None) -> str | None:
+    """``explained_by`` with the reduction written as ``as asked`` when it is the case's own
+    (so one deviation, e.g. an epsilon, forms one group across reductions)."""
+    if not explained_by:
+        return explained_by
+    head, plus, rest = explained_by.partition("+")
+    if head == asked:
+        return "as asked" + plus + rest
+    return f"{asked}→{head}" + plus + rest if asked else explained_by
+
+
+def discrepancy_groups(result: RunResult, run: AdapterRun, cache: dict) -> list[Group]:
+    """Non-match verdicts of ``run`` grouped, new groups first, then by count."""
+    by: dict[tuple, list[Verdict]] = {}
+    for v in run.verdicts:
+        if v.cls != "match":
+            asked = (result.cases.get(v.case) or {}).get("reduction")
+            by.setdefault((v.against, v.cls, deviation(v.explained_by, asked), v.known), []).append(v)
+    groups = []
+    for (against, cls, eb, known), vs in by.items():
+        clauses = group_clauses(cls, vs)
+        rec = (run.known_records or {}).get(known or "", {})
+        cx = (run.counterexamples or {}).get(cls)
+        example = None
+        cx_v = (cx or {}).get("verdict") or {}
+        if cx and cx.get("case") in result.cases and cx_v.get("against", against) == against \
+                and deviation(cx_v.get("explained_by"), result.cases[cx["case"]].get("reduction")) == eb:
+            c = _case(result, cache, cx["case"])
+            if c is not None:
+                example = make_example(result, run, c, against, blob=cx.get("blob", ""),
+                                       shrink=f"shrunk in {cx.get('shrink_rounds', 0)} round(s) from case "
+                                              f"{cx.get('found_as', '?')} (seed {cx.get('seed', result.seed)})")
+        if example is None:
+            smallest = min((v.case for v in vs if v.case in result.cases), key=lambda d: _size(result.cases[d]),
+                           default=None)
+            c = _case(result, cache, smallest) if smallest else None
+            if c is not None:
+                example = make_example(result, run, c, against, shrink="smallest case of the group")
+        detail = next((v.detail for v in vs if example and v.case == example.digest), vs[0].detail)
+        groups.append(Group(against=against, cls=cls, explained_by=eb, known=known, count=len(vs),
+                            clauses=clauses, detail=detail, citation=rec.get("citation", ""),
+                            when=rec.get("when", ""), example=example))
+    groups.sort(key=lambda g: (g.known is not None, g.against != "canonical", -g.count, g.cls, g.explained_by or ""))
+    return groups
+
+
+def verdict_cells(result: RunResult, run: AdapterRun, cache: dict) -> dict[str, Cell]:
+    """Counts per area of the canonical comparisons (SPEC.md §10 classes)."""
+    cells = {a: Cell() for a in AREAS}
+    for v in run.verdicts:
+        if v.against != "canonical":
+            continue
+        c = _case(result, cache, v.case)
+        if c is None:
+            continue
+        area = area_of(v, facts(c, v))
+        cell = cells.setdefault(area, Cell())
+        cell.by_class[v.cls] = cell.by_class.get(v.cls, 0) + 1
+        if v.cls == "match":
+            cell.match += 1
+        elif v.known:
+            cell.known += 1
+        else:
+            cell.new += 1
+    return cells
+
+
+def build_model(result: RunResult, claims=None) -> ReportModel:
+    """Everything a report shows, from ``result`` alone (``claims``: loaded claims, default
+    klconform/claims.toml)."""
+    cache: dict[str, Case | None] = {}
+    views = []
+    for run in result.runs:
+        fp = ensure_fingerprint(result, run)
+        doc_name = (run.documented or {}).get("name") or ""
+        counts: dict[str, int] = {}
+        for o in run.outcomes.values():
+            counts[o["status"]] = counts.get(o["status"], 0) + 1
+        views.append(RunView(run=run, label=run_label(run), fingerprint=fp, documented_name=doc_name,
+                             cells=verdict_cells(result, run, cache),
+                             groups=discrepancy_groups(result, run, cache),
+                             failures=ci_failures(run), counts=counts))
+    return ReportModel(result=result, runs=views, claims=check_claims(result, claims))
+
+
+# ----------------------------------------------------------------------------- plot data
+def error_points(result: RunResult, run: AdapterRun, cache: dict | None = None, limit: int = 800):
+    """(magnitude, err/bound, dtype) per canonical value comparison with a finite error:
+    magnitude is max |observed| over finite entries (0 -> 1e-300 floor), err/bound as the
+    verdicts measured it.  Deterministic subsample (by case digest) of at most ``limit``."""
+    cache = {} if cache is None else cache
+    seen: dict[str, float] = {}
+    for v in run.verdicts:
+        if v.against != "canonical" or v.err_over_bound is None or v.cls == "gradient":
+            continue
+        seen[v.case] = max(seen.get(v.case, 0.0), float(v.err_over_bound))
+    out = []
+    for d in sorted(seen)[: max(limit, 0)] if len(seen) <= limit else _spread(sorted(seen), limit):
+        o = run.outcomes.get(d)
+        if not o or o["status"] != "ok" or not o["value"]:
+            continue
+        vals = [x for x in o["value"]["data"] if isinstance(x, (int, float))]
+        mag = max((abs(x) for x in vals), default=0.0)
+        out.append((mag, seen[d], result.cases[d]["dtype"] if d in result.cases else "?"))
+    return out
+
+
+def _spread(items: list, n: int) -> list:
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | None = None,
+                    limit: int = 300):
+    """(|gradient| max, err/bound, dtype, input) per returned gradient, against the point the
+    observed fingerprint gives the case (canonical when there is none).  At most ``limit``
+    cases (deterministic spread over digests)."""
+    from adapters.base import Outcome
+    from reference.evaluate import evaluate
+    from ..verdicts import compare_arrays
+    cache = {} if cache is None else cache
+    tmpl = (fp.get("observed") or {}).get("template")
+    t = Template.from_json(tmpl) if tmpl else Template()
+    digests = sorted(d for d, o in run.outcomes.items() if o["status"] == "ok" and o.get("grads"))
+    if len(digests) > limit:
+        digests = _spread(digests, limit)
+    out = []
+    for d in digests:
+        c = _case(result, cache, d)
+        if c is None or not c.grad:
+            continue
+        o = Outcome.from_json(run.outcomes[d])
+        try:
+            with np.errstate(all="ignore"):
+                exp = evaluate(c, point_for(t, c))
+        except Exception:
+            continue
+        for k, g in sorted(o.grads.items()):
+            if k not in exp.grads:
+                continue
+            cmp = compare_arrays(exp.grads[k], exp.grad_bounds.get(k, 0.0), g)
+            if cmp.err_over_bound is None:
+                continue
+            fin = np.asarray(g)[np.isfinite(g)]
+            out.append((float(np.max(np.abs(fin))) if fin.size else 0.0, float(cmp.err_over_bound), c.dtype, k))
+    return out

@@ -1,0 +1,102 @@
+"""report.md and report.html from recorded results: golden structure (not pixels), the HTML
+parses, embeds its plots as inline SVG and needs no network."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from klconform.report.html import render_html
+from klconform.report.markdown import SECTIONS, render_markdown
+from klconform.report.summary import build_model
+
+
+class Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.text: list[str] = []
+
+    VOID = {"meta", "br", "img", "link", "input", "hr", "circle", "line", "rect"}
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unbalanced </{tag}> (open: {self.stack[-3:]})")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_markdown_structure(recorded):
+    md = render_markdown(recorded)
+    heads = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert heads == list(SECTIONS)
+    # one matrix row and one fingerprint row per run
+    for run in recorded.runs:
+        assert len(re.findall(rf"^\| {re.escape(run.adapter)} — ", md, flags=re.M)) == 2
+    # the fingerprint of each double is its true semantics
+    assert "| double.target_eps — numpy" in md and "reduction as asked+target_log_eps(1e-12)" in md
+    assert "batchmean→sum+swapped" in md
+    # a discrepancy shows class, clause, counterexample, expected/observed, bound
+    sec = md.split("\n### double.target_eps")[1].split("\n### ")[0].split("\n## ")[0]
+    for needle in ("#### semantic vs canonical", "SPEC clauses: ", "`KL-EPS-NONE`", "minimal counterexample",
+                   "expected (", "observed: ", "bound: ", "**NEW**"):
+        assert needle in sec, needle
+    assert "No discrepancy." in md.split("\n### double.canonical")[1].split("\n### ")[0]
+    assert "python -m klconform run --seed 7" in md
+    assert "exit status 1" in md
+
+
+def test_html_parses_and_embeds_plots(recorded):
+    page = render_html(recorded)
+    p = Collector()
+    p.feed(page)
+    p.close()
+    assert not p.errors, p.errors[:5]
+    names = [t for t, _ in p.tags]
+    assert names.count("svg") == 3                      # verdict matrix, value errors, gradient errors
+    assert names.count("circle") > 100                  # the scatter plots carry points
+    assert "script" not in names
+    for tag, attrs in p.tags:                           # self-contained: nothing fetched at view time
+        if tag in ("img", "link", "script", "iframe", "object"):
+            raise AssertionError(f"external resource tag <{tag}>")
+        assert not any(k == "src" for k in attrs), (tag, attrs)
+    text = "".join(p.text)
+    for h in ("Summary", "Semantic fingerprints", "Documentation claims", "Discrepancies", "Plots", "Environment",
+              "Reproduction"):
+        assert h in text
+    assert "reduction as asked+target_log_eps(1e-12)" in text
+
+
+def test_unexplained_behaviour_is_loud(corpus):
+    from tests.report.conftest import run_doubles
+    from tests.report import doubles
+    res = run_doubles([doubles.Garbage], corpus[:150])
+    md = render_markdown(res)
+    assert "NO POINT OF THE FAMILY EXPLAINS THIS BEHAVIOUR" in md
+    assert "no point of the reference family explains all of its behaviour" in md
+    assert "NO POINT OF THE FAMILY EXPLAINS THIS BEHAVIOUR" in render_html(res)
+
+
+def test_matrix_counts_add_up(recorded):
+    model = build_model(recorded)
+    for view in model.runs:
+        canon = [v for v in view.run.verdicts if v.against == "canonical"]
+        cells = view.cells.values()
+        assert sum(c.match + c.known + c.new for c in cells) == len(canon)
+        assert sum(c.match for c in cells) == sum(v.cls == "match" for v in canon)
+    assert model.runs[0].failures == []                 # the canonical double conforms
+    assert model.runs[1].failures and model.exit_status == 1

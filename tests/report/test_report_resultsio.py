@@ -1,0 +1,99 @@
+"""results.json: schema-valid, deterministic bytes, atomic writes, one-line read errors."""
+from __future__ import annotations
+
+import json
+import os
+
+import jsonschema
+import pytest
+
+from klconform import resultsio
+from klconform.results import RunResult
+
+
+def test_schema_is_a_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(resultsio.schema())
+
+
+def test_round_trip_and_schema(recorded, tmp_path):
+    p = tmp_path / "results.json"
+    doc = resultsio.write_results(recorded, p)
+    jsonschema.validate(json.loads(p.read_text()), resultsio.schema())
+    back = resultsio.read_results(p)
+    assert isinstance(back, RunResult)
+    assert resultsio.to_document(back) == doc
+    assert [r.adapter for r in back.runs] == ["double.canonical", "double.target_eps", "double.swapped_sum"]
+
+
+def test_same_result_same_bytes_apart_from_timing(recorded, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    resultsio.write_results(recorded, a)
+    recorded_copy = resultsio.read_results(a)
+    recorded_copy.elapsed_s = 12345.0
+    recorded_copy.started_at = "2000-01-01T00:00:00Z"
+    recorded_copy.runs[0].elapsed_s = 99.0
+    resultsio.write_results(recorded_copy, b)
+    assert a.read_bytes() != b.read_bytes()
+    da, db = (resultsio.strip_timing(json.loads(p.read_text())) for p in (a, b))
+    assert da == db
+    text = a.read_text()
+    assert text == resultsio.dumps(json.loads(text))   # canonical: sorted keys, compact
+
+
+def test_nan_is_never_a_json_literal(recorded, tmp_path):
+    p = tmp_path / "r.json"
+    resultsio.write_results(recorded, p)
+    json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"literal {c} in results.json"))
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "report.md"
+    p.write_text("previous report")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        resultsio.atomic_write_text(p, "new report")
+    assert p.read_text() == "previous report"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["report.md"]   # no temp file left
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    p = tmp_path / "report.md"
+    resultsio.atomic_write_text(p, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def one_line_error(path) -> str:
+    with pytest.raises(resultsio.ResultsError) as info:
+        resultsio.read_results(path)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_read_errors_are_one_line(recorded, tmp_path):
+    assert "no such results file" in one_line_error(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "not valid JSON" in one_line_error(bad)
+    arr = tmp_path / "list.json"
+    arr.write_text("[]")
+    assert "top level is list" in one_line_error(arr)
+    good = tmp_path / "good.json"
+    doc = resultsio.write_results(recorded, good)
+    old = dict(doc, schema_version=0)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert "schema_version 0 is not supported" in one_line_error(tmp_path / "old.json")
+    broken = json.loads(good.read_text())
+    del broken["runs"][1]["verdicts"][0]["cls"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    assert "runs/1/verdicts/0" in one_line_error(tmp_path / "broken.json")
+    items = json.loads(good.read_text())
+    o = next(o for o in items["runs"][0]["outcomes"].values() if o["value"])
+    o["value"]["data"][0] = "oops"
+    (tmp_path / "items.json").write_text(json.dumps(items))
+    assert "'oops'" in one_line_error(tmp_path / "items.json")
