@@ -67,7 +67,7 @@ class Outcome:
 
     def to_wire(self) -> dict[str, Any]:
         def enc(a):
-            a = np.ascontiguousarray(a, dtype="<f8")
+            a = np.asarray(a, dtype="<f8")   # not ascontiguousarray: it turns 0-d into shape (1,)
             return {"shape": list(a.shape), "data": a.tobytes()}
         return {
             "status": self.status,
