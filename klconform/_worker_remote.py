@@ -1,0 +1,273 @@
+"""The worker side of :mod:`klconform.workers`: runs inside the worker process.
+
+This module is imported in the worker after the controller's bootstrap put the project
+root on ``sys.path``.  The worker may be *another* interpreter (another virtualenv) that
+has numpy but neither execnet (execnet bootstraps itself over the pipe) nor klconform
+installed, so the top level imports only the standard library; numpy, the case codec and
+the adapter are imported in :func:`serve` once the environment is prepared.
+
+Protocol (all messages are tuples/dicts of plain types, see DESIGN.md §Worker protocol):
+
+controller -> worker                        worker -> controller
+``{"ref", "env", "paths", "progress"}``     ``("hello", {"pid", "python"})``
+                                            ``("ready", env)`` | ``("unavailable", status, reason)``
+``([seq...], pickle([case wire...]))``      ``pickle([(seq, outcome wire), ...])``, in order,
+                                            at the end of the batch and every FLUSH_INTERVAL_S
+``None`` (stop)
+
+The *progress record* (a 16-byte shared file, :class:`ProgressRecord`) holds the case in
+progress and its start time: that is what lets the controller attribute a crash or a hang
+to the right case, and time each case, without a message per case.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import platform
+import sys
+import time
+import traceback
+import warnings
+
+WORKER_PROTOCOL = 3
+# Outcomes wait at most this long in the worker before being sent (slow adapters).
+FLUSH_INTERVAL_S = 0.05
+WIRE_PICKLE_PROTOCOL = 4   # as klconform.workers: plain types only, readable by Python >= 3.4
+
+
+def prepare_environment(env: dict, paths: list) -> None:
+    """Environment every framework needs before its first import.
+
+    TF_CPP_MIN_LOG_LEVEL=3 keeps TensorFlow's C++ logging off stderr; MXNet 1.x uses the
+    alias ``numpy.bool`` that numpy >= 1.24 removed, so restore it before any adapter runs.
+    """
+    for p in reversed(paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    os.environ.update({k: str(v) for k, v in env.items()})
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy
+    if "bool" not in numpy.__dict__:
+        numpy.bool = bool
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def load_adapter(ref: str):
+    """Import ``module:Class`` and instantiate it (failures propagate to the caller)."""
+    import importlib
+    module_name, _, class_name = ref.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)()
+
+
+def start_adapter(ref: str):
+    """Load the adapter and run its ``setup``.
+
+    Returns ``(adapter, env)`` or ``(None, (status, reason))`` where status is
+    ``"missing"`` when ``setup`` could not find the framework (ModuleNotFoundError) and
+    ``"import_error"`` for every other failure, including a broken adapter module.
+    """
+    try:
+        adapter = load_adapter(ref)
+    except BaseException as exc:  # noqa: BLE001 - any failure is data for the controller
+        return None, ("import_error", f"cannot load adapter {ref}: {_one_line(exc)}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # import-time deprecation chatter is not a result
+            facts = adapter.setup() or {}
+    except ModuleNotFoundError as exc:
+        return None, ("missing", f"{getattr(adapter, 'framework', '') or ref}: {_one_line(exc)}")
+    except BaseException as exc:  # noqa: BLE001
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+        return None, ("import_error", f"{ref} setup failed: {_one_line(exc)}{where}")
+    return adapter, describe(adapter, ref, dict(facts))
+
+
+def describe(adapter, ref: str, facts: dict) -> dict:
+    """The environment report: the adapter's own facts plus what the worker knows."""
+    import numpy
+    env = {
+        "adapter": getattr(adapter, "name", "") or ref,
+        "adapter_ref": ref,
+        "api": getattr(adapter, "api", ""),
+        "framework": getattr(adapter, "framework", ""),
+        "version": None,
+        "device": "cpu",
+        "python": sys.executable,
+        "python_version": platform.python_version(),
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "pid": os.getpid(),
+        "worker_protocol": WORKER_PROTOCOL,
+    }
+    env.update({k: v for k, v in facts.items() if v is not None or k not in env})
+    return _plain(env)
+
+
+def _plain(x):
+    """``x`` reduced to types an execnet channel carries (str for anything exotic)."""
+    if x is None or isinstance(x, (bool, int, float, str, bytes)):
+        return x
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in x]
+    return str(x)
+
+
+# The Case fields and wire version the fast decoder below knows; anything else falls back
+# to Case.from_wire.
+_CASE_FIELDS = frozenset({"target", "pred", "dtype", "target_kind", "input_kind", "reduction", "class_axis",
+                          "batch_axis", "weight", "sample_weight", "grad", "label"})
+_CASE_WIRE_VERSION = 1
+
+
+def case_decoder(case_cls, from_bits):
+    """A function wire dict -> Case equal to ``case_cls.from_wire`` but without re-running
+    the constructor's checks.  Why that is sound: the wire was written by ``Case.to_wire``
+    of a Case the controller already validated, and ``from_bits`` restores its values bit
+    for bit.  Why bother: the checks cost ~40 us per case (numpy call overhead on small
+    arrays), a quarter of a typical framework call.  Falls back to ``from_wire`` whenever
+    the Case class or the wire version is not the one this decoder was written for."""
+    import dataclasses
+    if {f.name for f in dataclasses.fields(case_cls)} != _CASE_FIELDS:
+        return case_cls.from_wire
+
+    def array(w, key, dtype):
+        a = from_bits(w[key], dtype, tuple(w[key + "_shape"]))
+        a.setflags(write=False)
+        return a
+
+    def decode(w):
+        if w.get("v") != _CASE_WIRE_VERSION:
+            return case_cls.from_wire(w)
+        dtype = w["dtype"]
+        case = object.__new__(case_cls)
+        values = {
+            "target": array(w, "target", dtype), "pred": array(w, "pred", dtype), "dtype": dtype,
+            "target_kind": w["target_kind"], "input_kind": w["input_kind"], "reduction": w["reduction"],
+            "class_axis": w["class_axis"], "batch_axis": w["batch_axis"], "weight": w["weight"],
+            "sample_weight": None if w["sample_weight"] is None else array(w, "sample_weight", dtype),
+            "grad": w["grad"], "label": w.get("label", ""),
+        }
+        for name, value in values.items():
+            object.__setattr__(case, name, value)
+        return case
+
+    return decode
+
+
+def evaluate_wire(adapter, wire: dict, decode, outcome_cls) -> dict:
+    """One case in, one outcome wire dict out; adapter exceptions become ``status="error"``.
+    ``decode`` turns the case wire into a Case (:func:`case_decoder`)."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            outcome = adapter.evaluate(decode(wire))
+            if not isinstance(outcome, outcome_cls):
+                outcome = outcome_cls(status="error", error_type="TypeError",
+                                      error_message=f"evaluate returned {type(outcome).__name__}, not Outcome")
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from an adapter is an error too
+            outcome = outcome_cls(status="error", error_type=type(exc).__name__, error_message=str(exc))
+    outcome.elapsed_s = time.perf_counter() - start
+    if caught:
+        outcome.warnings = list(outcome.warnings) + [f"{w.category.__name__}: {w.message}" for w in caught]
+    try:
+        return outcome.to_wire()
+    except Exception as exc:  # noqa: BLE001 - e.g. a value that is not an array
+        return outcome_cls(status="error", error_type=type(exc).__name__,
+                           error_message=f"outcome not serialisable: {exc}",
+                           elapsed_s=outcome.elapsed_s).to_wire()
+
+
+def serve(channel) -> None:
+    """The worker's main loop (called by the bootstrap with the execnet channel)."""
+    config = channel.receive()
+    channel.send(("hello", {"pid": os.getpid(), "python": sys.executable}))
+    try:
+        prepare_environment(config.get("env", {}), config.get("paths", []))
+        from adapters.base import Outcome
+        from klconform.case import Case
+        from klconform.dtypes import from_bits
+        decode = case_decoder(Case, from_bits)
+    except BaseException as exc:  # noqa: BLE001
+        channel.send(("unavailable", "import_error", f"worker environment: {_one_line(exc)}"))
+        return
+    adapter, result = start_adapter(config["ref"])
+    if adapter is None:
+        channel.send(("unavailable", *result))
+        return
+    channel.send(("ready", result))
+    progress = ProgressRecord(config["progress"]) if config.get("progress") else None
+    while True:
+        msg = channel.receive()
+        if msg is None:
+            return
+        seqs, blob = msg
+        run_batch(channel, adapter, decode, Outcome, seqs, pickle.loads(blob), progress)
+
+
+def run_batch(channel, adapter, decode, outcome_cls, seqs, wires, progress) -> None:
+    """Evaluate one batch; outcomes go back as pickled lists of ``(seq, wire)``, flushed at
+    the end of the batch and whenever FLUSH_INTERVAL_S has passed (slow adapters).  The
+    progress record names the case in progress, so the controller can attribute a crash
+    or a hang without a message per case (execnet's per-message cost, ~40 us of framing
+    and wake-ups per case, was the largest part of the harness overhead)."""
+    pending, last_flush = [], time.monotonic()
+    for seq, wire in zip(seqs, wires):
+        if progress is not None:
+            progress.start(seq)
+        outcome = evaluate_wire(adapter, wire, decode, outcome_cls)
+        if progress is not None:
+            progress.idle()
+        pending.append((seq, outcome))
+        if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
+            channel.send(pickle.dumps(pending, protocol=WIRE_PICKLE_PROTOCOL))
+            pending, last_flush = [], time.monotonic()
+    if pending:
+        channel.send(pickle.dumps(pending, protocol=WIRE_PICKLE_PROTOCOL))
+
+
+class ProgressRecord:
+    """Which case the worker is evaluating, in a 16-byte shared file (mmap).
+
+    Layout ``<dq``: the ``time.monotonic()`` at which the case started (a system-wide
+    clock on the worker's host) and its sequence number, -1 between cases.  The start
+    time is written before the number, so a reader never sees a case with a later start
+    than its real one (a timeout can fire late, never early)."""
+
+    SIZE = 16
+
+    def __init__(self, path: str, create: bool = False):
+        import mmap
+        import struct
+        self._struct = struct
+        if create:
+            with open(path, "wb") as fh:
+                fh.write(struct.pack("<dq", 0.0, -1))
+        self._file = open(path, "r+b")
+        self._map = mmap.mmap(self._file.fileno(), self.SIZE)
+
+    def start(self, seq: int) -> None:
+        self._struct.pack_into("<d", self._map, 0, time.monotonic())
+        self._struct.pack_into("<q", self._map, 8, seq)
+
+    def idle(self) -> None:
+        self._struct.pack_into("<q", self._map, 8, -1)
+
+    def read(self) -> tuple[int, float]:
+        """``(seq, started)``; seq is -1 between cases."""
+        started, seq = self._struct.unpack_from("<dq", self._map, 0)
+        return seq, started
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        finally:
+            self._file.close()

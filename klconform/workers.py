@@ -1,0 +1,455 @@
+"""Isolated adapter workers: one execnet worker process per adapter, optionally under
+another Python interpreter.
+
+Why processes: frameworks crash each other (paddle after tensorflow segfaults), need
+incompatible numpy versions (MXNet 1.x < 2 <= JAX), and an upgrade check runs two
+versions of one framework side by side.  execnet (the engine under pytest-xdist) does the
+process and interpreter plumbing; :mod:`klconform._worker_remote` is the worker side.
+
+Failure handling (the run always goes on):
+
+* the framework is not installed -> :class:`AdapterUnavailable` ``status="missing"``;
+* the adapter or framework fails to import/set up, crashes or hangs while doing so ->
+  :class:`AdapterUnavailable` ``status="import_error"``;
+* a case crashes the worker (signal, exit) -> that case's :class:`Outcome` is
+  ``status="crash"`` with the signal or exit status; a case runs past ``case_timeout`` ->
+  ``status="timeout"`` and the worker is killed.  Either way a fresh worker takes over and
+  the rest of the cases continue.
+
+Cases travel in batches: one pickled message per ``batch_size`` cases, one batch in flight
+(a second queued batch could block the controller on a full pipe while a hung worker holds
+the GIL).  Outcomes come back as pickled lists at the end of each batch and every 50 ms in
+between.  Which case is running, and since when, the worker writes to a 16-byte shared
+*progress record* before each case: that attributes a crash or a hang to its case and
+times each case, without execnet's per-message cost per case (measured ~40 us of
+framing and wake-ups, the largest part of the overhead).  Cases the dead worker had
+finished but not yet sent are evaluated again by the fresh worker.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import os
+import pickle
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import execnet
+
+from adapters.base import Outcome
+
+from ._worker_remote import ProgressRecord
+
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+# Runs in the worker: its only job is to make the project importable there (the worker
+# interpreter need not have klconform installed) and hand over to the worker module.
+_BOOTSTRAP = """
+import sys
+root = channel.receive()
+if root not in sys.path:
+    sys.path.insert(0, root)
+from klconform._worker_remote import serve
+serve(channel)
+"""
+
+# Batches and outcomes cross the channel as one pickle each: execnet's own serializer is
+# pure Python (~120 us per case dict both ways, measured) while pickle of the same plain
+# dicts takes ~1 us.  Protocol 4 is read by every Python >= 3.4 (side interpreters).  Only
+# plain types are pickled (wire dicts of str/int/float/bytes/None), never objects.
+WIRE_PICKLE_PROTOCOL = 4
+
+_DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# What a receive raises when the worker died or its side of the channel failed.
+_BROKEN = (EOFError, OSError, execnet.RemoteError)
+
+
+class AdapterUnavailable(Exception):
+    """An adapter whose worker cannot start.
+
+    ``status`` is ``"missing"`` (framework or interpreter not installed: a skip) or
+    ``"import_error"`` (the framework is there but importing or setting it up failed,
+    crashed or hung).  ``reason`` is one line.
+    """
+
+    def __init__(self, reason: str, status: str = "import_error"):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """Which adapter to run and where.
+
+    ``adapter_ref``: ``"module:Class"``; ``python``: the worker's interpreter (None: this
+    one); ``run_id``: the name results are recorded under (None: the adapter's ``name``);
+    ``unavailable``: a reason known before starting (e.g. the side interpreter of a
+    ``name@env`` variant is not configured) -- the worker then reports ``missing``.
+    """
+
+    adapter_ref: str
+    python: str | None = None
+    run_id: str | None = None
+    unavailable: str | None = None
+
+
+def _detail(exc: BaseException) -> str:
+    """The last line of a channel error (a remote traceback's exception line), or ''."""
+    if isinstance(exc, EOFError):
+        return ""       # the pipe closed: the exit status says it all
+    lines = str(exc).strip().splitlines()
+    return f"; {lines[-1]}" if lines else ""
+
+
+def _exit_text(returncode: int | None) -> str:
+    """How a worker process ended, e.g. ``"killed by signal SIGSEGV (11)"``."""
+    if returncode is None:
+        return "worker connection lost (process state unknown)"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "signal"
+        return f"worker killed by signal {name} ({-returncode})"
+    return f"worker exited with status {returncode}"
+
+
+_POLL_S = 0.2        # how often a waiting controller checks the progress record for a timeout
+_CLOSED = object()   # the channel callback's end marker: the worker is gone
+
+
+class _Inbox:
+    """Outcomes as execnet's receiver thread delivers them (a channel callback).
+
+    The waiting thread is woken only when the expected number of outcomes has arrived or
+    the channel closed (or by its own timeout), not once per message."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._items: list[tuple[int, dict]] = []
+        self._want = 0
+        self._closed = False
+
+    def put(self, item) -> None:            # execnet's receiver thread
+        with self._cond:
+            if item is _CLOSED:
+                self._closed = True
+                self._cond.notify_all()
+                return
+            self._items.extend(pickle.loads(item))
+            if len(self._items) >= self._want:
+                self._cond.notify_all()
+
+    def expect(self, count: int) -> None:
+        with self._cond:
+            self._want = count
+
+    def wait(self, timeout: float) -> tuple[int, bool]:
+        """Sleep until done or closed, at most ``timeout`` s; ``(received, closed)``."""
+        with self._cond:
+            if len(self._items) < self._want and not self._closed:
+                self._cond.wait(timeout)
+            return len(self._items), self._closed
+
+    def take(self) -> list[tuple[int, dict]]:
+        with self._cond:
+            items, self._items = self._items, []
+            return items
+
+
+class _LazyWires:
+    """``Case.to_wire()`` of each case, computed on demand and at most once."""
+
+    def __init__(self, cases: Sequence):
+        self.cases = list(cases)
+        self.wires: list[dict | None] = [None] * len(self.cases)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def get(self, i: int) -> dict:
+        if self.wires[i] is None:
+            self.wires[i] = self.cases[i].to_wire()
+        return self.wires[i]
+
+    def blob(self, indices: Sequence[int]) -> bytes:
+        """The cases at ``indices`` as one pickle of wire dicts (plain types only)."""
+        return pickle.dumps([self.get(i) for i in indices], protocol=WIRE_PICKLE_PROTOCOL)
+
+
+class AdapterWorker:
+    """A worker process running one adapter; restarted transparently after a crash/hang.
+
+    ``start()`` returns the environment report (framework, version, python, numpy,
+    platform, device, adapter, api, pid, ...); ``run(cases)`` returns one Outcome per case
+    in order.  Use as a context manager or call ``close()``: it kills and reaps the process.
+    """
+
+    def __init__(self, spec: WorkerSpec, *, case_timeout: float = 30.0, setup_timeout: float = 180.0,
+                 batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.spec = spec
+        self.case_timeout = float(case_timeout)
+        self.setup_timeout = float(setup_timeout)
+        self.batch_size = int(batch_size)
+        self.python = spec.python or sys.executable
+        self.env: dict[str, Any] | None = None
+        self.restarts = 0          # fresh workers started after a crash or a hang
+        self.pid: int | None = None
+        self._group: execnet.Group | None = None
+        self._gateway = None
+        self._channel = None
+        self._deaths = 0           # consecutive worker deaths no case could be charged with
+        self._inbox: _Inbox | None = None
+        self._progress: ProgressRecord | None = None
+        self._progress_path: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "AdapterWorker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> dict[str, Any]:
+        """Start the worker (if not running) and return its environment report.
+
+        Raises :class:`AdapterUnavailable` when the adapter cannot run here."""
+        if self._channel is None:
+            self.env = self._spawn()
+        return dict(self.env)
+
+    def close(self) -> None:
+        """Stop the worker: polite stop message, then kill; always reaps the process."""
+        if self._channel is not None:
+            try:
+                self._channel.send(None)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._teardown(kill=False)
+
+    @property
+    def alive(self) -> bool:
+        return self._channel is not None
+
+    # ------------------------------------------------------------------ running cases
+    def run(self, cases: Sequence) -> list[Outcome]:
+        """One :class:`Outcome` per case, same order.  Never raises for adapter trouble:
+        crashes and hangs become outcomes, and if no fresh worker can be started the
+        remaining cases get the start failure's status (``import_error``/``missing``)."""
+        wires = _LazyWires(cases)
+        outcomes: list[Outcome | None] = [None] * len(wires)
+        todo = collections.deque(range(len(wires)))
+        while todo:
+            if self._channel is None:
+                try:
+                    self.start()
+                except AdapterUnavailable as exc:
+                    for i in todo:
+                        outcomes[i] = Outcome(status=exc.status, error_type="AdapterUnavailable",
+                                              error_message=exc.reason)
+                    break
+            batch = [todo.popleft() for _ in range(min(self.batch_size, len(todo)))]
+            unfinished = self._run_batch(wires, batch, list(itertools.islice(todo, self.batch_size)), outcomes)
+            todo.extendleft(reversed(unfinished))
+        return outcomes  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ internals
+    def _run_batch(self, wires: _LazyWires, batch: list[int], upcoming: list[int], outcomes: list) -> list[int]:
+        """Send the cases ``batch`` in one message and collect their outcomes into
+        ``outcomes``; returns the cases of ``batch`` still without an outcome (to resend
+        to a fresh worker after a crash or a hang).
+
+        The case that crashed or hung the worker is named by the worker's progress record
+        and gets its ``crash``/``timeout`` outcome; cases it had finished but not yet sent
+        are lost with it and resent.  While waiting, this thread encodes the ``upcoming``
+        cases and otherwise sleeps (the receiver thread collects outcomes)."""
+        try:
+            self._channel.send((batch, wires.blob(batch)))
+        except _BROKEN:
+            # died between batches, after its last outcome: retry once on a fresh worker
+            return self._unattributed_death(batch, outcomes, "before this case was delivered")
+        inbox, progress = self._inbox, self._progress
+        inbox.expect(len(batch))
+        for i in upcoming:
+            wires.get(i)                     # encode the next batch while the worker computes
+        timed_out, stalled = None, False
+        last_change, last_state = time.monotonic(), None
+        while True:
+            seq, started = progress.read()
+            now = time.monotonic()
+            running = now - started if seq >= 0 else 0.0
+            if seq >= 0 and running >= self.case_timeout:
+                timed_out = seq
+                break
+            received, closed = inbox.wait(min(self.case_timeout - running, _POLL_S))
+            if received >= len(batch) or closed:
+                break
+            if (received, seq) != last_state:
+                last_change, last_state = now, (received, seq)
+            elif seq < 0 and now - last_change >= self.case_timeout:
+                stalled = True       # alive but between cases and silent: not any case's fault
+                break
+        for seq, wire in inbox.take():
+            outcomes[seq] = Outcome.from_wire(wire)
+        unfinished = [i for i in batch if outcomes[i] is None]
+        if not unfinished:
+            self._deaths = 0
+            return []
+        if timed_out is not None and outcomes[timed_out] is None:
+            outcomes[timed_out] = Outcome(
+                status="timeout", error_type="Timeout", elapsed_s=running,
+                error_message=(f"no result within case_timeout={self.case_timeout:g}s; "
+                               f"worker pid {self.pid} killed"))
+        elif stalled:
+            return self._unattributed_death(unfinished, outcomes, f"stalled between cases for "
+                                            f"case_timeout={self.case_timeout:g}s (killed)")
+        else:
+            seq, started = progress.read()
+            if seq not in unfinished:
+                return self._unattributed_death(unfinished, outcomes, "between cases")
+            outcomes[seq] = Outcome(
+                status="crash", error_type="WorkerCrash", elapsed_s=time.monotonic() - started,
+                error_message=f"{self._exit_status()} while evaluating this case (pid {self.pid})"
+                              + self._remote_error())
+        self._deaths = 0
+        self._restart()
+        return [i for i in unfinished if outcomes[i] is None]
+
+    def _remote_error(self) -> str:
+        """'; <last line>' of the worker-side exception that closed the channel, if any."""
+        try:
+            err = self._channel._getremoteerror()   # execnet keeps it on the channel
+        except Exception:  # noqa: BLE001
+            err = None
+        return _detail(err) if err else ""
+
+    def _unattributed_death(self, unfinished: list[int], outcomes: list, when: str) -> list[int]:
+        """The worker died while no case was running: restart and resend; the second time
+        in a row, charge the first unfinished case (so a run always progresses)."""
+        status = self._exit_status() + self._remote_error()
+        self._restart()
+        self._deaths += 1
+        if self._deaths < 2:
+            return unfinished
+        self._deaths = 0
+        outcomes[unfinished[0]] = Outcome(status="crash", error_type="WorkerCrash",
+                                          error_message=f"{status} {when}")
+        return unfinished[1:]
+
+    def _restart(self) -> None:
+        """Kill and reap the current worker; the next batch starts a fresh one."""
+        self._teardown(kill=True)
+        self.restarts += 1
+
+    def _spawn(self) -> dict[str, Any]:
+        spec = self.spec
+        if spec.unavailable:
+            raise AdapterUnavailable(spec.unavailable, "missing")
+        if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
+            raise AdapterUnavailable(f"interpreter not found or not executable: {self.python}", "missing")
+        self._group = execnet.Group()
+        try:
+            self._gateway = self._group.makegateway(f"popen//python={self.python}")
+            self._channel = self._gateway.remote_exec(_BOOTSTRAP)
+            self._channel.send(PROJECT_ROOT)
+            fd, self._progress_path = tempfile.mkstemp(prefix="klconform-progress-")
+            os.close(fd)
+            self._progress = ProgressRecord(self._progress_path, create=True)
+            self._channel.send({"ref": spec.adapter_ref, "env": dict(_DEFAULT_ENV), "paths": [],
+                                "progress": self._progress_path})
+            kind, hello = self._receive_setup("starting the worker")
+            if kind != "hello":
+                raise RuntimeError(f"worker protocol: expected hello, got {kind!r}")
+            self.pid = int(hello["pid"])
+            reply = self._receive_setup(f"setting up {spec.adapter_ref}")
+        except AdapterUnavailable:
+            self._teardown(kill=True)
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the interpreter failed to bootstrap
+            self._teardown(kill=True)
+            raise AdapterUnavailable(f"worker for {spec.adapter_ref} under {self.python} did not start: "
+                                     f"{type(exc).__name__}: {exc}", "import_error") from None
+        if reply[0] == "unavailable":
+            self._teardown(kill=False)
+            raise AdapterUnavailable(reply[2], reply[1])
+        self._inbox = _Inbox()
+        self._channel.setcallback(self._inbox.put, endmarker=_CLOSED)
+        return dict(reply[1])
+
+    def _receive_setup(self, doing: str):
+        try:
+            return self._channel.receive(timeout=self.setup_timeout)
+        except execnet.TimeoutError:
+            raise AdapterUnavailable(f"{doing}: no answer within setup_timeout={self.setup_timeout:g}s "
+                                     f"(worker killed)", "import_error") from None
+        except _BROKEN as exc:
+            raise AdapterUnavailable(f"{doing}: {self._exit_status()}{_detail(exc)}", "import_error") from None
+
+    def _popen(self):
+        return getattr(getattr(self._gateway, "_io", None), "popen", None)
+
+    def _exit_status(self) -> str:
+        """Describe how the (dying) worker ended; waits briefly for the exit status."""
+        popen = self._popen()
+        if popen is None:
+            return _exit_text(None)
+        try:
+            return _exit_text(popen.wait(timeout=5))
+        except Exception:  # noqa: BLE001 - still running: the channel broke some other way
+            return "worker connection lost (process still running)"
+
+    def _kill(self, popen) -> None:
+        """SIGKILL the worker process (by its Popen, else by the pid it reported)."""
+        try:
+            if popen is not None:
+                if popen.poll() is None:
+                    popen.kill()
+            elif self.pid is not None:
+                os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _teardown(self, *, kill: bool) -> None:
+        """Terminate the gateway; ``kill`` first SIGKILLs the worker (hung or crashed).
+        ``group.terminate`` joins execnet's threads and reaps the process (no zombies)."""
+        group, popen = self._group, self._popen()
+        self._group = self._gateway = self._channel = None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        if self._progress_path is not None:
+            try:
+                os.unlink(self._progress_path)
+            except OSError:
+                pass
+            self._progress_path = None
+        if group is None:
+            return
+        if kill:
+            self._kill(popen)
+        try:
+            group.terminate(timeout=2.0)
+        except Exception:  # noqa: BLE001 - teardown must not mask the real result
+            pass
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=5)
+
+
+def run_adapter(ref: str, cases: Sequence, python: str | None = None, **worker_options
+                ) -> tuple[dict[str, Any], list[Outcome]]:
+    """Run ``cases`` on adapter ``ref`` in a fresh worker; returns ``(env, outcomes)``.
+
+    Raises :class:`AdapterUnavailable` when the adapter cannot start."""
+    with AdapterWorker(WorkerSpec(ref, python=python), **worker_options) as worker:
+        return worker.env, worker.run(cases)

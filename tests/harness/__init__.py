@@ -1,0 +1,1 @@
+"""Harness tests: workers, registry, the plugin example (real processes, test-double adapters)."""
