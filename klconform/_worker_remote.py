@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import platform
+import re
 import sys
 import time
 import traceback
@@ -205,15 +206,16 @@ def serve(channel) -> None:
         return
     channel.send(("ready", result))
     progress = ProgressRecord(config["progress"]) if config.get("progress") else None
+    stderr = StderrCapture()
     while True:
         msg = channel.receive()
         if msg is None:
             return
         seqs, blob = msg
-        run_batch(channel, adapter, decode, Outcome, seqs, pickle.loads(blob), progress)
+        run_batch(channel, adapter, decode, Outcome, seqs, pickle.loads(blob), progress, stderr)
 
 
-def run_batch(channel, adapter, decode, outcome_cls, seqs, wires, progress) -> None:
+def run_batch(channel, adapter, decode, outcome_cls, seqs, wires, progress, stderr=None) -> None:
     """Evaluate one batch; outcomes go back as pickled lists of ``(seq, wire)``, flushed at
     the end of the batch and whenever FLUSH_INTERVAL_S has passed (slow adapters).  The
     progress record names the case in progress, so the controller can attribute a crash
@@ -226,12 +228,44 @@ def run_batch(channel, adapter, decode, outcome_cls, seqs, wires, progress) -> N
         outcome = evaluate_wire(adapter, wire, decode, outcome_cls)
         if progress is not None:
             progress.idle()
+        if stderr is not None:
+            lines = stderr.new_lines()
+            if lines:
+                outcome["warnings"] = list(outcome["warnings"]) + [f"stderr: {line}" for line in lines]
         pending.append((seq, outcome))
         if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
             channel.send(pickle.dumps(pending, protocol=WIRE_PICKLE_PROTOCOL))
             pending, last_flush = [], time.monotonic()
     if pending:
         channel.send(pickle.dumps(pending, protocol=WIRE_PICKLE_PROTOCOL))
+
+
+class StderrCapture:
+    """Redirects the worker's file descriptor 2 into a temporary file, so that native
+    framework messages (MXNet's C++ warnings, TensorFlow's absl logging) become per-case
+    warnings instead of noise on the controller's terminal.  Timestamps and thread ids are
+    stripped so that identical runs record identical warnings.  Import-time chatter, which
+    came before the capture started, is discarded."""
+
+    _STAMP = re.compile(r"^(\[\d\d:\d\d:\d\d\] |[IWEF]\d{4} [\d:.]+\s+\d+ )")
+    MAX_LINES = 5
+
+    def __init__(self):
+        import tempfile
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        os.dup2(self._file.fileno(), 2)
+        self._pos = 0
+
+    def new_lines(self) -> list:
+        size = os.fstat(self._file.fileno()).st_size
+        if size == self._pos:      # the common case: one fstat per case
+            return []
+        self._file.seek(self._pos)
+        text = self._file.read(size - self._pos).decode("utf-8", "replace")
+        self._pos = size
+        lines = [self._STAMP.sub("", ln).strip() for ln in text.splitlines()]
+        return [ln for ln in lines if ln][: self.MAX_LINES]
 
 
 class ProgressRecord:

@@ -151,6 +151,15 @@ def test_adapter_exception_is_an_error_outcome_and_warnings_are_captured():
     assert out[0].warnings == []
 
 
+def test_native_stderr_output_becomes_a_warning_of_its_case_without_timestamp():
+    cases = [make_case(0), make_case(1, "native-stderr"), make_case(2)]
+    with AdapterWorker(WorkerSpec(REF + "RaisingKL"), **FAST) as w:
+        out = w.run(cases)
+    assert out[1].warnings == ["stderr: src/operator/softmax.h:473: accumulate in float32"]
+    assert out[0].warnings == [] and out[2].warnings == []
+    assert_matches_reference(cases[1], out[1])
+
+
 # ----------------------------------------------------------------------------- crashes, hangs
 def test_segfault_mid_batch_is_attributed_to_its_case_and_the_batch_continues():
     cases = [make_case(0), make_case(1), make_case(2, "segfault"), make_case(3), make_case(4)]
