@@ -1,0 +1,139 @@
+"""Accuracy and throughput of reference.kl_divergence (issue 2, item 5).
+
+Prints, on a deterministic generated set mixing the regimes of SPEC.md KL-DEF-2:
+* max and median error in ulps against the mpmath oracle (reference/oracle.py),
+* how many rows the vectorised path could not prove and handed to the mpmath fallback,
+* throughput (elements/s) of the reference and of the naive formula
+  ``np.sum(p*np.log(p/q), axis=-1)`` measured in the same run, and their ratio,
+* the naive formula's own ulp errors on the same set, for contrast.
+
+Usage: python benchmarks/bench_reference.py [--rows N] [--oracle-rows N] [--seed S]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from reference import kl_divergence  # noqa: E402
+from reference._accurate import _fast_rows, _special_rows  # noqa: E402
+from reference.oracle import kl_exact_mpf, ulp_error  # noqa: E402
+
+SIZES = (2, 10, 100, 300, 1000)
+REGIMES = ("unrelated", "near-1e-3", "near-1e-6", "near-1e-9", "near-1e-12", "near-1e-15",
+           "zeros-in-p", "one-hot", "tiny-1e-300", "subnormal", "mixed-subnormal", "unnormalised")
+
+
+def _normalised(x):
+    return x / np.sum(x, axis=-1, keepdims=True)
+
+
+def make_group(rng, regime, rows, n):
+    """(p, q) of shape (rows, n) for one regime."""
+    p = _normalised(rng.random((rows, n)) + 1e-3)
+    if regime == "unrelated":
+        return p, _normalised(rng.random((rows, n)) + 1e-3)
+    if regime.startswith("near-"):
+        delta = float(regime[5:])
+        return p, _normalised(p * (1 + delta * rng.standard_normal((rows, n))))
+    if regime == "zeros-in-p":
+        p = p * (rng.random((rows, n)) < 0.5)
+        p[:, 0] += 0.1
+        return _normalised(p), _normalised(rng.random((rows, n)) + 1e-3)
+    if regime == "one-hot":
+        p = np.zeros((rows, n))
+        p[np.arange(rows), rng.integers(0, n, rows)] = 1.0
+        return p, _normalised(rng.random((rows, n)) + 1e-3)
+    if regime == "tiny-1e-300":
+        q = p * (1 + 1e-8 * rng.standard_normal((rows, n)))
+        return p * 1e-300, q * 1e-300
+    if regime == "subnormal":
+        q = _normalised(rng.random((rows, n)) + 1e-3)
+        return p * 2.0 ** -1030, q * 2.0 ** -1030
+    if regime == "mixed-subnormal":
+        q = _normalised(p * (1 + 1e-6 * rng.standard_normal((rows, n))))
+        tiny = rng.random((rows, n)) < 0.2
+        return np.where(tiny, p * 1e-310, p), np.where(tiny, q * 3e-311, q)
+    if regime == "unnormalised":
+        return p * rng.random((rows, 1)) * 10, _normalised(rng.random((rows, n)) + 1e-3) * 3
+    raise ValueError(f"unknown regime {regime!r}")
+
+
+def build_set(seed, total_rows):
+    """Groups (regime, p, q) totalling about ``total_rows`` rows of the sizes in SIZES."""
+    rng = np.random.default_rng(seed)
+    per = max(1, total_rows // (len(REGIMES) * len(SIZES)))
+    return [(regime, *make_group(rng, regime, per, n)) for regime in REGIMES for n in SIZES]
+
+
+def best_time(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=2000, help="rows in the generated set")
+    ap.add_argument("--oracle-rows", type=int, default=2000,
+                    help="rows checked against the oracle (a deterministic subsample)")
+    ap.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
+    ap.add_argument("--seed", type=int, default=20240611)
+    args = ap.parse_args(argv)
+
+    groups = build_set(args.seed, args.rows)
+    n_rows = sum(p.shape[0] for _, p, _ in groups)
+    n_elem = sum(p.size for _, p, _ in groups)
+    print(f"set: {n_rows} rows, {n_elem} elements, sizes {SIZES}, {len(REGIMES)} regimes, "
+          f"seed {args.seed}")
+
+    # Throughput, both formulas on the same arrays in the same run.
+    with np.errstate(all="ignore"):
+        t_ref = sum(best_time(lambda: kl_divergence(p, q), args.repeats) for _, p, q in groups)
+        t_naive = sum(best_time(lambda: np.sum(p * np.log(p / q), axis=-1), args.repeats)
+                      for _, p, q in groups)
+    print(f"throughput: reference {n_elem / t_ref:.3e} elem/s, naive {n_elem / t_naive:.3e} "
+          f"elem/s, ratio {t_naive / t_ref:.3f}")
+
+    # Fallback rate of the vectorised path.
+    fallback = 0
+    with np.errstate(all="ignore"):
+        for _, p, q in groups:
+            _, act = _special_rows(p, q, None)
+            fallback += int(np.count_nonzero(~_fast_rows(p, q, None, act)[1]))
+    print(f"mpmath fallback: {fallback} of {n_rows} rows")
+
+    # Accuracy against the oracle on a deterministic subsample (every group represented).
+    rng = np.random.default_rng(args.seed + 1)
+    per_group = max(1, args.oracle_rows // len(groups))
+    errs_ref, errs_naive, worst = [], [], {}
+    t0 = time.perf_counter()
+    for regime, p, q in groups:
+        idx = rng.choice(p.shape[0], size=min(per_group, p.shape[0]), replace=False)
+        ps, qs = p[idx], q[idx]
+        exact = kl_exact_mpf(ps, qs)
+        got = kl_divergence(ps, qs)
+        with np.errstate(all="ignore"):
+            naive = np.sum(ps * np.log(ps / qs), axis=-1)
+        for g, nv, e in zip(got, naive, exact):
+            errs_ref.append(ulp_error(g, e))
+            errs_naive.append(ulp_error(nv, e))
+            worst[regime] = max(worst.get(regime, 0.0), errs_ref[-1])
+    er, en = np.array(errs_ref), np.array(errs_naive)
+    print(f"accuracy vs oracle on {er.size} rows ({time.perf_counter() - t0:.1f} s): "
+          f"reference max {er.max():.3f} ulp, median {np.median(er):.3f} ulp; "
+          f"naive max {en.max():.3g} ulp, median {np.median(en):.3g} ulp")
+    print("reference max ulp by regime: " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
+    return 0 if er.max() <= 2.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
