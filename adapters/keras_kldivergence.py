@@ -73,7 +73,7 @@ def keras_sample_weight(case) -> np.ndarray | None:
     weight that varies along the class axis comes back unchanged (and
     :func:`unsupported_reason` refuses the case: Keras cannot express it)."""
     sw = case.sample_weight
-    if sw is None or sw.ndim == 0:
+    if sw is None or sw.ndim == 0 or sw.shape[-1] == 0:   # no class entries: nothing to drop
         return sw
     first = sw[..., :1]
     if sw.shape[-1] == 1 or np.all((sw == first) | (np.isnan(sw) & np.isnan(first))):

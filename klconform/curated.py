@@ -35,6 +35,9 @@ class Question:
     batch_axis: int = 0
     pred_logits: bool = False
     source: str = ""      # seed document or reason
+    # Extra target encodings asked in every dtype (besides the ones curated_cases is given):
+    # for questions about how a framework reads log-probability targets.
+    target_kinds: tuple[str, ...] = ()
 
 
 def _softmax(x, axis):
@@ -76,6 +79,8 @@ def questions() -> list[Question]:
         Question("one_hot_q_zero", [[0.0, 1.0, 0.0]], [[0.5, 0.0, 0.5]], source="p>0, q=0: +inf"),
         Question("both_zero", [[0.0, 0.5, 0.5]], [[0.0, 0.5, 0.5]], source="0*log(0/0) = 0"),
         Question("one_hot_target", [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], [_D1, _D3]),
+        # first-order difference below float32's resolution: a float32 down-cast makes it 0
+        Question("near_equal_unnormalised", [[1.0]], [[1.0 + 2.0 ** -30]], source="p = 1, q = 1 + 2**-30"),
         Question("near_equal_1e-15", [[0.25, 0.75]], [[0.25 * (1 + 4e-15), 0.75 - 0.25 * 4e-15]],
                  source="near-equal pair"),
         Question("subnormal_pred", [[0.5, 0.5, 0.0]], [[0.5, 0.5 - 5e-324, 5e-324]], source="subnormal"),
@@ -92,8 +97,27 @@ def questions() -> list[Question]:
         Question("negative_pred", [[0.5, 0.5]], [[-0.5, 1.5]]),
         Question("inf_target", [[np.inf, 0.5]], [[0.5, 0.5]]),
         Question("large_logits", [[0.5, 0.5, 0.0]], [[1000.0, -1000.0, 0.0]], pred_logits=True),
-        Question("huge_logits_f16", [[0.25, 0.75]], [[60000.0, -60000.0]], pred_logits=True),
+        # spread 80000 > 65504: z - max(z) overflows float16 although the KL (~40000) does not
+        Question("huge_logits_f16", [[0.5, 0.5]], [[40000.0, -40000.0]], pred_logits=True),
+        # 1-D: each term is its own per-sample output, so a NaN logit's row effect is visible
+        Question("nan_logit_1d", [0.25, 0.75], [np.nan, -3.5], pred_logits=True,
+                 source="KL-INPUT-LOGITS: a NaN logit makes its whole row NaN"),
+        Question("tiny_target_2e-17", [[2.0 ** -17, 0.5]], [[0.5, 0.5]],
+                 source="float16: 1/p overflows in a backward of log(p)"),
         Question("inf_logit", [[0.5, 0.5]], [[np.inf, 0.0]], pred_logits=True),
+        # rare behaviours the generated corpus shows only by chance: asked every run so that
+        # their known records are always observed (docs/frameworks/torch.md)
+        Question("broadcast_pred_row", [[0.25, 0.75], [0.5, 0.5], [0.125, 0.875]], [[0.5, 0.5]],
+                 source="pred (1,C) vs target (N,C): torch batchmean divides by input.size(0) = 1"),
+        Question("broadcast_pred_vector", [[0.2, 0.3, 0.5], [0.625, 0.25, 0.125]], [0.25, 0.25, 0.5],
+                 source="pred (C,) vs target (N,C), C != N: torch batchmean divides by C"),
+        Question("large_target_log_q_11", [[60000.0]], [[float(np.exp(11.0))]],
+                 source="p log p and p log q overflow float16 separately, their difference does not"),
+        Question("inf_target_q_one", [[np.inf, 0.5]], [[1.0, 0.5]], source="p = +inf, log q = 0: inf * 0"),
+        Question("subnormal_target", [[2.0 ** -149, 1.0]], [[0.5, 0.5]],
+                 source="float32's smallest subnormal as a target entry"),
+        Question("subnormal_exp_log_target", [[2.0 ** -130, 1.0]], [[1.0, 1.0]], target_kinds=("logprob",),
+                 source="log P = -90: exp(log P) is subnormal in bfloat16 and float32"),
         Question("batch4d", _softmax(_uniform((2, 2, 3, 3), 7), -1), _softmax(_uniform((2, 2, 3, 3), 8), -1)),
     ]
 
@@ -120,8 +144,9 @@ def curated_cases(*, reductions=REDUCTIONS, dtypes=("float32", "float64"),
                 if not _expressible(P, red):
                     continue
                 ikinds = ("logits",) if q.pred_logits else input_kinds
+                tkinds = tuple(dict.fromkeys((*target_kinds, *q.target_kinds)))
                 for ik in ikinds:
-                    for tk in target_kinds:
+                    for tk in tkinds:
                         pred = round_to(Q, dtype) if q.pred_logits else encode(round_to(Q, dtype), ik, dtype)
                         out.append(Case(
                             target=encode(round_to(P, dtype), tk, dtype), pred=pred, dtype=dtype,

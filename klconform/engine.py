@@ -13,6 +13,8 @@ shrinking, one round trip per step) into ``AdapterRun.counterexamples``.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -35,17 +37,48 @@ from .results import AdapterRun, RunResult, Verdict
 from .strategies import cases as cases_strategy
 from .strategies import cases_for
 from .translate import Translated, translate
-from .verdicts import classify, facts, make_evaluator
+from .verdicts import classify, effective_point, facts, make_evaluator
 
 SCHEMA_VERSION = 1
 DISCREPANCY = lambda v: v.cls != "match"   # noqa: E731
 
 
 # ----------------------------------------------------------------------------- corpus
+@contextlib.contextmanager
+def _without_local_constants():
+    """Hypothesis (>= 6.131) mixes in numbers found in the source of every *local* module
+    imported so far ("constant pooling"), so the same seed draws different examples in a
+    session that has imported other project modules (the full suite vs the conformance
+    tests alone).  The corpus must depend on the seed only: while drawing it, that pool is
+    empty (Hypothesis' own global constants stay).  Internal API, hence the guards: on a
+    Hypothesis without the pool this does nothing."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:
+        yield
+        return
+    get = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if get is None or cache is None:
+        yield
+        return
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    cache.cache.clear()        # keyed by choice type only: entries hold the local pool
+    try:
+        yield
+    finally:
+        providers._get_local_constants = get
+        cache.cache.clear()
+
+
 def draw_examples(strategy, n: int, seed: int) -> list:
     """``n`` examples of ``strategy`` drawn by Hypothesis' generation phase with a fixed
-    ``seed`` (no database, no shrinking): the same list for the same seed and Hypothesis
-    version.  Early examples are Hypothesis' simplest ones, later ones are varied."""
+    ``seed`` (no database, no shrinking, no source-dependent constants: see
+    :func:`_without_local_constants`): the same list for the same seed and Hypothesis
+    version, whatever else the process imported.  Early examples are Hypothesis' simplest
+    ones, later ones are varied."""
     out: list = []
     if n <= 0:
         return out
@@ -57,7 +90,8 @@ def draw_examples(strategy, n: int, seed: int) -> list:
     def collect(x):
         out.append(x)
 
-    collect()
+    with _without_local_constants():
+        collect()
     return out[:n]
 
 
@@ -70,21 +104,49 @@ def _dedupe(cases: Iterable[Case]) -> list[Case]:
     return out
 
 
+def _sent_digests(cases: Iterable[Case], caps) -> set[str]:
+    """Digests of what an adapter with ``caps`` is sent for ``cases`` (after translation,
+    so two canonical cases that become the same sent case count once)."""
+    out = set()
+    for c in cases:
+        t = translate(c, caps)
+        if t is not None:
+            out.add(t.case.digest)
+    return out
+
+
+# Top-up rounds per adapter before build_corpus gives up (each draws what is still missing
+# plus a margin; duplicates and cases another adapter's translation merges are redrawn).
+_TOP_UP_ROUNDS = 12
+
+
 def build_corpus(seed: int, n: int, capabilities: Sequence = (), *, curated: bool = True) -> list[Case]:
     """The canonical corpus: the curated cases (when ``curated``), ``n // 4`` cases from the
     unrestricted :func:`klconform.strategies.cases`, then, for each capability set in turn,
-    cases from :func:`~klconform.strategies.cases_for` until that adapter can express
-    at least ``n`` generated cases.  Every case goes to every adapter that can express it.
-    Deterministic in ``(seed, n, capabilities)``."""
+    cases from :func:`~klconform.strategies.cases_for` until that adapter is sent at least
+    ``n`` *distinct* generated cases (counted after translation and de-duplication, as
+    :func:`run_adapter` sends them).  Every case goes to every adapter that can express it.
+    Deterministic in ``(seed, n, capabilities)``: every draw has a fixed seed and the
+    number of draws depends only on earlier draws.  ValueError if an adapter cannot be
+    filled (its capabilities are too narrow for ``n`` distinct cases)."""
     corpus = list(all_curated()) if curated else []
     generated = _dedupe(draw_examples(cases_strategy(), n // 4 if capabilities else n, seed))
     for i, caps in enumerate(capabilities):
-        for attempt in range(4):   # duplicates (Hypothesis' simplest examples) are drawn again
-            have = sum(translate(c, caps) is not None for c in generated)
-            if have >= n:
+        taken = _sent_digests(corpus, caps)      # run_adapter sends curated cases first
+        have = _sent_digests(generated, caps) - taken
+        for attempt in range(_TOP_UP_ROUNDS):
+            missing = n - len(have)
+            if missing <= 0:
                 break
-            more = draw_examples(cases_for(caps), n - have + 8 + (n - have) // 8, seed * 1000 + 10 * i + attempt + 1)
-            generated = _dedupe(generated + more)
+            more = _dedupe(draw_examples(cases_for(caps), missing + 8 + missing // 4,
+                                         seed * 10000 + 100 * i + attempt + 1))
+            known = {c.digest for c in generated}
+            more = [c for c in more if c.digest not in known]
+            generated += more
+            have |= _sent_digests(more, caps) - taken
+        if len(have) < n:
+            raise ValueError(f"build_corpus: adapter capabilities #{i} got only {len(have)} distinct "
+                             f"cases of {n} after {_TOP_UP_ROUNDS} rounds")
     return _dedupe(corpus + generated)
 
 
@@ -169,15 +231,20 @@ def open_target(spec, *, case_timeout: float = 20.0, batch_size: int = 64) -> Ta
 # ----------------------------------------------------------------------------- one adapter
 @dataclasses.dataclass
 class Evaluated:
-    """One sent case with its outcome and verdicts (both comparisons)."""
+    """One sent case with its outcome and verdicts (both comparisons).  ``shrunk`` marks
+    cases the shrinker made (not part of the corpus)."""
 
     sent: Translated
     outcome: Any
     verdicts: list[Verdict]
+    shrunk: bool = False
 
 
 class AdapterSession:
-    """Sends cases to one target in batches and classifies the outcomes."""
+    """Sends cases to one target in batches and classifies the outcomes.
+
+    Only the known records that apply to this run (:func:`klconform.known.applicable`:
+    its run id and framework version) are matched."""
 
     def __init__(self, target: Target, *, evaluator=None, batch_size: int = 64,
                  records: Sequence[known_mod.Record] = ()):
@@ -185,8 +252,9 @@ class AdapterSession:
         self.caps = target.adapter.capabilities()
         self.ev = make_evaluator(evaluator)
         self.batch_size = batch_size
-        self.records = list(records)
         self.version = str(target.env.get("version", "")) or None
+        self.all_records = list(records)
+        self.records = known_mod.applicable(records, run=target.run_id, version=self.version)
 
     def run_cases(self, cases: Sequence[Case]) -> list:
         out = []
@@ -195,12 +263,16 @@ class AdapterSession:
         return out
 
     def verdicts_for(self, case: Case, outcome) -> list[Verdict]:
-        documented = self.target.adapter.documented(case)
+        documented = effective_point(self.target.adapter.documented(case), case)
+        canonical = canonical_point(case)
         grads = tuple(self.caps.gradients)
         vs = classify(case, outcome, adapter=self.target.run_id, against="canonical",
-                      point=canonical_point(case), documented=documented, gradients=grads, evaluate=self.ev)
-        vs += classify(case, outcome, adapter=self.target.run_id, against="documented",
-                       point=documented, documented=documented, gradients=grads, evaluate=self.ev)
+                      point=canonical, documented=documented, gradients=grads, evaluate=self.ev)
+        if documented == canonical:   # the same comparison: same verdicts, other label
+            vs += [dataclasses.replace(v, against="documented") for v in vs]
+        else:
+            vs += classify(case, outcome, adapter=self.target.run_id, against="documented",
+                           point=documented, documented=documented, gradients=grads, evaluate=self.ev)
         for v in vs:
             if v.cls != "match":
                 rec = known_mod.find_record(self.records, v, self.facts(case, v, outcome))
@@ -210,9 +282,32 @@ class AdapterSession:
     def facts(self, case, verdict, outcome) -> dict[str, Any]:
         return facts(case, verdict, outcome, run=self.target.run_id, version=self.version)
 
-    def evaluate(self, sent: Sequence[Translated]) -> list[Evaluated]:
-        outcomes = self.run_cases([t.case for t in sent])
-        return [Evaluated(t, o, self.verdicts_for(t.case, o)) for t, o in zip(sent, outcomes)]
+    def classify_all(self, sent: Sequence[Translated], outcomes: Sequence, *, shrunk: bool = False) -> list[Evaluated]:
+        return [Evaluated(t, o, self.verdicts_for(t.case, o), shrunk) for t, o in zip(sent, outcomes)]
+
+    def evaluate(self, sent: Sequence[Translated], *, shrunk: bool = False) -> list[Evaluated]:
+        """Send ``sent`` (in batches) and classify the outcomes."""
+        return self.classify_all(sent, self.run_cases([t.case for t in sent]), shrunk=shrunk)
+
+    def evaluate_pipelined(self, sent: Sequence[Translated],
+                           progress: Callable[[int], None] | None = None) -> list[Evaluated]:
+        """Like :meth:`evaluate`, one batch per round trip, but the next batch is in the
+        worker (another process) while this one is classified here: the framework and
+        the reference run at the same time."""
+        batches = [list(sent[i:i + self.batch_size]) for i in range(0, len(sent), self.batch_size)]
+        out: list[Evaluated] = []
+        if not batches:
+            return out
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.target.runner.run, [t.case for t in batches[0]])
+            for i, batch in enumerate(batches):
+                outcomes = pending.result()
+                if i + 1 < len(batches):
+                    pending = pool.submit(self.target.runner.run, [t.case for t in batches[i + 1]])
+                out += self.classify_all(batch, outcomes)
+                if progress:
+                    progress(len(out))
+        return out
 
 
 def _classes(ev: Evaluated) -> set[tuple[str, str]]:
@@ -296,7 +391,7 @@ def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_
         if not cands:
             break
         sent = [Translated(case=c, canonical=cur.sent.canonical, conversions=cur.sent.conversions) for c in cands]
-        nxt = next((e for e in session.evaluate(sent) if key in _classes(e)), None)
+        nxt = next((e for e in session.evaluate(sent, shrunk=True) if key in _classes(e)), None)
         if nxt is None:
             break
         cur = nxt
@@ -321,11 +416,8 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
         if tr is not None and tr.case.digest not in seen:
             seen.add(tr.case.digest)
             sent.append(tr)
-    evaluated: list[Evaluated] = []
-    for i in range(0, len(sent), batch_size):
-        evaluated += session.evaluate(sent[i:i + batch_size])
-        if progress:
-            progress(target.run_id, len(evaluated), len(sent))
+    evaluated = session.evaluate_pipelined(
+        sent, progress=(lambda done: progress(target.run_id, done, len(sent))) if progress else None)
     run = AdapterRun(adapter=target.run_id, api=adapter.api, env=dict(target.env),
                      documented_doc=adapter.doc_url, capabilities=session.caps.to_json())
     for e in evaluated:
@@ -348,7 +440,8 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
             "found_as": e.sent.case.digest, "shrink_rounds": rounds, "seed": seed,
             "blob": case_blob(small.sent.case), "verdict": v.to_json(),
         }
-    hits: dict[str, int] = {r.id: 0 for r in records}
+    # strict: every record that applies to this run (run id, version) must be observed
+    hits: dict[str, int] = {r.id: 0 for r in session.records}
     for v in run.verdicts:
         if v.known:
             hits[v.known] += 1

@@ -22,7 +22,10 @@ class clause ``KL-VERDICT-<CLASS>``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import types
+import weakref
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -40,6 +43,8 @@ EPSILON_VARIANTS = (
     ("target_log_eps", 1e-12), ("clip_both", 1e-7), ("target_log_eps", 1e-7),
     ("target_log_eps", 1e-8), ("target_log_eps", 1e-10), ("target_log_eps", 1e-6),
     ("clip_both", 1e-12), ("clip_both", 1e-8), ("clip_both", 1e-10), ("clip_both", 1e-6),
+    # Keras' epsilon() = 1e-7 as float16 holds it (the clip bound of float16 computations)
+    ("clip_both", float(np.float16(1e-7))),
 )
 _GRAD_PREFIX = re.compile(r"^gradient wrt (\w+):")
 _ERR_CAP = 1e300   # err_over_bound stays finite (JSON)
@@ -129,9 +134,9 @@ def _vary(base: Point, case: Case) -> list[Point]:
     order, misread encodings."""
     rep = dataclasses.replace
     out = [rep(base, reduction=r) for r in REDUCTIONS if r != base.reduction]
-    out += [rep(base, epsilon=e, eps=v) for e, v in EPSILON_VARIANTS if (e, v) != (base.epsilon, base.eps)]
-    if base.epsilon != "none":
+    if base.epsilon != "none":      # no epsilon at all: the simplest epsilon change
         out.append(rep(base, epsilon="none", eps=0.0))
+    out += [rep(base, epsilon=e, eps=v) for e, v in EPSILON_VARIANTS if (e, v) != (base.epsilon, base.eps)]
     fields = {f.name for f in dataclasses.fields(Point)}
     if "zero_inf" in fields:        # KL-ZERO-3
         out.append(rep(base, zero_inf="nan" if getattr(base, "zero_inf") != "nan" else "zero"))
@@ -198,18 +203,41 @@ def _coarser(a: str, b: str) -> str:
 
 
 class _Cache:
-    """Memoises ``evaluate(case, point)`` (exceptions included) per (digest, point)."""
+    """Memoises ``evaluate(case, point)`` (exceptions included) per (digest, point).
+
+    ``values_only=True`` evaluates a gradient-free copy of the case: the candidate search
+    checks a point's value first and computes its gradients only when the value fits."""
 
     def __init__(self, evaluate: Callable):
         self.evaluate = evaluate
         self.store: dict[tuple[str, Point], Any] = {}
         # per adapter: points that explained earlier outcomes, most recent first (search order)
         self.hints: dict[str, list[Point]] = {}
+        self._digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._gradless: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __call__(self, case: Case, point: Point, *, candidate: bool = False):
+    def digest(self, case: Case) -> str:
+        """``case.digest``, computed once per case object (it hashes the payload)."""
+        d = self._digests.get(case)
+        if d is None:
+            d = self._digests[case] = case.digest
+        return d
+
+    def _without_grad(self, case: Case) -> Case:
+        c = self._gradless.get(case)
+        if c is None:
+            c = self._gradless[case] = case.replace(grad=False) if case.grad else case
+        return c
+
+    def __call__(self, case: Case, point: Point, *, candidate: bool = False, values_only: bool = False):
         """The reference's ``Expected``, or the UndefinedCase exception when the spec defines
         an error; for a ``candidate`` point any exception means "not applicable"."""
-        key = (case.digest, point)
+        if values_only and case.grad:
+            full = self.store.get((self.digest(case), point))
+            if full is not None:
+                return full
+            case = self._without_grad(case)
+        key = (self.digest(case), point)
         if key not in self.store:
             try:
                 with np.errstate(all="ignore"):
@@ -302,24 +330,174 @@ def _check(exp, outcome, case: Case, used: str, gradients) -> _Check:
     return _Check(exp, cmp, fails)
 
 
+def _entry_errors(expected: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """|observed - expected| per entry; 0 where NaN meets NaN or an infinity the same
+    infinity, +inf where the NaN / infinity patterns disagree."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        same_special = (np.isnan(expected) & np.isnan(observed)) | (np.isinf(expected) & (expected == observed))
+        finite = np.isfinite(expected) & np.isfinite(observed)
+        return np.where(same_special, 0.0, np.where(finite, np.abs(observed - expected), np.inf))
+
+
+def _failing(expected, bound, observed) -> np.ndarray | None:
+    """Mask of the entries of ``observed`` that disagree with ``expected`` beyond ``bound``
+    (None when the shapes differ)."""
+    e = np.asarray(expected, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
+    if e.shape != o.shape:
+        return None
+    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
+    with np.errstate(invalid="ignore"):
+        return ~(_entry_errors(e, o) <= b)
+
+
+def _improves(base_expected, base_bound, cand_expected, observed) -> bool:
+    """True when a candidate's expected array is closer to ``observed`` than the compared
+    point's on the entries where the compared point fails: nowhere farther, somewhere
+    nearer.  A candidate that fits only because its own bound is wider (a sum's bound is
+    n times a mean's) is no explanation."""
+    bad = _failing(base_expected, base_bound, observed)
+    if bad is None or not bad.any():
+        return True
+    o = np.asarray(observed, dtype=np.float64)[bad]
+    base_err = _entry_errors(np.asarray(base_expected, dtype=np.float64)[bad], o)
+    cand = np.broadcast_to(np.asarray(cand_expected, dtype=np.float64), bad.shape)[bad]
+    cand_err = _entry_errors(cand, o)
+    return bool(np.all(cand_err <= base_err) and np.any(cand_err < base_err))
+
+
+def _nan_only(expected, bound, observed) -> bool:
+    """True when every entry of ``observed`` that disagrees with ``expected`` (beyond
+    ``bound``, or in its NaN/inf pattern) is NaN: such a disagreement says nothing about
+    *which* semantics produced it (any NaN-producing point would "explain" it)."""
+    if observed is None:
+        return False
+    e = np.asarray(expected, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
+    if e.shape != o.shape:
+        return False
+    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = ((np.isnan(e) & np.isnan(o)) | (np.isinf(e) & (e == o))
+              | (np.isfinite(e) & np.isfinite(o) & (np.abs(o - e) <= b)))
+    bad = ~ok
+    return bool(bad.any()) and bool(np.all(np.isnan(o[bad])))
+
+
+def _grad_failures_nan_only(base: "_Check", outcome, case: Case, used: str) -> bool:
+    """True when every failing gradient of ``base`` fails only at entries the framework
+    returned as NaN (no candidate point can be credited for "explaining" those)."""
+    grads = getattr(base.exp, "grads", None) or {}
+    bounds = getattr(base.exp, "grad_bounds", None) or {}
+    for k, c in base.grad_fails:
+        if c is None:
+            return False
+        gv, gb = _in_dtype(grads[k], bounds.get(k, 0.0), case.dtype, used)
+        if not _nan_only(gv, gb, (outcome.grads or {}).get(k)):
+            return False
+    return True
+
+
+def _improves_gradients(base: "_Check", cexp, outcome, case: Case, used: str) -> bool:
+    """:func:`_improves` for every gradient the compared point gets wrong."""
+    grads = getattr(base.exp, "grads", None) or {}
+    bounds = getattr(base.exp, "grad_bounds", None) or {}
+    cgrads = getattr(cexp, "grads", None) or {}
+    for k, c in base.grad_fails:
+        got = (outcome.grads or {}).get(k)
+        if c is None or got is None or cgrads.get(k) is None:
+            return False
+        gv, gb = _in_dtype(grads[k], bounds.get(k, 0.0), case.dtype, used)
+        cv, _ = _in_dtype(cgrads[k], 0.0, case.dtype, used)
+        if not _improves(gv, gb, cv, got):
+            return False
+    return True
+
+
+# Cost of changing one field of a point (SPEC.md §Family): misreading the arguments or
+# their encodings is a bigger claim than a different reduction, epsilon or convention.
+_FIELD_COSTS = (("reduction", 1), ("epsilon", 1), ("eps", 0), ("weight_level", 1),
+                ("weight_divisor", 1), ("zero_inf", 1), ("swap", 2), ("target_as", 2), ("input_as", 2))
+
+
+_WEIGHT_FIELDS = ("weight_level", "weight_divisor")
+
+
+def point_distance(a: Point, b: Point, *, weighted: bool = True) -> int:
+    """How far apart two family points are: the summed cost of the fields that differ
+    (``epsilon`` and ``eps`` count once; swap and misread encodings count 2; the weight
+    fields only when the case is ``weighted`` -- without weights they change nothing)."""
+    d = 0
+    for name, cost in _FIELD_COSTS:
+        if not weighted and name in _WEIGHT_FIELDS:
+            continue
+        if getattr(a, name, None) != getattr(b, name, None):
+            d += cost if not (name == "eps" and a.epsilon == b.epsilon) else 1
+    return d
+
+
+def complexity(cand: Point, compared: Point, documented: Point | None = None, *, weighted: bool = True) -> int:
+    """How much ``cand`` claims beyond the compared point: its distance from it, or one
+    more than its distance from the (different) documented point, whichever is less."""
+    c = point_distance(cand, compared, weighted=weighted)
+    if documented is not None and documented != compared:
+        c = min(c, 1 + point_distance(cand, documented, weighted=weighted))
+    return c
+
+
+# A semantic verdict names a point within this complexity when it explains the value and
+# the gradients, and within VALUE_ONLY_MAX when it explains the value alone (weaker
+# evidence, so only the simplest points: in float16/bfloat16 a loose bound lets far
+# points fit a value by coincidence) -- and then only a gross value discrepancy (special
+# values, a shape, or at least VALUE_ONLY_MIN_ERR times the bound): a precision-level
+# error fitted by, say, another epsilon is a coincidence the gradients did not confirm.
+FULL_MAX = 2
+VALUE_ONLY_MAX = 1
+VALUE_ONLY_MIN_ERR = 16.0
+# ... except that a finite value off by this many bounds may name a two-field point on the
+# value alone (e.g. another reduction plus the framework's epsilon where NaN inputs leave
+# no gradient to confirm it): no coincidence gets that close.
+VALUE_ONLY_FAR_ERR = 1e3
+
+
+def effective_point(point: Point | None, case: Case) -> Point | None:
+    """``point`` with the fields that cannot matter for ``case`` reset to their defaults:
+    without weights, where weights act and what they divide by change nothing
+    (KL-WEIGHT-*), so ``distribution+weights@distribution`` is just ``distribution``."""
+    if point is None or case.weight is not None or case.sample_weight is not None:
+        return point
+    if point.weight_level == "element" and point.weight_divisor == "count":
+        return point
+    return dataclasses.replace(point, weight_level="element", weight_divisor="count")
+
+
 def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
              documented: Point | None = None, gradients: Iterable[str] = ("pred", "target"),
              evaluate: Callable | None = None, search: bool = True,
-             max_candidates: int = 48) -> list[Verdict]:
+             max_candidates: int = 24) -> list[Verdict]:
     """The verdicts of ``outcome`` (what adapter run ``adapter`` returned for ``case``)
     compared with the reference at ``point``; ``against`` is ``"canonical"`` or
     ``"documented"``.  ``documented`` seeds the semantic search; ``gradients`` are the
     inputs the adapter can differentiate; ``evaluate`` defaults to ``reference.evaluate``
     (pass :func:`make_evaluator`'s result to share a cache).
 
-    The semantic search prefers a point that explains the value *and* the gradients,
-    then one that explains the value (gradients are then judged against it); candidates
-    whose result shape differs from the returned one are skipped unevaluated."""
+    Semantic search (when the compared point does not explain the outcome): candidate
+    points (:func:`candidate_points`) are tried simplest first (:func:`complexity`; among
+    equally simple ones, those keeping the compared reduction first).  The verdict names
+    the simplest point explaining the value *and* the gradients (complexity <=
+    :data:`FULL_MAX`), else the simplest explaining the value (<= :data:`VALUE_ONLY_MAX`),
+    whose gradients are then judged.  A disagreement made only of NaN entries is not
+    evidence for any point: a NaN value allows only one-field points, and NaN-only
+    gradient differences (with a matching value) name none -- the gradient verdict then
+    stands against the compared point.  Candidates whose result shape differs from the
+    returned one are skipped unevaluated."""
     ev = make_evaluator(evaluate)
     gradients = tuple(gradients)
+    digest = ev.digest(case)
+    point, documented = effective_point(point, case), effective_point(documented, case)
 
     def V(cls, clauses=(), **kw):
-        return Verdict(adapter=adapter, case=case.digest, against=against, cls=cls,
+        return Verdict(adapter=adapter, case=digest, against=against, cls=cls,
                        clauses=_clauses(clauses, [verdict_clause(cls)]), **kw)
 
     status = outcome.status
@@ -350,39 +528,11 @@ def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
     base = _check(exp, outcome, case, used, gradients)
     if base.ok:
         return verdicts or [V("match", clauses, err_over_bound=base.value.err_over_bound, detail=base.value.detail)]
-    full = value_only = None
-    if search:
-        observed_shape = tuple(outcome.shape) if outcome.shape is not None else None
-        cands = candidate_points(case, point, documented)
-        if base.value.ok:   # gradients only: one-field deviations suffice, skip the pair stage
-            cands = cands[:1 + 2 * len(_vary(point, case))]
-        hints = ev.hints.setdefault(adapter, [])
-        cands = [h for h in hints if h in cands] + [c for c in cands if c not in hints]
-        tried = 0
-        for cand in cands:
-            if observed_shape is not None and result_shape(case, cand.reduction) != observed_shape:
-                continue
-            tried += 1
-            if tried > max_candidates:
-                break
-            cexp = ev(case, cand, candidate=True)
-            if isinstance(cexp, Exception):
-                continue
-            chk = _check(cexp, outcome, case, used, gradients)
-            if chk.ok:
-                full = (cand, chk)
-                break
-            if chk.value.ok and value_only is None and not base.value.ok:
-                value_only = (cand, chk)
-    hit = full or value_only
+    hit = _search(case, outcome, base, point, documented, ev, adapter=adapter, used=used,
+                  gradients=gradients, max_candidates=max_candidates) if search else None
     judged = base
     if hit is not None:
-        cand, judged = hit
-        hints = ev.hints[adapter]
-        if cand in hints:
-            hints.remove(cand)
-        hints.insert(0, cand)
-        del hints[8:]
+        cand, judged, full = hit
         verdicts.append(V("semantic", _clauses(clauses, judged.exp.clauses), explained_by=cand.name,
                           err_over_bound=base.value.err_over_bound,
                           detail=f"{point.name} gives {_fmt(exp.value)}; observed {_fmt(outcome.value)} "
@@ -396,6 +546,116 @@ def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
             verdicts.append(V("gradient", clauses, err_over_bound=c.err_over_bound,
                               detail=f"gradient wrt {k}: {c.cls}: {c.detail}"))
     return verdicts
+
+
+@functools.lru_cache(maxsize=4096)
+def _ranked_candidates(compared: Point, documented: Point | None, weighted: bool, input_kind: str,
+                       target_kind: str, reduction: str) -> tuple[tuple[int, int, int, Point], ...]:
+    """:func:`candidate_points` with their :func:`complexity` and reduction rank, sorted by
+    both (ties: generation order).  They depend on the case only through these arguments,
+    so the list is built once per combination."""
+    like = types.SimpleNamespace(weight=1.0 if weighted else None, sample_weight=None,
+                                 input_kind=input_kind, target_kind=target_kind, reduction=reduction)
+    out = [(complexity(c, compared, documented, weighted=weighted), _reduction_rank(c, compared, like, documented), i, c)
+           for i, c in enumerate(candidate_points(like, compared, documented))]
+    out.sort(key=lambda r: r[:3])
+    return tuple(out)
+
+
+def _reduction_rank(cand: Point, compared: Point, case: Case, documented: Point | None) -> int:
+    """Tie-break among equally simple candidates: the compared point's reduction first,
+    then the case's own or the documented one, then any other (two reductions that give
+    the same value here -- 'distribution' and 'sample_sum' on 2-D input, every reduction
+    on a NaN -- are told apart in favour of the reduction the question asked about)."""
+    if cand.reduction == compared.reduction:
+        return 0
+    if cand.reduction == case.reduction or (documented is not None and cand.reduction == documented.reduction):
+        return 1
+    return 2
+
+
+def _search(case: Case, outcome, base: _Check, point: Point, documented: Point | None, ev: _Cache, *,
+            adapter: str, used: str, gradients, max_candidates: int):
+    """The semantic search of :func:`classify`: ``(point, check, explains_gradients_too)``
+    or None."""
+    base_v, base_b = _expected_value(base.exp, case.dtype, used)
+    if base.value.ok:
+        # only gradients differ: a point must explain them.  NaN-only differences can't
+        # credit one, nor can gradients of a NaN value (a backward through NaN is arbitrary).
+        if (_grad_failures_nan_only(base, outcome, case, used)
+                or np.any(np.isnan(np.asarray(outcome.value, dtype=np.float64)))):
+            return None
+        limit, value_limit, nan_value = FULL_MAX, -1, False
+    else:
+        nan_value = base.value.cls != "shape" and _nan_only(base_v, base_b, outcome.value)
+        limit = VALUE_ONLY_MAX if nan_value else FULL_MAX
+        err = base.value.err_over_bound or 0.0
+        if base.value.cls == "precision" and err >= VALUE_ONLY_FAR_ERR:
+            value_limit = FULL_MAX
+        elif base.value.cls != "precision" or err >= VALUE_ONLY_MIN_ERR:
+            value_limit = VALUE_ONLY_MAX
+        else:
+            value_limit = -1
+    observed_shape = tuple(outcome.shape) if outcome.shape is not None else None
+    # gradients compared at all? Without them a "full" fit is only a value fit.
+    graded = case.grad and any(k in (outcome.grads or {}) for k in gradients)
+    hints = ev.hints.setdefault(adapter, [])
+    hinted = set(hints)
+    weighted = case.weight is not None or case.sample_weight is not None
+    shapes: dict[str, Any] = {}
+    ranked = []
+    for cost, rrank, i, cand in _ranked_candidates(point, documented, weighted, case.input_kind,
+                                                   case.target_kind, case.reduction):
+        if cost > limit:
+            break
+        if observed_shape is not None:
+            if cand.reduction not in shapes:
+                shapes[cand.reduction] = result_shape(case, cand.reduction)
+            if shapes[cand.reduction] != observed_shape:
+                continue
+        # Points that explained this adapter's earlier outcomes are tried first among equally
+        # simple ones (speed: MXNet 1.9 against its docstring is 'sample_sum' every time),
+        # except for a NaN-only value, where the reduction rank must decide.
+        hint = cand not in hinted
+        ranked.append((cost, rrank if nan_value else 0, hint, rrank, i, cand))
+    ranked.sort(key=lambda r: r[:5])
+    value_only: tuple[int, Point, _Check] | None = None
+    full = None
+    for tried, (cost, _, _, _, _, cand) in enumerate(ranked):
+        if tried >= max_candidates or (value_only is not None and cost > value_only[0] + 1):
+            break
+        if value_only is not None and point_distance(cand, value_only[1], weighted=weighted) > 1:
+            continue   # after a value-only hit, only its one-field refinements can do better
+        quick = ev(case, cand, candidate=True, values_only=True)
+        if isinstance(quick, Exception):
+            continue
+        if not _check(quick, outcome, case, used, ()).value.ok:
+            continue
+        if not base.value.ok and base.value.cls != "shape" and not _improves(
+                base_v, base_b, _expected_value(quick, case.dtype, used)[0], outcome.value):
+            continue
+        cexp = ev(case, cand, candidate=True)
+        if isinstance(cexp, Exception):
+            continue
+        chk = _check(cexp, outcome, case, used, gradients)
+        # Without gradients to compare, a value fit is all the evidence there is: one-field
+        # points are named on it, two-field ones only when the value is far off (a weak fit).
+        allowed = cost <= value_limit
+        if chk.ok and not graded and not (cost <= VALUE_ONLY_MAX or allowed):
+            continue
+        if chk.ok and (not base.value.ok or _improves_gradients(base, cexp, outcome, case, used)):
+            full = (cand, chk, True)
+            break
+        if value_only is None and allowed and not base.value.ok:
+            value_only = (cost, cand, chk)
+    hit = full or (None if value_only is None else (value_only[1], value_only[2], False))
+    if hit is not None:
+        cand = hit[0]
+        if cand in hints:
+            hints.remove(cand)
+        hints.insert(0, cand)
+        del hints[8:]
+    return hit
 
 
 # ----------------------------------------------------------------------------- facts

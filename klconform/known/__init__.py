@@ -51,8 +51,10 @@ run                 adapter run id, e.g. "mxnet.KLDivLoss@mxnet180" (glob)
 =================== =============================================================
 
 CI semantics (:func:`check_run`): every non-match verdict must be covered by a record
-(else it is *new*), and every record must cover at least one verdict (else it is
-*unmatched*); both fail.
+(else it is *new*), and every record that *applies to the run* must cover at least one
+verdict (else it is *unmatched*); both fail.  A record whose ``version`` / ``run``
+condition excludes the run (e.g. a 1.8-only record in the 1.9.1 run of a file shared by
+``mxnet.KLDivLoss`` and ``mxnet.KLDivLoss@mxnet180``) does not apply (:func:`applies`).
 """
 from __future__ import annotations
 
@@ -209,6 +211,22 @@ def record_matches(record: Record, verdict, facts: dict[str, Any]) -> bool:
     if record.explained_by is not None and not _value_matches(record.explained_by, verdict.explained_by):
         return False
     return all(_value_matches(cond, facts.get(k)) for k, cond in record.match.items())
+
+
+# Conditions that depend only on the run (not on a case): they decide whether a record applies.
+RUN_FIELDS = ("version", "run")
+
+
+def applies(record: Record, *, run: str, version: str | None) -> bool:
+    """True when ``record``'s run-level conditions (:data:`RUN_FIELDS`) hold for run id
+    ``run`` at framework ``version``: only such records can match, and only they must."""
+    facts = {"run": run, "version": version}
+    return all(_value_matches(record.match[k], facts[k]) for k in RUN_FIELDS if k in record.match)
+
+
+def applicable(records: Iterable[Record], *, run: str, version: str | None) -> list[Record]:
+    """The records of ``records`` that :func:`applies` to the run (file order kept)."""
+    return [r for r in records if applies(r, run=run, version=version)]
 
 
 def find_record(records: Iterable[Record], verdict, facts: dict[str, Any]) -> Record | None:

@@ -9,8 +9,9 @@ Every case is sent once per interpreter, in one batch, through the worker pool
 values come from ``reference.evaluate`` at a named family point; closeness is judged within
 ``Expected.bound`` / ``grad_bounds`` (SPEC.md KL-BOUND-2..4).  What MXNet computes is the
 point ``<reduction>+target_log_eps(1e-12)`` with reduction ``sample_mean`` in 1.8.0 and
-``sample_sum`` in 1.9.1 (apache/mxnet#18423); tests named ``*_discrepancy`` pin the
-departures recorded in klconform/known/mxnet_KLDivLoss.toml (docs/frameworks/mxnet.md).
+``sample_sum`` in 1.9.1 (apache/mxnet#18423).  The canonical question the adapter answers
+is ``sample_sum`` (each sample's KL); tests named ``*_discrepancy`` pin the departures
+recorded in klconform/known/mxnet_KLDivLoss.toml (docs/frameworks/mxnet.md).
 """
 from __future__ import annotations
 
@@ -65,13 +66,13 @@ def tutorial_case(pred_dist, target_dist, dtype="float32", label=""):
     both with a batch dimension added (``expand_dims(0)``)."""
     with np.errstate(divide="ignore"):
         lp = np.log(round_to([pred_dist], dtype))
-    return Case(round_to([target_dist], dtype), round_to(lp, dtype), dtype=dtype, reduction="sample_mean",
+    return Case(round_to([target_dist], dtype), round_to(lp, dtype), dtype=dtype, reduction="sample_sum",
                 label=label)
 
 
 def build_cases() -> dict[str, Case]:
     cs: list[Case] = []
-    add = lambda label, target, pred, **kw: cs.append(Case(target, pred, label=label, **{"reduction": "sample_mean", **kw}))  # noqa: E731
+    add = lambda label, target, pred, **kw: cs.append(Case(target, pred, label=label, **{"reduction": "sample_sum", **kw}))  # noqa: E731
 
     # seeds/001: KL of dist_1 "compared with" dist_2, dist_3, itself, dist_4 (float32 as mx.nd.array)
     for name, a, b in (("d1_d2", DIST_1, DIST_2), ("d1_d3", DIST_1, DIST_3), ("d1_d1", DIST_1, DIST_1),
@@ -128,7 +129,7 @@ def build_cases() -> dict[str, Case]:
         add(f"nan_logit_row/{dt}", [0.25, 0.75], [NAN, -3.5], input_kind="logits", dtype=dt, grad=False)
 
     # not expressible in MXNet: the adapter says so
-    add("unsupported_reduction", P3, np.log(Q3), reduction="sum")
+    add("unsupported_reduction", P3, np.log(Q3), reduction="sample_mean")
     add("unsupported_prob_input", P3, Q3, input_kind="prob")
     add("unsupported_logprob_target", np.log(P3), np.log(Q3), target_kind="logprob")
     add("unsupported_bfloat16", [[0.5, 0.5]], [[-1.0, -0.5]], dtype="bfloat16")
@@ -239,7 +240,8 @@ def test_capabilities_and_documented_point():
     a = MXNetKLDivLoss()
     caps = a.capabilities()
     assert a.name == "mxnet.KLDivLoss" and a.api == "mxnet.gluon.loss.KLDivLoss"
-    assert caps.reductions == {"sample_mean"} and caps.dtypes == {"float16", "float32", "float64"}
+    # the canonical question is each sample's KL (sample_sum); the docs claim an average
+    assert caps.reductions == {"sample_sum"} and caps.dtypes == {"float16", "float32", "float64"}
     assert caps.input_kinds == {"logprob", "logits"} and caps.target_kinds == {"prob"}
     assert caps.weights == {"scalar", "sample"} and caps.gradients == {"pred", "target"}
     assert caps.batch_axis and caps.class_axis and caps.broadcasting
@@ -260,7 +262,7 @@ def test_known_file_is_valid_and_cites_real_clauses():
 @needs_main
 def test_unsupported_cases_say_why(main_run):
     _, obs = main_run
-    for label, word in (("unsupported_reduction", "sample_mean"), ("unsupported_prob_input", "input_kind"),
+    for label, word in (("unsupported_reduction", "sample_sum"), ("unsupported_prob_input", "input_kind"),
                         ("unsupported_logprob_target", "target_kind"), ("unsupported_bfloat16", "bfloat16")):
         assert obs[label].status == "unsupported", label
         assert word in obs[label].error_message, obs[label].error_message
@@ -404,8 +406,9 @@ def test_float64_logits_are_accurate(run):
 
 # ----------------------------------------------------------------------------- discrepancies
 def test_reduction_by_version_discrepancy(run):
-    """1.8.0 averages over the non-batch axes (KL-RED-SAMPLE-MEAN, as documented); 1.9.1
-    sums (KL-RED-SAMPLE-SUM): record mxnet-1.9-sums-over-non-batch-axes."""
+    """1.9.1 sums over the non-batch axes (KL-RED-SAMPLE-SUM: each sample's KL, the
+    canonical question); 1.8.0 averages (KL-RED-SAMPLE-MEAN, as the docstring says):
+    record mxnet-1.8-divides-by-non-batch-elements."""
     version, obs = run
     case = CASES["benign/float64/logprob"]
     mean = evaluate(case, mxnet_point("1.8"))

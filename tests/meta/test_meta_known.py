@@ -93,3 +93,36 @@ def test_record_no_longer_observed_fails(tmp_path):
     run = _run(D.ReferenceAdapter(), recs)
     assert run.unmatched_known == ["sums-instead-of-batchmean"]
     assert any("not observed" in line for line in engine.check_run(run))
+
+
+VERSIONED = GOOD + '''
+[[discrepancy]]
+id = "old-version-only"
+class = "semantic"
+against = "canonical"
+clauses = ["KL-RED-BATCHMEAN"]
+when = "only the 1.8 line sums"
+match = { version = "1.8*" }
+explained_by = "sum"
+citation = "test double"
+'''
+
+
+def test_record_for_another_version_is_neither_matched_nor_unobserved(tmp_path):
+    """A file shared by two versions' runs (mxnet.KLDivLoss and @mxnet180): a record whose
+    version condition excludes this run does not apply, so its absence is no failure."""
+    recs = known.load_file(write(tmp_path, "double_wrong_reduction.toml", VERSIONED))
+    assert [r.id for r in known.applicable(recs, run="double.wrong_reduction", version="0")] == \
+        ["sums-instead-of-batchmean"]
+    run = _run(D.WrongReduction(), recs)          # env version "" -> None: 1.8* does not apply
+    assert "old-version-only" not in run.unmatched_known
+    assert not any(v.known == "old-version-only" for v in run.verdicts)
+
+
+def test_record_for_this_version_must_be_observed(tmp_path):
+    recs = known.load_file(write(tmp_path, "double_reference.toml", VERSIONED))
+    a = D.ReferenceAdapter()
+    corpus = engine.build_corpus(5, 60, [a.capabilities()], curated=False)
+    t = engine.Target(run_id=a.name, adapter=a, runner=engine.InProcessRunner(a), env={"version": "1.8.0"})
+    run, _ = engine.run_adapter(t, corpus, records=recs, shrink_rounds=0)
+    assert set(run.unmatched_known) == {"sums-instead-of-batchmean", "old-version-only"}

@@ -96,3 +96,68 @@ def test_documented_point_is_compared_separately():
     doc = classify(c2, out, adapter="x", against="documented", point=Point("sum"))
     assert [v.cls for v in can] == ["semantic"] and can[0].explained_by == "sum"
     assert [v.cls for v in doc] == ["match"]
+
+
+# ----------------------------------------------------------------------------- search rules
+def _exact_outcome(case, point, **changes):
+    """What a framework computing exactly ``point`` returns (then ``changes`` applied)."""
+    from adapters.base import Outcome
+    from reference.evaluate import evaluate
+    exp = evaluate(case, point)
+    out = Outcome(status="ok", value=np.array(exp.value_in_dtype, dtype=float), dtype=case.dtype,
+                  shape=tuple(exp.value.shape), grads={k: np.array(g, dtype=float) for k, g in exp.grads.items()},
+                  grad_dtypes={k: case.dtype for k in exp.grads})
+    for k, v in changes.items():
+        setattr(out, k, v)
+    return out
+
+
+def test_nan_only_gradient_difference_names_no_point():
+    """p = +inf: value +inf as specified, d/dp NaN where the reference says +inf (torch).
+    A candidate whose gradient is NaN there too (target_log_eps: inf/inf) is no explanation."""
+    c = Case(target=np.array([[np.inf, 0.5]]), pred=np.log([[0.5, 0.5]]), reduction="sum")
+    out = _exact_outcome(c, Point("sum"))
+    g = out.grads["target"].copy()
+    assert np.isposinf(g[0, 0])
+    g[0, 0] = np.nan
+    out.grads = {**out.grads, "target": g}
+    vs = classify(c, out, adapter="x", against="canonical", point=Point("sum"))
+    assert [v.cls for v in vs] == ["gradient"] and vs[0].explained_by is None
+
+
+def test_nan_value_prefers_the_compared_reduction():
+    """A NaN value cannot tell reductions apart: the compared reduction's 0*inf point is
+    named, not the (value-equivalent) documented reduction's."""
+    c = Case(target=np.array([[0.0, 1.0], [0.5, 0.5]]), pred=np.array([[-np.inf, 0.0], np.log([0.5, 0.5])]),
+             reduction="mean")
+    out = _exact_outcome(c, Point("mean", zero_inf="nan"))
+    assert np.isnan(out.value)
+    vs = classify(c, out, adapter="x", against="canonical", point=Point("mean"), documented=Point("sum"))
+    assert [(v.cls, v.explained_by) for v in vs] == [("semantic", "mean+0*inf=nan")]
+
+
+def test_a_wider_bound_alone_explains_nothing():
+    """Equal P and Q give ~0 under every reduction; an error of 20 bounds of the per-sample
+    mean fits the per-sample sum (40 classes: a 40x wider bound) only because that bound is
+    wider, not because its value is closer: precision, not semantic."""
+    from klconform.dtypes import round_to
+    from reference.evaluate import evaluate
+    p = round_to(np.full((2, 40), 1 / 40), "float32")
+    c = Case(target=p, pred=p, input_kind="prob", dtype="float32", reduction="sample_mean", grad=False)
+    mean, total = evaluate(c, Point("sample_mean")), evaluate(c, Point("sample_sum"))
+    assert np.all(total.bound > 20 * mean.bound)
+    out = _exact_outcome(c, Point("sample_mean"), value=mean.value_in_dtype + 20 * mean.bound)
+    vs = classify(c, out, adapter="x", against="canonical", point=Point("sample_mean"))
+    assert [v.cls for v in vs] == ["precision"], vs
+
+
+def test_candidates_are_ranked_simplest_first():
+    from klconform.verdicts import complexity, point_distance
+    base = Point("batchmean")
+    assert point_distance(base, Point("sum")) == 1
+    assert point_distance(base, Point("batchmean", epsilon="clip_both", eps=1e-7)) == 1
+    assert point_distance(base, Point("batchmean", swap=True)) == 2
+    assert point_distance(base, Point("batchmean", weight_level="distribution"), weighted=False) == 0
+    # the documented point itself is one step from the compared one
+    assert complexity(Point("sum", zero_inf="nan"), base, Point("sum")) == 2
+    assert complexity(Point("sum"), base, Point("sum", epsilon="clip_both", eps=1e-7)) == 1
