@@ -10,11 +10,27 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from reference import kl_divergence, kl_terms
+from reference import _accurate, kl_divergence, kl_terms
 from reference._accurate import _fast_rows, _special_rows
 from reference.oracle import kl_exact, kl_exact_mpf, ulp_error
 
 MAX_ULP = 2.0
+
+try:
+    from reference import _kernel
+except ImportError:                    # numba not installed: only the numpy path exists
+    _kernel = None
+
+BACKENDS = ["numpy"] + (["numba"] if _kernel is not None else [])
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def backend(request, monkeypatch):
+    """Every test of this module runs on each fast path: numpy and, where numba imports,
+    the compiled kernel (reference/_kernel.py)."""
+    monkeypatch.setattr(_accurate, "_BACKEND", request.param)
+    assert _accurate.backend() == request.param
+    return request.param
 
 
 def assert_within_ulp(got, p, q, limit=MAX_ULP, **kw):
@@ -270,6 +286,58 @@ def test_fast_path_alone_is_accurate_and_rarely_falls_back():
         v, ok = _fast_rows(P, Q, None, act)
     assert ok.all()
     assert_within_ulp(v, P, Q)
+
+
+def test_fast_path_alone_is_accurate_on_the_benchmark_regimes(backend):
+    """Both fast paths, without the mpmath fallback, certify every row of a small set
+    mixing near-equal, unrelated, sparse, tiny, subnormal and unnormalised rows, and
+    each certified value is within 2 ulp of the oracle."""
+    rng = np.random.default_rng(31)
+    p = normalised(rng.random((6, 30)) + 1e-3)
+    q_near = normalised(p * (1 + 1e-11 * rng.standard_normal(p.shape)))
+    q_far = normalised(rng.random((6, 30)) + 1e-3)
+    sparse = normalised(p * (rng.random(p.shape) < 0.5) + 0.1 * (np.arange(30) == 0))
+    P = np.concatenate([p, p, sparse, p * 1e-300, p * 2.0 ** -1030, p * 7.0])
+    Q = np.concatenate([q_near, q_far, q_far, q_near * 1e-300, q_far * 2.0 ** -1030, q_far * 3])
+    with np.errstate(all="ignore"):
+        if backend == "numba":
+            v, ok = _kernel.kl_rows(P, Q, None)
+        else:
+            _, act = _special_rows(P, Q, None)
+            v, ok = _fast_rows(P, Q, None, act)
+    assert ok.all()
+    assert_within_ulp(v, P, Q)
+
+
+# ------------------------------------------------------------------- the compiled kernel
+needs_numba = pytest.mark.skipif(_kernel is None, reason="numba is not installed")
+
+
+@needs_numba
+def test_kernel_two_prod_and_two_sum_are_exact_on_hard_inputs(backend):
+    """The kernel's TwoProd/TwoSum are error-free: no FMA contraction, no reassociation
+    (either would make p + e differ from the exact product or sum)."""
+    from fractions import Fraction
+    rng = np.random.default_rng(37)
+    a = np.concatenate([1 + rng.integers(1, 2**52, 200) * 2.0 ** -52,
+                        [1 + 2.0 ** -52, 2.0 ** 27 + 1, 1 - 2.0 ** -53, 3.0 ** 33, 0.1]])
+    b = np.concatenate([(1 + rng.integers(1, 2**52, 200) * 2.0 ** -52) * 2.0 ** rng.integers(-60, 60, 200),
+                        [1 - 2.0 ** -52, 2.0 ** 27 - 1, 1 + 2.0 ** -52, 3.0 ** -20, 0.7]])
+    for x, y in zip(a.tolist(), b.tolist()):
+        p, e = _kernel.two_prod(x, y)
+        assert p == x * y and Fraction(p) + Fraction(e) == Fraction(x) * Fraction(y), (x, y)
+        s, e = _kernel.two_sum(x, -y)
+        assert s == x - y and Fraction(s) + Fraction(e) == Fraction(x) - Fraction(y), (x, y)
+
+
+@needs_numba
+def test_kernel_frexp_and_pow2_match_the_library(backend):
+    """The bit-level frexp/pow2 of the kernel agree with math.frexp/ldexp, subnormals too."""
+    for x in [1.0, 0.75, 3e-310, 5e-324, 2.0 ** -1022, 1.7e308, 0.1, 2.0 ** -1023 * 3]:
+        assert _kernel._frexp(x) == math.frexp(x), x
+    for k in [-1074, -1060, -1023, -1022, 0, 1023, -1075, -2000]:
+        assert _kernel._pow2(k) == math.ldexp(1.0, k), k
+    assert _kernel._pow2(1024) == math.inf
 
 
 # ------------------------------------------------------------------- Hypothesis
