@@ -1,11 +1,14 @@
 """Accuracy and throughput of reference.kl_divergence (issue 2, item 5).
 
-Prints, on a deterministic generated set mixing the regimes of SPEC.md KL-DEF-2:
+Prints, on a deterministic generated set mixing the regimes of SPEC.md KL-DEF-2, for each
+fast path of the reference ("numba": the compiled kernel reference/_kernel.py, where numba
+imports; "numpy": the vectorised path):
 * max and median error in ulps against the mpmath oracle (reference/oracle.py),
-* how many rows the vectorised path could not prove and handed to the mpmath fallback,
-* throughput (elements/s) of the reference and of the naive formula
-  ``np.sum(p*np.log(p/q), axis=-1)`` measured in the same run, and their ratio,
-* the naive formula's own ulp errors on the same set, for contrast.
+* how many rows the fast path could not prove and handed to the mpmath fallback,
+* throughput (elements/s) next to the naive formula ``np.sum(p*np.log(p/q), axis=-1)``
+  measured in the same run, and the ratio;
+plus the naive formula's own ulp errors on the same set, for contrast, and the latency of
+the first call in a fresh process (numba import plus compilation or cache load).
 
 Usage: python benchmarks/bench_reference.py [--rows N] [--oracle-rows N] [--seed S]
 """
@@ -20,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reference import kl_divergence  # noqa: E402
+from reference import _accurate, kl_divergence  # noqa: E402
 from reference._accurate import _fast_rows, _special_rows  # noqa: E402
 from reference.oracle import kl_exact_mpf, ulp_error  # noqa: E402
 
@@ -80,6 +83,32 @@ def best_time(fn, repeats):
     return best
 
 
+def first_call_latency():
+    """Seconds for the first kl_divergence call in a fresh interpreter (auto backend)."""
+    import subprocess
+    code = ("import time; t = time.perf_counter(); import reference; "
+            "reference.kl_divergence([[.2, .8]], [[.3, .7]]); "
+            "print(time.perf_counter() - t, reference._accurate.backend())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.split()
+    return float(out[0]), out[1]
+
+
+def fallback_rows(backend, groups):
+    """Rows the fast path cannot certify (they go to the mpmath fallback)."""
+    count = 0
+    with np.errstate(all="ignore"):
+        for _, p, q in groups:
+            if backend == "numba":
+                from reference import _kernel
+                ok = _kernel.kl_rows(p, q, None)[1]
+            else:
+                ok = _fast_rows(p, q, None, _special_rows(p, q, None)[1])[1]
+            count += int(np.count_nonzero(~ok))
+    return count
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2000, help="rows in the generated set")
@@ -89,50 +118,62 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=20240611)
     args = ap.parse_args(argv)
 
+    latency, auto = first_call_latency()
+    print(f"first call in a fresh process: {latency:.2f} s (backend {auto})")
     groups = build_set(args.seed, args.rows)
     n_rows = sum(p.shape[0] for _, p, _ in groups)
     n_elem = sum(p.size for _, p, _ in groups)
     print(f"set: {n_rows} rows, {n_elem} elements, sizes {SIZES}, {len(REGIMES)} regimes, "
           f"seed {args.seed}")
+    backends = ["numpy"] + (["numba"] if _accurate._kernel_module() is not None else [])
+    saved = _accurate._BACKEND
 
-    # Throughput, both formulas on the same arrays in the same run.
+    # Throughput: every path and the naive formula on the same arrays in the same run.
     with np.errstate(all="ignore"):
-        t_ref = sum(best_time(lambda: kl_divergence(p, q), args.repeats) for _, p, q in groups)
         t_naive = sum(best_time(lambda: np.sum(p * np.log(p / q), axis=-1), args.repeats)
                       for _, p, q in groups)
-    print(f"throughput: reference {n_elem / t_ref:.3e} elem/s, naive {n_elem / t_naive:.3e} "
-          f"elem/s, ratio {t_naive / t_ref:.3f}")
-
-    # Fallback rate of the vectorised path.
-    fallback = 0
-    with np.errstate(all="ignore"):
-        for _, p, q in groups:
-            _, act = _special_rows(p, q, None)
-            fallback += int(np.count_nonzero(~_fast_rows(p, q, None, act)[1]))
-    print(f"mpmath fallback: {fallback} of {n_rows} rows")
+        times = {}
+        for b in backends:
+            _accurate._BACKEND = b
+            kl_divergence(groups[0][1], groups[0][2])          # compile / load outside timing
+            times[b] = sum(best_time(lambda: kl_divergence(p, q), args.repeats)
+                           for _, p, q in groups)
+    print(f"throughput: naive {n_elem / t_naive:.3e} elem/s")
+    for b in backends:
+        print(f"throughput: reference[{b}] {n_elem / times[b]:.3e} elem/s, "
+              f"ratio to naive {t_naive / times[b]:.3f}")
+    for b in backends:
+        print(f"mpmath fallback [{b}]: {fallback_rows(b, groups)} of {n_rows} rows")
 
     # Accuracy against the oracle on a deterministic subsample (every group represented).
     rng = np.random.default_rng(args.seed + 1)
     per_group = max(1, args.oracle_rows // len(groups))
-    errs_ref, errs_naive, worst = [], [], {}
+    errs = {b: [] for b in backends + ["naive"]}
+    worst = {b: {} for b in backends}
     t0 = time.perf_counter()
     for regime, p, q in groups:
         idx = rng.choice(p.shape[0], size=min(per_group, p.shape[0]), replace=False)
         ps, qs = p[idx], q[idx]
         exact = kl_exact_mpf(ps, qs)
-        got = kl_divergence(ps, qs)
         with np.errstate(all="ignore"):
             naive = np.sum(ps * np.log(ps / qs), axis=-1)
-        for g, nv, e in zip(got, naive, exact):
-            errs_ref.append(ulp_error(g, e))
-            errs_naive.append(ulp_error(nv, e))
-            worst[regime] = max(worst.get(regime, 0.0), errs_ref[-1])
-    er, en = np.array(errs_ref), np.array(errs_naive)
-    print(f"accuracy vs oracle on {er.size} rows ({time.perf_counter() - t0:.1f} s): "
-          f"reference max {er.max():.3f} ulp, median {np.median(er):.3f} ulp; "
-          f"naive max {en.max():.3g} ulp, median {np.median(en):.3g} ulp")
-    print("reference max ulp by regime: " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
-    return 0 if er.max() <= 2.0 else 1
+        errs["naive"] += [ulp_error(g, e) for g, e in zip(naive, exact)]
+        for b in backends:
+            _accurate._BACKEND = b
+            e_b = [ulp_error(g, e) for g, e in zip(kl_divergence(ps, qs), exact)]
+            errs[b] += e_b
+            worst[b][regime] = max([worst[b].get(regime, 0.0)] + e_b)
+    _accurate._BACKEND = saved
+    print(f"accuracy vs oracle on {len(errs['naive'])} rows "
+          f"({time.perf_counter() - t0:.1f} s):")
+    for b in backends + ["naive"]:
+        e = np.array(errs[b])
+        print(f"  {b if b == 'naive' else 'reference[' + b + ']'}: max {e.max():.3g} ulp, "
+              f"median {np.median(e):.3g} ulp")
+    for b in backends:
+        print(f"reference[{b}] max ulp by regime: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in worst[b].items()))
+    return 0 if all(max(errs[b]) <= 2.0 for b in backends) else 1
 
 
 if __name__ == "__main__":
