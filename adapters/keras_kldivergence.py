@@ -165,6 +165,25 @@ def capture_warnings(fn: Callable[[], Outcome]) -> Outcome:
 
 
 # ---------------------------------------------------------------------------- adapters
+
+def keras_capabilities(native_reductions, options) -> Capabilities:
+    """What a Keras KLDivergence loss object can be asked (Keras 3 and tf_keras alike)."""
+    return Capabilities(
+        dtypes=frozenset(DTYPES),
+        reductions=frozenset(native_reductions),
+        input_kinds=frozenset({"prob"}),
+        target_kinds=frozenset({"prob"}),
+        weights=frozenset({"sample"}),
+        gradients=frozenset({"pred", "target"}),
+        devices=frozenset({"cpu"}),
+        batch_axis=False,
+        class_axis=False,       # always the last axis
+        broadcasting=False,     # LossFunctionWrapper squeezes/expands ranks first
+        min_ndim=1,
+        max_ndim=8,
+        options=tuple(options),
+    )
+
 class _Keras3(Adapter):
     """Shared Keras 3 setup; subclasses define the native call."""
 
@@ -206,21 +225,7 @@ class KerasKLDivergence(_Keras3):
     pass_dtype: bool = False
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            dtypes=frozenset(DTYPES),
-            reductions=frozenset(self.native_reductions),
-            input_kinds=frozenset({"prob"}),
-            target_kinds=frozenset({"prob"}),
-            weights=frozenset({"sample"}),
-            gradients=frozenset({"pred", "target"}),
-            devices=frozenset({"cpu"}),
-            batch_axis=False,
-            class_axis=False,       # always the last axis
-            broadcasting=False,     # LossFunctionWrapper squeezes/expands ranks first
-            min_ndim=1,
-            max_ndim=8,
-            options=("reduction", "sample_weight", "dtype"),
-        )
+        return keras_capabilities(self.native_reductions, ("reduction", "sample_weight", "dtype"))
 
     def documented(self, case) -> Point:
         return formula_point(case.reduction)

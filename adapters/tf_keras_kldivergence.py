@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from adapters.base import Adapter, Capabilities, Outcome
-from adapters.keras_kldivergence import (DTYPES, capture_warnings, evaluate_with_tape, formula_point,
+from adapters.keras_kldivergence import (capture_warnings, keras_capabilities, evaluate_with_tape, formula_point,
                                          import_tensorflow, keras_sample_weight, shape_text,
                                          unsupported_reason)
 from reference.family import Point
@@ -40,21 +40,7 @@ class TfKerasKLDivergence(Adapter):
         self._tf = None
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            dtypes=frozenset(DTYPES),
-            reductions=frozenset(self.native_reductions),
-            input_kinds=frozenset({"prob"}),
-            target_kinds=frozenset({"prob"}),
-            weights=frozenset({"sample"}),
-            gradients=frozenset({"pred", "target"}),
-            devices=frozenset({"cpu"}),
-            batch_axis=False,
-            class_axis=False,
-            broadcasting=False,
-            min_ndim=1,
-            max_ndim=8,
-            options=("reduction", "sample_weight"),
-        )
+        return keras_capabilities(self.native_reductions, ("reduction", "sample_weight"))
 
     def documented(self, case) -> Point:
         # Same page text as Keras 3's class: the formula, "clipped to the [0, 1] range".
