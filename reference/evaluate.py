@@ -15,6 +15,7 @@ import numpy as np
 from klconform.dtypes import FINFO, round_to
 
 from . import bounds as _bounds
+from ._accurate import kl_divergence, kl_terms
 from . import gradients as _gradients
 from .family import Point, canonical
 from .variants import LD, Prepared, UndefinedCase, prepare, reduce_sum, terms
@@ -50,26 +51,15 @@ class Expected:
 
 
 # ---------------------------------------------------------------------------- accurate core
-def _core():
-    """The accurate core (kl_divergence, kl_terms), or None while it is not installed."""
-    try:
-        from ._accurate import kl_divergence, kl_terms
-    except ImportError:
-        return None
-    return kl_divergence, kl_terms
-
-
 def _use_core(prep: Prepared) -> bool:
     pt = prep.point
     return (pt.epsilon == "none" and pt.zero_inf == "zero"
-            and prep.target.kind == "prob" and prep.pred.kind == "prob"
-            and _core() is not None)
+            and prep.target.kind == "prob" and prep.pred.kind == "prob")
 
 
 def _weighted_sums(prep: Prepared) -> np.ndarray:
     """Σ W_i T_i per output (longdouble), before the scalar weight and the divisor."""
     if _use_core(prep) and prep.shape and prep.axes:
-        kl_divergence, kl_terms = _core()
         a = np.broadcast_to(np.asarray(prep.a, dtype=np.float64), prep.shape)
         b = np.broadcast_to(np.asarray(prep.b, dtype=np.float64), prep.shape)
         w = None if prep.W is None else np.asarray(prep.W, dtype=np.float64)
@@ -84,7 +74,6 @@ def _weighted_sums(prep: Prepared) -> np.ndarray:
 def element_terms(prep: Prepared) -> np.ndarray:
     """The elementwise terms T on S (longdouble), from the core where it applies."""
     if _use_core(prep):
-        _, kl_terms = _core()
         a = np.asarray(prep.a, dtype=np.float64)
         b = np.asarray(prep.b, dtype=np.float64)
         return np.asarray(np.broadcast_to(kl_terms(a, b), prep.shape), dtype=LD)
