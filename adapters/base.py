@@ -20,11 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from reference.family import Point
-
-# Outcome statuses. "ok"/"error" come from the adapter; the rest from the worker pool.
-STATUSES = ("ok", "error", "unsupported", "crash", "timeout", "import_error", "missing")
-
+from klconform.reference.family import Point
 
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
@@ -51,7 +47,11 @@ class Capabilities:
 
 @dataclasses.dataclass
 class Outcome:
-    """What one framework call produced, as plain data."""
+    """What one framework call produced, as plain data.
+
+    An adapter sets ``status`` to ``"ok"`` (a result came back), ``"error"`` (the framework
+    refused the case) or ``"unsupported"``; the harness adds its own statuses and owns the
+    serialisation (:mod:`klconform.wire`)."""
 
     status: str
     value: np.ndarray | None = None          # float64 view of the returned tensor
@@ -64,64 +64,6 @@ class Outcome:
     error_message: str | None = None
     native_call: str = ""                    # e.g. "kl_div(input, target, reduction='batchmean')"
     elapsed_s: float | None = None           # timing only: excluded from determinism checks
-
-    def to_wire(self) -> dict[str, Any]:
-        def enc(a):
-            a = np.asarray(a, dtype="<f8")   # not ascontiguousarray: it turns 0-d into shape (1,)
-            return {"shape": list(a.shape), "data": a.tobytes()}
-        return {
-            "status": self.status,
-            "value": None if self.value is None else enc(self.value),
-            "dtype": self.dtype,
-            "shape": None if self.shape is None else list(self.shape),
-            "grads": {k: enc(v) for k, v in self.grads.items()},
-            "grad_dtypes": dict(self.grad_dtypes),
-            "warnings": list(self.warnings),
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "native_call": self.native_call,
-            "elapsed_s": self.elapsed_s,
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form: arrays as nested lists, non-finite floats as "nan"/"inf"/"-inf"."""
-        w = self.to_wire()
-        for slot in [w["value"], *w["grads"].values()]:
-            if slot is not None:
-                slot["data"] = [_json_float(x) for x in np.frombuffer(slot["data"], dtype="<f8").tolist()]
-        return w
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Outcome":
-        w = dict(d)
-        def raw(slot):
-            return None if slot is None else {
-                "shape": slot["shape"], "data": np.array([float(x) for x in slot["data"]], dtype="<f8").tobytes()}
-        w["value"] = raw(d["value"])
-        w["grads"] = {k: raw(v) for k, v in d["grads"].items()}
-        return cls.from_wire(w)
-
-    @classmethod
-    def from_wire(cls, w: dict[str, Any]) -> "Outcome":
-        def dec(d):
-            return np.frombuffer(d["data"], dtype="<f8").reshape(d["shape"]).astype(np.float64)
-        return cls(
-            status=w["status"],
-            value=None if w["value"] is None else dec(w["value"]),
-            dtype=w["dtype"],
-            shape=None if w["shape"] is None else tuple(w["shape"]),
-            grads={k: dec(v) for k, v in w["grads"].items()},
-            grad_dtypes=dict(w.get("grad_dtypes", {})),
-            warnings=list(w["warnings"]),
-            error_type=w["error_type"],
-            error_message=w["error_message"],
-            native_call=w.get("native_call", ""),
-            elapsed_s=w.get("elapsed_s"),
-        )
-
-
-def _json_float(x: float):
-    return x if np.isfinite(x) else ("nan" if np.isnan(x) else ("inf" if x > 0 else "-inf"))
 
 
 class Adapter:

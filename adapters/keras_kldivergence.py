@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from adapters.base import Adapter, Capabilities, Outcome
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.family import Point
 
 #: keras.config.epsilon() default; Keras clips P and Q into [EPSILON, 1] (KL-EPS-CLIP).
 EPSILON = 1e-7

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Capabilities, Outcome
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.family import Point
 
 DOC_URL = ("https://mxnet.apache.org/versions/1.9.1/api/python/docs/api/gluon/loss/"
            "index.html#mxnet.gluon.loss.KLDivLoss")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from adapters.base import Adapter, Capabilities, Outcome
-from adapters.keras_kldivergence import (capture_warnings, keras_capabilities, evaluate_with_tape, formula_point,
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.keras_kldivergence import (capture_warnings, keras_capabilities, evaluate_with_tape, formula_point,
                                          import_tensorflow, keras_sample_weight, shape_text,
                                          unsupported_reason)
-from reference.family import Point
+from klconform.reference.family import Point
 
 DOC_URL = "https://www.tensorflow.org/api_docs/python/tf/keras/losses/KLDivergence"
 # Canonical reduction -> tf_keras reduction= (``"auto"`` means sum_over_batch_size here).

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Capabilities, Outcome
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.family import Point
 
 DOC_FUNCTIONAL = "https://pytorch.org/docs/stable/generated/torch.nn.functional.kl_div.html"
 DOC_MODULE = "https://pytorch.org/docs/stable/generated/torch.nn.KLDivLoss.html"

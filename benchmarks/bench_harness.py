@@ -42,7 +42,7 @@ def make_cases(adapter, n: int, shape: tuple[int, ...], dtype: str, seed: int = 
     import numpy as np
 
     from klconform.case import Case
-    from klconform.dtypes import round_to
+    from klconform.reference.dtypes import round_to
 
     caps = adapter.capabilities()
     reduction = next(r for r in REDUCTION_PREFERENCE if r in caps.reductions)

@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reference import _accurate, kl_divergence  # noqa: E402
-from reference._accurate import _fast_rows, _special_rows  # noqa: E402
-from reference.oracle import kl_exact_mpf, ulp_error  # noqa: E402
+from klconform.reference import _accurate, kl_divergence  # noqa: E402
+from klconform.reference._accurate import _fast_rows, _special_rows  # noqa: E402
+from klconform.reference.oracle import kl_exact_mpf, ulp_error  # noqa: E402
 
 SIZES = (2, 10, 100, 300, 1000)
 REGIMES = ("unrelated", "near-1e-3", "near-1e-6", "near-1e-9", "near-1e-12", "near-1e-15",
@@ -86,7 +86,7 @@ def best_time(fn, repeats):
 def first_call_latency():
     """Seconds for the first kl_divergence call in a fresh interpreter (auto backend)."""
     import subprocess
-    code = ("import time; t = time.perf_counter(); import reference; "
+    code = ("import time; t = time.perf_counter(); from klconform import reference; "
             "reference.kl_divergence([[.2, .8]], [[.3, .7]]); "
             "print(time.perf_counter() - t, reference._accurate.backend())")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +101,7 @@ def fallback_rows(backend, groups):
     with np.errstate(all="ignore"):
         for _, p, q in groups:
             if backend == "numba":
-                from reference import _kernel
+                from klconform.reference import _kernel
                 ok = _kernel.kl_rows(p, q, None)[1]
             else:
                 ok = _fast_rows(p, q, None, _special_rows(p, q, None)[1])[1]

@@ -163,9 +163,11 @@ def case_decoder(case_cls, from_bits):
     return decode
 
 
-def evaluate_wire(adapter, wire: dict, decode, outcome_cls) -> dict:
+def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
     """One case in, one outcome wire dict out; adapter exceptions become ``status="error"``.
-    ``decode`` turns the case wire into a Case (:func:`case_decoder`)."""
+    ``decode`` turns the case wire into a Case (:func:`case_decoder`); ``codec`` is
+    :mod:`klconform.wire` (imported once the worker's environment is prepared)."""
+    outcome_cls, to_wire = codec.Outcome, codec.to_wire
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -180,11 +182,11 @@ def evaluate_wire(adapter, wire: dict, decode, outcome_cls) -> dict:
     if caught:
         outcome.warnings = list(outcome.warnings) + [f"{w.category.__name__}: {w.message}" for w in caught]
     try:
-        return outcome.to_wire()
+        return to_wire(outcome)
     except Exception as exc:  # noqa: BLE001 - e.g. a value that is not an array
-        return outcome_cls(status="error", error_type=type(exc).__name__,
-                           error_message=f"outcome not serialisable: {exc}",
-                           elapsed_s=outcome.elapsed_s).to_wire()
+        return to_wire(outcome_cls(status="error", error_type=type(exc).__name__,
+                                   error_message=f"outcome not serialisable: {exc}",
+                                   elapsed_s=outcome.elapsed_s))
 
 
 def serve(channel) -> None:
@@ -193,9 +195,9 @@ def serve(channel) -> None:
     channel.send(("hello", {"pid": os.getpid(), "python": sys.executable}))
     try:
         prepare_environment(config.get("env", {}), config.get("paths", []))
-        from adapters.base import Outcome
+        from klconform import wire as codec
         from klconform.case import Case
-        from klconform.dtypes import from_bits
+        from klconform.reference.dtypes import from_bits
         decode = case_decoder(Case, from_bits)
     except BaseException as exc:  # noqa: BLE001
         channel.send(("unavailable", "import_error", f"worker environment: {_one_line(exc)}"))
@@ -212,10 +214,10 @@ def serve(channel) -> None:
         if msg is None:
             return
         seqs, blob = msg
-        run_batch(channel, adapter, decode, Outcome, seqs, pickle.loads(blob), progress, stderr)
+        run_batch(channel, adapter, decode, codec, seqs, pickle.loads(blob), progress, stderr)
 
 
-def run_batch(channel, adapter, decode, outcome_cls, seqs, wires, progress, stderr=None) -> None:
+def run_batch(channel, adapter, decode, codec, seqs, wires, progress, stderr=None) -> None:
     """Evaluate one batch; outcomes go back as pickled lists of ``(seq, wire)``, flushed at
     the end of the batch and whenever FLUSH_INTERVAL_S has passed (slow adapters).  The
     progress record names the case in progress, so the controller can attribute a crash
@@ -225,7 +227,7 @@ def run_batch(channel, adapter, decode, outcome_cls, seqs, wires, progress, stde
     for seq, wire in zip(seqs, wires):
         if progress is not None:
             progress.start(seq)
-        outcome = evaluate_wire(adapter, wire, decode, outcome_cls)
+        outcome = evaluate_wire(adapter, wire, decode, codec)
         if progress is not None:
             progress.idle()
         if stderr is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import check_dtype, from_bits, representable, to_bits
+from .reference.dtypes import check_dtype, from_bits, representable, to_bits
 
 TARGET_KINDS = ("prob", "logprob")
 INPUT_KINDS = ("prob", "logprob", "logits")

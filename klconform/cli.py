@@ -90,7 +90,7 @@ def parse_formats(value: str) -> list[str]:
 
 
 def parse_dtypes(value: str | None) -> list[str] | None:
-    from .dtypes import DTYPES
+    from .reference.dtypes import DTYPES
     if value is None:
         return None
     dts = _csv(value) or []

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from .case import REDUCTIONS, Case
-from .dtypes import FINFO, round_to
+from .reference.dtypes import FINFO, round_to
 from .strategies import encode
 
 _D1 = [0.2, 0.5, 0.2, 0.1]        # seeds/000, seeds/001 (MXNet tutorial): dist_1

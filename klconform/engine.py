@@ -30,12 +30,13 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from reference.family import canonical as canonical_point
+from klconform.reference.family import canonical as canonical_point
 
 from . import known as known_mod
+from . import wire
 from .case import Case
 from .curated import all_curated
-from .dtypes import DTYPES, round_to
+from .reference.dtypes import DTYPES, round_to
 from .results import AdapterRun, RunResult, Verdict
 from .strategies import cases as cases_strategy
 from .strategies import cases_for
@@ -189,7 +190,7 @@ class InProcessRunner:
         return dict(self.adapter.setup())
 
     def run(self, cases: Sequence[Case]) -> list:
-        from adapters.base import Outcome
+        from klconform.adapters.base import Outcome
         out = []
         for c in cases:
             try:
@@ -422,7 +423,7 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     run = AdapterRun(adapter=target.run_id, api=adapter.api, env=dict(target.env),
                      documented_doc=adapter.doc_url, capabilities=session.caps.to_json())
     for e in evaluated:
-        run.outcomes[e.sent.case.digest] = e.outcome.to_json()
+        run.outcomes[e.sent.case.digest] = wire.to_json(e.outcome)
         run.verdicts += e.verdicts
     # minimal counterexamples: per discrepancy class, the smallest case, shrunk further
     firsts: dict[str, tuple[tuple[str, str], Evaluated]] = {}
@@ -434,7 +435,7 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
         small, rounds = shrink(session, e, key, max_rounds=shrink_rounds) if shrink_rounds else (e, 0)
         if small is not e:
             extra.append(small)
-            run.outcomes[small.sent.case.digest] = small.outcome.to_json()
+            run.outcomes[small.sent.case.digest] = wire.to_json(small.outcome)
         v = next(v for v in small.verdicts if (v.against, v.cls) == key)
         run.counterexamples[cls] = {
             "case": small.sent.case.digest, "canonical": e.sent.canonical.digest,

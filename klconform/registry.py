@@ -22,7 +22,7 @@ import os
 import re
 from typing import Iterable, Mapping
 
-from adapters.base import Adapter
+from klconform.adapters.base import Adapter
 
 from .workers import WorkerSpec
 
@@ -68,7 +68,7 @@ def load_adapter_class(ref: str) -> type[Adapter]:
                             f"{class_name!r}") from None
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise RegistryError(f"adapter reference {ref!r}: {class_name!r} is not a subclass of "
-                            f"adapters.base.Adapter")
+                            f"klconform.adapters.base.Adapter")
     return cls
 
 

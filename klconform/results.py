@@ -62,7 +62,7 @@ class AdapterRun:
     reason: str = ""                   # why it is not "ok"
     documented_doc: str = ""           # doc URL behind the documented semantics
     capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
-    outcomes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # digest -> Outcome.to_json()
+    outcomes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # digest -> klconform.wire.to_json(outcome)
     verdicts: list[Verdict] = dataclasses.field(default_factory=list)
     counterexamples: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # cls -> {case, blob, seed}
     unmatched_known: list[str] = dataclasses.field(default_factory=list)  # known records that no case showed

@@ -12,14 +12,15 @@ run always produces the same bytes apart from the fields in
 from __future__ import annotations
 
 import functools
-import json
 import math
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from .results import TIMING_FIELDS, RunResult
+from .wire import NONFINITE, json_float
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "results.schema.json"
 
@@ -49,9 +50,7 @@ def _plain(x: Any) -> Any:
     if hasattr(x, "item") and not isinstance(x, (bytes, bytearray)):   # numpy scalar
         return _plain(x.item())
     if isinstance(x, float):
-        if math.isfinite(x):
-            return x
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+        return json_float(x)
     return x
 
 
@@ -77,12 +76,11 @@ def validate(doc: Any, *, where: str = "results") -> None:
     _check_arrays(doc, where)
 
 
-_NONFINITE = frozenset({"nan", "inf", "-inf"})
 
 
 def _bad_item(data: list) -> Any:
     for x in data:
-        if isinstance(x, bool) or not (isinstance(x, (int, float)) or x in _NONFINITE):
+        if isinstance(x, bool) or not (isinstance(x, (int, float)) or x in NONFINITE):
             return x
     return None
 

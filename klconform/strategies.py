@@ -3,7 +3,7 @@
 Small strategies compose into :func:`cases` (any canonical case) and :func:`cases_for`
 (only what one adapter's :class:`~adapters.base.Capabilities` can take).  Every value a
 strategy returns is a float64 array whose entries are exactly representable in the
-requested dtype (rounded with :func:`klconform.dtypes.round_to`), so it can go straight
+requested dtype (rounded with :func:`klconform.reference.dtypes.round_to`), so it can go straight
 into a :class:`~klconform.case.Case`.
 
 Value families (``FAMILIES``) name *what kind of question* a case asks; the family name is
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from .case import INPUT_KINDS, REDUCTIONS, TARGET_KINDS, Case
-from .dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, round_to
+from .reference.dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, round_to
 
 # Families of (P, Q) value pairs. Each is a question frameworks are known to answer differently.
 FAMILIES = (
@@ -41,7 +41,7 @@ MAX_SIZE = 96
 
 # ----------------------------------------------------------------------------- scalars
 def dtypes(allowed=DTYPES) -> st.SearchStrategy[str]:
-    """One dtype name of ``allowed`` (subset of :data:`klconform.dtypes.DTYPES`), float32 first
+    """One dtype name of ``allowed`` (subset of :data:`klconform.reference.dtypes.DTYPES`), float32 first
     so that it is what shrinking moves towards."""
     order = [d for d in ("float32", "float64", "float16", "bfloat16") if d in set(allowed)]
     if not order:

@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from .case import Case
-from .dtypes import round_to
+from .reference.dtypes import round_to
 
 # Preferred conversions between encodings, best first (exactness of the rewrite):
 # prob <-> logprob are elementwise (exp/log, one rounding); logits -> prob/logprob go

@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from reference.family import Point
+from klconform.reference.family import Point
 
 from .case import INPUT_KINDS, REDUCTIONS, TARGET_KINDS, Case
-from .dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, round_to
+from .reference.dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, round_to
 from .results import Verdict
 
 # Epsilon policies with the eps values frameworks are known to use (SPEC.md KL-EPS-*):
@@ -56,14 +56,14 @@ class ReferenceUndefined(Exception):
 
 def verdict_clause(cls: str) -> str:
     """The SPEC.md clause id of a verdict class (``reference.spec.VERDICT_CLAUSES``)."""
-    from reference.spec import VERDICT_CLAUSES
+    from klconform.reference.spec import VERDICT_CLAUSES
     return VERDICT_CLAUSES[cls]
 
 
 def _undefined_types() -> tuple[type, ...]:
     """Exception types by which the reference says "the spec defines an error" (KL-RED-0D)."""
     try:
-        from reference.variants import UndefinedCase
+        from klconform.reference.variants import UndefinedCase
     except ImportError:   # reference not installed yet: only our own marker
         return (ReferenceUndefined,)
     return (ReferenceUndefined, UndefinedCase)
@@ -71,7 +71,7 @@ def _undefined_types() -> tuple[type, ...]:
 
 def default_evaluate(case: Case, point: Point | None = None):
     """``reference.evaluate`` (imported lazily: the reference is being written beside this)."""
-    from reference.evaluate import evaluate
+    from klconform.reference.evaluate import evaluate
     return evaluate(case, point)
 
 

@@ -42,7 +42,8 @@ from typing import Any, Sequence
 
 import execnet
 
-from adapters.base import Outcome
+from . import wire as wire_codec
+from .adapters.base import Outcome
 
 from ._worker_remote import ProgressRecord
 
@@ -300,7 +301,7 @@ class AdapterWorker:
                 stalled = True       # alive but between cases and silent: not any case's fault
                 break
         for seq, wire in inbox.take():
-            outcomes[seq] = Outcome.from_wire(wire)
+            outcomes[seq] = wire_codec.from_wire(wire)
         unfinished = [i for i in batch if outcomes[i] is None]
         if not unfinished:
             self._deaths = 0

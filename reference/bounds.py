@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from klconform.dtypes import FINFO, UNIT_ROUNDOFF
+from .dtypes import FINFO, UNIT_ROUNDOFF
 
 from .variants import LD, Prepared, effective_logs, reduce_sum, terms
 

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from klconform.dtypes import FINFO, round_to
+from .dtypes import FINFO, round_to
 
 from . import bounds as _bounds
 from ._accurate import kl_divergence, kl_terms

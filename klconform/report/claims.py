@@ -18,8 +18,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from reference.family import Point
+from klconform.reference.family import Point
 
+from .. import wire
 from ..case import Case
 from ..results import AdapterRun, RunResult
 from .fingerprint import Template, value_agrees
@@ -152,13 +153,13 @@ class _Data:
         return self._cases[d]
 
     def outcome(self, d: str):
-        from adapters.base import Outcome
+        from klconform.adapters.base import Outcome
         if d not in self._outcomes:
-            self._outcomes[d] = Outcome.from_json(self.run.outcomes[d])
+            self._outcomes[d] = wire.from_json(self.run.outcomes[d])
         return self._outcomes[d]
 
     def expected(self, d: str, point: Point | None = None):
-        from reference.evaluate import evaluate
+        from klconform.reference.evaluate import evaluate
         case = self.case(d)
         point = point or Point(reduction=case.reduction)
         key = (d, point)

@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from reference.family import Point
+from klconform.reference.family import Point
 
+from .. import wire
 from ..case import INPUT_KINDS, REDUCTIONS, TARGET_KINDS, Case
 
 METHOD = ("coordinate search over the reference family (SPEC.md KL-FAM-1); a case agrees "
@@ -133,12 +134,12 @@ def _as_case(c) -> Case:
 
 
 def _as_outcome(o):
-    from adapters.base import Outcome
-    return o if isinstance(o, Outcome) else Outcome.from_json(o)
+    from klconform.adapters.base import Outcome
+    return o if isinstance(o, Outcome) else wire.from_json(o)
 
 
 def _default_evaluate(case: Case, point: Point):
-    from reference.evaluate import evaluate
+    from klconform.reference.evaluate import evaluate
     return evaluate(case, point)
 
 
@@ -157,7 +158,7 @@ def value_agrees(exp, outcome, case: Case) -> bool:
     from ..verdicts import _expected_value, compare_arrays   # shared with the verdicts
     used = case.dtype
     rdt = outcome.dtype
-    from ..dtypes import DTYPES, UNIT_ROUNDOFF
+    from ..reference.dtypes import DTYPES, UNIT_ROUNDOFF
     if rdt in DTYPES and UNIT_ROUNDOFF[rdt] > UNIT_ROUNDOFF[used]:
         used = rdt
     v, b = _expected_value(exp, case.dtype, used)
@@ -298,7 +299,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
     """The observed semantics of one adapter.
 
     ``cases``: digest -> :class:`Case` or ``Case.to_json()``; ``outcomes``: digest ->
-    :class:`~adapters.base.Outcome` or ``Outcome.to_json()`` (only ``ok`` outcomes with a value
+    :class:`~klconform.adapters.base.Outcome` or ``klconform.wire.to_json(outcome)`` (only ``ok`` outcomes with a value
     are compared); ``documented``: optional ``AdapterRun.documented`` summary, used as a
     second starting point and scored for comparison; ``evaluate(case, point)`` defaults
     to ``reference.evaluate``.  Returns a JSON-ready dict (keys ``observed``, ``agree``,

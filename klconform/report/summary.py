@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from reference.family import Point
+from klconform.reference.family import Point
 
+from .. import wire
 from ..case import Case
 from ..results import AdapterRun, RunResult, Verdict
 from ..verdicts import AREAS, area_of, facts
@@ -176,10 +177,10 @@ def documented_point(run: AdapterRun, case: Case) -> Point:
 def make_example(result: RunResult, run: AdapterRun, case: Case, against: str, *, blob: str = "",
                  shrink: str = "") -> Example:
     """The case, the observed outcome and the reference's expectation for ``against``."""
-    from adapters.base import Outcome
-    from reference.evaluate import evaluate
+    from klconform.adapters.base import Outcome
+    from klconform.reference.evaluate import evaluate
     point = Point(reduction=case.reduction) if against == "canonical" else documented_point(run, case)
-    o = Outcome.from_json(run.outcomes[case.digest]) if case.digest in run.outcomes else None
+    o = wire.from_json(run.outcomes[case.digest]) if case.digest in run.outcomes else None
     try:
         with np.errstate(all="ignore"):
             exp = evaluate(case, point)
@@ -345,8 +346,8 @@ def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | 
     """(|gradient| max, err/bound, dtype, input) per returned gradient, against the point the
     observed fingerprint gives the case (canonical when there is none).  At most ``limit``
     cases (deterministic spread over digests)."""
-    from adapters.base import Outcome
-    from reference.evaluate import evaluate
+    from klconform.adapters.base import Outcome
+    from klconform.reference.evaluate import evaluate
     from ..verdicts import compare_arrays
     cache = {} if cache is None else cache
     tmpl = (fp.get("observed") or {}).get("template")
@@ -359,7 +360,7 @@ def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | 
         c = _case(result, cache, d)
         if c is None or not c.grad:
             continue
-        o = Outcome.from_json(run.outcomes[d])
+        o = wire.from_json(run.outcomes[d])
         try:
             with np.errstate(all="ignore"):
                 exp = evaluate(c, point_for(t, c))

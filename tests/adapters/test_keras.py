@@ -22,12 +22,12 @@ import importlib.util
 import numpy as np
 import pytest
 
-from adapters.keras_kldivergence import EPSILON, KerasKLDivergence, clip_point, keras_sample_weight
+from klconform.adapters.keras_kldivergence import EPSILON, KerasKLDivergence, clip_point, keras_sample_weight
 from klconform import known
 from klconform.case import Case
-from klconform.dtypes import DTYPES, UNIT_ROUNDOFF, round_to
-from reference import evaluate
-from reference.family import Point
+from klconform.reference.dtypes import DTYPES, UNIT_ROUNDOFF, round_to
+from klconform.reference import evaluate
+from klconform.reference.family import Point
 
 pytestmark = [
     pytest.mark.framework,
@@ -35,11 +35,11 @@ pytestmark = [
                        reason="keras / tensorflow is not installed"),
 ]
 
-K3 = "adapters.keras_kldivergence:KerasKLDivergence"
-K3_DTYPE = "adapters.keras_kldivergence:KerasKLDivergenceDtypeArg"
-K3_MWSW = "adapters.keras_kldivergence:KerasKLDivergenceMeanWithSampleWeight"
-K3_FN = "adapters.keras_kldivergence:KerasKLDivergenceFn"
-K2 = "adapters.tf_keras_kldivergence:TfKerasKLDivergence"
+K3 = "klconform.adapters.keras_kldivergence:KerasKLDivergence"
+K3_DTYPE = "klconform.adapters.keras_kldivergence:KerasKLDivergenceDtypeArg"
+K3_MWSW = "klconform.adapters.keras_kldivergence:KerasKLDivergenceMeanWithSampleWeight"
+K3_FN = "klconform.adapters.keras_kldivergence:KerasKLDivergenceFn"
+K2 = "klconform.adapters.tf_keras_kldivergence:TfKerasKLDivergence"
 NAN, INF = np.nan, np.inf
 # Two distributions over three classes, every entry in [1e-7, 1]: clipping is the identity.
 P = np.array([[0.25, 0.5, 0.25], [0.5, 0.25, 0.25]])
@@ -107,7 +107,7 @@ CASES = build_cases()
 
 # ----------------------------------------------------------------------------- running
 def _in_process(adapter, cases):
-    from adapters.base import Outcome
+    from klconform.adapters.base import Outcome
     try:
         adapter.setup()
     except ImportError as exc:
@@ -403,8 +403,8 @@ def test_keras3_empty_batch_keeps_shape_discrepancy():
 
 # ----------------------------------------------------------------------------- declarations
 def test_declarations_and_known_files_load():
-    from adapters.keras_kldivergence import KerasKLDivergenceFn
-    from adapters.tf_keras_kldivergence import TfKerasKLDivergence
+    from klconform.adapters.keras_kldivergence import KerasKLDivergenceFn
+    from klconform.adapters.tf_keras_kldivergence import TfKerasKLDivergence
     c = CASES["zero_target/float64"]
     assert KerasKLDivergenceFn().documented(c) == clip_point("distribution")
     assert KerasKLDivergence().documented(c) == Point("distribution", weight_level="distribution")
@@ -414,7 +414,7 @@ def test_declarations_and_known_files_load():
 
 
 def test_unsupported_cases_say_why():
-    from adapters.keras_kldivergence import KerasKLDivergenceFn
+    from klconform.adapters.keras_kldivergence import KerasKLDivergenceFn
     a = KerasKLDivergenceFn()
     lp = Case(np.log(P), np.log(Q), target_kind="logprob", input_kind="logprob", reduction="distribution")
     o = a.evaluate(lp)

@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.mxnet_kldivloss import MXNetKLDivLoss, documented_point
+from klconform.adapters.mxnet_kldivloss import MXNetKLDivLoss, documented_point
 from klconform import known
 from klconform.case import Case
-from klconform.dtypes import round_to
-from reference import evaluate
-from reference.family import Point
-from reference.spec import clause_ids
+from klconform.reference.dtypes import round_to
+from klconform.reference import evaluate
+from klconform.reference.family import Point
+from klconform.reference.spec import clause_ids
 
-REF = "adapters.mxnet_kldivloss:MXNetKLDivLoss"
+REF = "klconform.adapters.mxnet_kldivloss:MXNetKLDivLoss"
 ROOT = Path(__file__).resolve().parents[2]
 SIDE_PYTHON = os.environ.get("KLCONFORM_PYTHON_MXNET180", str(ROOT / ".venvs/mxnet180/bin/python"))
 INF, NAN = np.inf, np.nan
@@ -143,7 +143,7 @@ CASES = build_cases()
 
 # ----------------------------------------------------------------------------- running
 def _in_process(cases):
-    from adapters.base import Outcome
+    from klconform.adapters.base import Outcome
     adapter = MXNetKLDivLoss()
     env = adapter.setup()
     out = []

@@ -20,21 +20,21 @@ import warnings
 import numpy as np
 import pytest
 
-from adapters.torch_kl_div import TorchKLDiv, TorchKLDivLoss, documented_point
+from klconform.adapters.torch_kl_div import TorchKLDiv, TorchKLDivLoss, documented_point
 from klconform import known
 from klconform.case import Case
-from klconform.dtypes import DTYPES, round_to
-from reference import evaluate
-from reference.family import Point
-from reference.spec import clause_ids
+from klconform.reference.dtypes import DTYPES, round_to
+from klconform.reference import evaluate
+from klconform.reference.family import Point
+from klconform.reference.spec import clause_ids
 
 pytestmark = [
     pytest.mark.framework,
     pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed"),
 ]
 
-REFS = {"torch.kl_div": "adapters.torch_kl_div:TorchKLDiv",
-        "torch.KLDivLoss": "adapters.torch_kl_div:TorchKLDivLoss"}
+REFS = {"torch.kl_div": "klconform.adapters.torch_kl_div:TorchKLDiv",
+        "torch.KLDivLoss": "klconform.adapters.torch_kl_div:TorchKLDivLoss"}
 INF, NAN = np.inf, np.nan
 MEAN_WARNING = "'mean' divides the total loss by both the batch size and the support size"
 # A benign batch: two distributions of two classes (P rows sum to 1, Q likewise).
@@ -133,7 +133,7 @@ def build_cases() -> dict[str, Case]:
 # ----------------------------------------------------------------------------- running
 def _in_process(ref: str, cases: list[Case]):
     """Run ``cases`` through the adapter here, capturing warnings as a worker does."""
-    from adapters.base import Outcome
+    from klconform.adapters.base import Outcome
     from klconform.engine import load_adapter
     adapter = load_adapter(ref)
     adapter.setup()

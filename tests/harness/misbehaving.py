@@ -13,8 +13,8 @@ import os
 import time
 import warnings
 
-from adapters.base import Adapter, Capabilities, Outcome
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.family import Point
 
 # Set by tests: a file whose existence makes CrashThenBrokenSetup's setup fail.
 BROKEN_FLAG_ENV = "KLCONFORM_TEST_BROKEN_FLAG"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reference
+from klconform import reference
 from klconform import registry
 from klconform.case import Case
 from klconform.workers import AdapterWorker

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import Adapter
+from klconform.adapters.base import Adapter
 from klconform import registry
 from klconform.registry import RegistryError, load_adapter_class, resolve
 from klconform.workers import AdapterUnavailable, AdapterWorker, WorkerSpec
@@ -41,7 +41,7 @@ def test_load_adapter_class_returns_the_adapter_class():
     ("not a module:X", "Python identifiers"),
     ("klconform_no_such_module.sub:X", "module 'klconform_no_such_module.sub' not found"),
     (REF + "NoSuchClass", "has no attribute 'NoSuchClass'"),
-    (REF + "NotAnAdapter", "not a subclass of adapters.base.Adapter"),
+    (REF + "NotAnAdapter", "not a subclass of klconform.adapters.base.Adapter"),
     (REF + "BROKEN_FLAG_ENV", "not a subclass"),
 ])
 def test_bad_references_give_one_line_errors(ref, words):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reference
+from klconform import reference, wire
 from klconform.case import Case
-from klconform.dtypes import round_to
+from klconform.reference.dtypes import round_to
 from klconform.workers import AdapterUnavailable, AdapterWorker, WorkerSpec, run_adapter
 
 from .misbehaving import BROKEN_FLAG_ENV, REF
@@ -73,7 +73,7 @@ def _codec_cases() -> list[Case]:
 @pytest.mark.parametrize("case", _codec_cases(), ids=lambda c: c.label or c.dtype)
 def test_worker_fast_case_decoder_equals_case_from_wire(case):
     from klconform._worker_remote import case_decoder
-    from klconform.dtypes import from_bits
+    from klconform.reference.dtypes import from_bits
     wire = case.to_wire()
     fast, slow = case_decoder(Case, from_bits)(wire), Case.from_wire(wire)
     assert type(fast) is Case
@@ -103,8 +103,8 @@ def test_worker_case_decoder_falls_back_for_an_unknown_case_class():
 
 
 def test_outcome_wire_keeps_zero_d_values_zero_d():
-    from adapters.base import Outcome
-    back = Outcome.from_wire(Outcome(status="ok", value=np.array(2.5), grads={"pred": np.ones((2, 3)).T}).to_wire())
+    from klconform.adapters.base import Outcome
+    back = wire.from_wire(wire.to_wire(Outcome(status="ok", value=np.array(2.5), grads={"pred": np.ones((2, 3)).T})))
     assert back.value.shape == () and float(back.value) == 2.5
     assert back.grads["pred"].shape == (3, 2)
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.base import Adapter, Capabilities, Outcome
-from klconform.dtypes import round_to
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.dtypes import round_to
+from klconform.reference.family import Point
 
 ALL = frozenset({"none", "distribution", "sum", "mean", "batchmean", "distribution_mean",
                  "sample_sum", "sample_mean"})
 
 
 def _evaluate(case, point):
-    from reference.evaluate import evaluate
+    from klconform.reference.evaluate import evaluate
     return evaluate(case, point)
 
 

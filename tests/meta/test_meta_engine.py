@@ -46,7 +46,7 @@ def test_run_conformance_with_opened_targets():
 def test_corpus_sends_n_distinct_generated_cases_to_each_adapter():
     """Counted after translation (two canonical cases may become one sent case) and without
     the curated ones: the issue's '>= n cases per adapter' holds exactly, not nearly."""
-    from adapters.base import Capabilities
+    from klconform.adapters.base import Capabilities
     from klconform.translate import translate
     narrow = Capabilities(dtypes=frozenset({"float32"}), reductions=frozenset({"sum"}),
                           input_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}), min_ndim=1)
@@ -80,7 +80,7 @@ def test_corpus_does_not_depend_on_what_else_was_imported():
     from pathlib import Path
     draw = ("from klconform import engine, strategies as S; "
             "print(engine.corpus_digest(engine.draw_examples(S.cases(), 120, 0)))")
-    more = "import klconform.cli, klconform.report, reference.oracle, klconform.workers; "
+    more = "import klconform.cli, klconform.report, klconform.reference.oracle, klconform.workers; "
     root = Path(__file__).resolve().parents[2]
     run = lambda code: subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,  # noqa: E731
                                       text=True, check=True).stdout.strip()

@@ -5,9 +5,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.base import Capabilities
+from klconform.adapters.base import Capabilities
 from klconform import strategies as S
-from klconform.dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, representable
+from klconform.reference.dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, representable
 from klconform.translate import translate
 
 dtype_st = st.sampled_from(DTYPES)

@@ -1,9 +1,9 @@
 """translate: conversions are recorded, values exact in the dtype, inexpressible cases refused."""
 import numpy as np
 
-from adapters.base import Capabilities
+from klconform.adapters.base import Capabilities
 from klconform.case import Case
-from klconform.dtypes import representable
+from klconform.reference.dtypes import representable
 from klconform.translate import translate, why_not
 
 PROB_ONLY = Capabilities(dtypes=frozenset({"float32", "float64"}), reductions=frozenset({"sum", "batchmean"}),

@@ -7,7 +7,7 @@ import kl_doubles as D
 from klconform import engine
 from klconform.case import Case
 from klconform.verdicts import classify, compare_arrays, make_evaluator
-from reference.family import Point
+from klconform.reference.family import Point
 
 SMALL_CORPUS_SIZE = 120
 
@@ -101,8 +101,8 @@ def test_documented_point_is_compared_separately():
 # ----------------------------------------------------------------------------- search rules
 def _exact_outcome(case, point, **changes):
     """What a framework computing exactly ``point`` returns (then ``changes`` applied)."""
-    from adapters.base import Outcome
-    from reference.evaluate import evaluate
+    from klconform.adapters.base import Outcome
+    from klconform.reference.evaluate import evaluate
     exp = evaluate(case, point)
     out = Outcome(status="ok", value=np.array(exp.value_in_dtype, dtype=float), dtype=case.dtype,
                   shape=tuple(exp.value.shape), grads={k: np.array(g, dtype=float) for k, g in exp.grads.items()},
@@ -140,8 +140,8 @@ def test_a_wider_bound_alone_explains_nothing():
     """Equal P and Q give ~0 under every reduction; an error of 20 bounds of the per-sample
     mean fits the per-sample sum (40 classes: a 40x wider bound) only because that bound is
     wider, not because its value is closer: precision, not semantic."""
-    from klconform.dtypes import round_to
-    from reference.evaluate import evaluate
+    from klconform.reference.dtypes import round_to
+    from klconform.reference.evaluate import evaluate
     p = round_to(np.full((2, 40), 1 / 40), "float32")
     c = Case(target=p, pred=p, input_kind="prob", dtype="float32", reduction="sample_mean", grad=False)
     mean, total = evaluate(c, Point("sample_mean")), evaluate(c, Point("sample_sum"))

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from reference import _accurate, kl_divergence, kl_terms
-from reference._accurate import _fast_rows, _special_rows
-from reference.oracle import kl_exact, kl_exact_mpf, ulp_error
+from klconform.reference import _accurate, kl_divergence, kl_terms
+from klconform.reference._accurate import _fast_rows, _special_rows
+from klconform.reference.oracle import kl_exact, kl_exact_mpf, ulp_error
 
 MAX_ULP = 2.0
 
 try:
-    from reference import _kernel
+    from klconform.reference import _kernel
 except ImportError:                    # numba not installed: only the numpy path exists
     _kernel = None
 

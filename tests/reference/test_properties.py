@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import assume, given, strategies as st
 
 from klconform.case import REDUCTIONS, Case
-from reference import Point, canonical, evaluate
+from klconform.reference import Point, canonical, evaluate
 
 import _mpfamily as mpf
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from klconform.case import REDUCTIONS, Case
-from klconform.dtypes import round_to
-from reference import Point, canonical, evaluate
-from reference.spec import SPEC_PATH, clause_text
-from reference.variants import UndefinedCase
+from klconform.reference.dtypes import round_to
+from klconform.reference import Point, canonical, evaluate
+from klconform.reference.spec import SPEC_PATH, clause_text
+from klconform.reference.variants import UndefinedCase
 
 import _mpfamily as mpf
 

@@ -2,7 +2,7 @@
 import pathlib
 import re
 
-from reference.spec import VERDICT_CLAUSES, clause_ids, parse_clause_ids
+from klconform.reference.spec import VERDICT_CLAUSES, clause_ids, parse_clause_ids
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 _ID = re.compile(r"KL-[A-Z0-9]+(?:-[A-Z0-9]+)+")

@@ -10,9 +10,9 @@ import dataclasses
 
 import numpy as np
 
-from adapters.base import Adapter, Capabilities, Outcome
-from klconform.dtypes import round_to
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.dtypes import round_to
+from klconform.reference.family import Point
 
 REDUCTIONS = frozenset({"none", "distribution", "sum", "mean", "batchmean", "distribution_mean",
                         "sample_sum", "sample_mean"})
@@ -50,7 +50,7 @@ class PointAdapter(Adapter):
                 "platform": "test", "device": "cpu"}
 
     def evaluate(self, case) -> Outcome:
-        from reference.evaluate import evaluate
+        from klconform.reference.evaluate import evaluate
         exp = evaluate(case, self.point(case))
         value = np.asarray(exp.value_in_dtype, dtype=np.float64)
         grads = {k: round_to(g, case.dtype) for k, g in exp.grads.items()} if case.grad else {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters.base import Outcome
+from klconform import wire
+from klconform.adapters.base import Outcome
 from klconform.report.fingerprint import Template, infer_fingerprint, point_for
-from reference.evaluate import evaluate
-from reference.family import Point
+from klconform.reference.evaluate import evaluate
+from klconform.reference.family import Point
 
 
 def outcomes_at(cases, point_of):
@@ -73,7 +74,7 @@ def test_pure_function_of_json_data(corpus):
     cases = {c.digest: c for c in corpus[:120]}
     outs = outcomes_at(corpus[:120], lambda c: Point(reduction=c.reduction, zero_inf="nan"))
     a = infer_fingerprint(cases, outs)
-    b = infer_fingerprint({d: c.to_json() for d, c in cases.items()}, {d: o.to_json() for d, o in outs.items()})
+    b = infer_fingerprint({d: c.to_json() for d, c in cases.items()}, {d: wire.to_json(o) for d, o in outs.items()})
     assert a == b
 
 

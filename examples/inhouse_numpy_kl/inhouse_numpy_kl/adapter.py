@@ -6,8 +6,8 @@ inside the worker process.
 """
 from __future__ import annotations
 
-from adapters.base import Adapter, Capabilities, Outcome
-from reference.family import Point
+from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.reference.family import Point
 
 
 class NumpyKL(Adapter):
