@@ -1,4 +1,4 @@
-"""Per-case cost through the harness vs the adapter's evaluate called directly (issue 3 item 6).
+"""Per-case cost through the harness vs the adapter's evaluate called directly.
 
 For each adapter, in one child process per adapter (frameworks must not share a process):
 

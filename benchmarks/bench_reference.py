@@ -1,4 +1,4 @@
-"""Accuracy and throughput of reference.kl_divergence (issue 2, item 5).
+"""Accuracy and throughput of reference.kl_divergence.
 
 Prints, on a deterministic generated set mixing the regimes of SPEC.md KL-DEF-2, for each
 fast path of the reference ("numba": the compiled kernel reference/_kernel.py, where numba

@@ -31,7 +31,7 @@ FORMATS = ("json", "md", "html")
 FILES = {"json": "results.json", "md": "report.md", "html": "report.html"}
 PARTIAL = "results.partial.json"
 DEFAULT_OUT = "reports/latest"
-VOLATILE_ENV = ("pid",)   # worker facts that change every run (determinism, issue 5 item 3)
+VOLATILE_ENV = ("pid",)   # worker facts that change every run (left out so reruns compare equal)
 
 
 class UsageError(Exception):

@@ -1,5 +1,5 @@
 """Worker isolation with real processes: crashes, hangs, import failures and exceptions
-inside a worker become recorded outcomes and the run goes on (issue 3 item 3).
+inside a worker become recorded outcomes and the run goes on.
 
 Expected values come from ``reference.evaluate`` (the independent oracle), never from the
 adapter doubles.  Timeouts are kept small (``case_timeout=2``)."""
