@@ -70,14 +70,14 @@ def process_cpu_s(pid: int) -> float:
 
 def measure_one(ref: str, n: int, shape: tuple[int, ...], dtype: str, batch: int, repeats: int) -> dict:
     """Both measurements for one adapter, in this process (run in a child per adapter)."""
-    from klconform.registry import load_adapter_class
+    from klconform.registry import load_adapter
     from klconform.workers import AdapterWorker, WorkerSpec
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy
     if "bool" not in numpy.__dict__:
         numpy.bool = bool                     # MXNet 1.x, as in the worker
-    adapter = load_adapter_class(ref)()
+    adapter = load_adapter(ref)
     cases = make_cases(adapter, n, shape, dtype)
     env = adapter.setup()
     worker = AdapterWorker(WorkerSpec(ref), batch_size=batch)

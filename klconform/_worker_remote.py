@@ -57,12 +57,20 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def load_adapter(ref: str):
-    """Import ``module:Class`` and instantiate it (failures propagate to the caller)."""
+def import_class(ref: str):
+    """The object named by ``"module:Class"``: the one loader of adapter references.
+
+    It lives here, in the standard-library-only worker module, because the worker (maybe
+    another interpreter without klconform installed) must load adapters too;
+    :func:`klconform.registry.load_adapter_class` reuses it and adds its checks.  Failures
+    propagate: the ImportError of the module, or the AttributeError of ``getattr`` (whose
+    ``name`` is the class name)."""
     import importlib
     module_name, _, class_name = ref.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"adapter reference {ref!r}: expected 'module:Class'")
     module = importlib.import_module(module_name)
-    return getattr(module, class_name)()
+    return getattr(module, class_name)
 
 
 def start_adapter(ref: str):
@@ -73,7 +81,7 @@ def start_adapter(ref: str):
     ``"import_error"`` for every other failure, including a broken adapter module.
     """
     try:
-        adapter = load_adapter(ref)
+        adapter = import_class(ref)()
     except BaseException as exc:  # noqa: BLE001 - any failure is data for the controller
         return None, ("import_error", f"cannot load adapter {ref}: {_one_line(exc)}")
     try:

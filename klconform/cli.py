@@ -177,7 +177,7 @@ def documented_summary(adapter, cases: Sequence) -> dict[str, Any]:
 
 def known_records(run_id: str) -> dict[str, dict[str, Any]]:
     """The known-discrepancy records of ``run_id`` as JSON ({id: record}), paths relative."""
-    from . import known as known_mod
+    from . import records as known_mod
     root = Path(__file__).resolve().parent.parent
     out = {}
     for rec in known_mod.load(run_id):

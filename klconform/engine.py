@@ -7,7 +7,7 @@ For each adapter: every canonical case it can express is translated
 (:mod:`klconform.translate`), sent in batches to its worker (one round trip per batch;
 the next batch runs in the worker while this one is classified), classified against the
 canonical and the documented point (:mod:`klconform.verdicts`), matched against the
-known-discrepancy records that apply to the run (:mod:`klconform.known`: run id and
+known-discrepancy records that apply to the run (:mod:`klconform.records`: run id and
 framework version), and for every discrepancy class the smallest case showing it is
 shrunk further into ``AdapterRun.counterexamples``.  The shrinker is a batched greedy one
 (one round trip per step, :func:`shrink`), not Hypothesis' own: a counterexample is
@@ -20,7 +20,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import json
 import time
 import zlib
@@ -32,11 +31,12 @@ from hypothesis import seed as hypothesis_seed
 
 from klconform.reference.family import canonical as canonical_point
 
-from . import known as known_mod
+from . import records as known_mod
 from . import wire
 from .case import Case
 from .curated import all_curated
 from .reference.dtypes import DTYPES, round_to
+from .registry import load_adapter
 from .results import AdapterRun, RunResult, Verdict
 from .strategies import cases as cases_strategy
 from .strategies import cases_for
@@ -171,14 +171,6 @@ def case_from_blob(blob: str) -> Case:
 
 
 # ----------------------------------------------------------------------------- targets
-def load_adapter(ref: str):
-    """Instantiate ``module:Class`` on the controller side (the framework is not imported)."""
-    mod, _, cls = ref.partition(":")
-    if not cls:
-        raise ValueError(f"adapter reference {ref!r}: expected 'module:Class'")
-    return getattr(importlib.import_module(mod), cls)()
-
-
 class InProcessRunner:
     """Runs an adapter in this process (tests and test doubles only: no isolation).
     Exceptions become ``Outcome(status="error")`` as in a worker."""
@@ -245,7 +237,7 @@ class Evaluated:
 class AdapterSession:
     """Sends cases to one target in batches and classifies the outcomes.
 
-    Only the known records that apply to this run (:func:`klconform.known.applicable`:
+    Only the known records that apply to this run (:func:`klconform.records.applicable`:
     its run id and framework version) are matched."""
 
     def __init__(self, target: Target, *, evaluator=None, batch_size: int = 64,

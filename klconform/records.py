@@ -1,4 +1,7 @@
-"""Known discrepancies: one reviewed TOML file per adapter, loaded, validated and matched.
+"""Known-discrepancy records: load, validate and match the reviewed TOML files.
+
+The files are data and live apart from this code, in klconform/known/ (shipped as package
+data ``known/*.toml``).
 
 File: ``klconform/known/<adapter name with "." replaced by "_">.toml`` (e.g.
 ``torch_kl_div.toml`` for ``torch.kl_div``; a side-interpreter run ``name@env`` reads the
@@ -64,9 +67,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..results import AGAINST, VERDICT_CLASSES
+from .results import AGAINST, VERDICT_CLASSES
 
-KNOWN_DIR = Path(__file__).resolve().parent
+KNOWN_DIR = Path(__file__).resolve().parent / "known"
 FIELDS = {
     "dtype": str, "reduction": str, "input_kind": str, "target_kind": str, "ndim": int,
     "size": int, "empty": bool, "broadcast": bool, "has_zero_target": bool,

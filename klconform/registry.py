@@ -16,14 +16,14 @@ Three sources, all producing :class:`klconform.workers.WorkerSpec` objects:
 """
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import os
 import re
 from typing import Iterable, Mapping
 
-from klconform.adapters.base import Adapter
+from klconform.adapters.base import Adapter, Capabilities
 
+from ._worker_remote import import_class
 from .workers import WorkerSpec
 
 ENTRY_POINT_GROUP = "klconform.adapters"
@@ -48,28 +48,59 @@ def check_ref(ref: str) -> str:
 def load_adapter_class(ref: str) -> type[Adapter]:
     """The Adapter subclass named by ``"module:Class"``, imported in this process.
 
+    The import itself is the worker's loader (:func:`klconform._worker_remote.import_class`,
+    one implementation for both sides); this adds the checks and one-line errors.
     Importing an adapter module never imports its framework (adapters/base.py), so this is
     cheap and safe in the controller."""
     module_name, _, class_name = check_ref(ref).partition(":")
     try:
-        module = importlib.import_module(module_name)
+        cls = import_class(ref)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise RegistryError(f"adapter reference {ref!r}: module {module_name!r} not found "
                                 f"(is it installed or on PYTHONPATH?)") from None
         raise RegistryError(f"adapter reference {ref!r}: importing {module_name!r} failed: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - any import failure is a bad reference here
+    except AttributeError as exc:
+        if exc.name == class_name and getattr(exc.obj, "__name__", None) == module_name:
+            raise RegistryError(f"adapter reference {ref!r}: module {module_name!r} has no attribute "
+                                f"{class_name!r}") from None
         raise RegistryError(f"adapter reference {ref!r}: importing {module_name!r} failed: "
-                            f"{type(exc).__name__}: {exc}") from None
-    try:
-        cls = getattr(module, class_name)
-    except AttributeError:
-        raise RegistryError(f"adapter reference {ref!r}: module {module_name!r} has no attribute "
-                            f"{class_name!r}") from None
+                            f"AttributeError: {exc}") from None
+    except BaseException as exc:  # noqa: BLE001 - any import failure (SystemExit too) is a bad reference
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise RegistryError(f"adapter reference {ref!r}: importing {module_name!r} failed: "
+                            f"{type(exc).__name__}: {_first_line(exc)}") from None
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise RegistryError(f"adapter reference {ref!r}: {class_name!r} is not a subclass of "
                             f"klconform.adapters.base.Adapter")
     return cls
+
+
+def load_adapter(ref: str) -> Adapter:
+    """A controller-side instance of ``"module:Class"`` that can describe itself: it is
+    constructed without arguments and its ``capabilities()`` returns Capabilities (the
+    controller needs both before any worker starts).  RegistryError (one line) otherwise,
+    e.g. for the abstract ``klconform.adapters.base:Adapter``."""
+    cls = load_adapter_class(ref)
+    try:
+        adapter = cls()
+    except Exception as exc:  # noqa: BLE001 - an adapter's constructor is third-party code
+        raise RegistryError(f"adapter {ref!r}: cannot be constructed without arguments "
+                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+    try:
+        caps = adapter.capabilities()
+    except Exception as exc:  # noqa: BLE001
+        raise RegistryError(f"adapter {ref!r}: capabilities() failed "
+                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(caps, Capabilities):
+        raise RegistryError(f"adapter {ref!r}: capabilities() returned {type(caps).__name__}, not Capabilities")
+    return adapter
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
 
 
 # ----------------------------------------------------------------------------- entry points

@@ -1,6 +1,11 @@
 """The results model: what a conformance run found, framework-free.
 
 The engine (klconform/engine.py) fills these; reports (klconform/report/) read only these.
+Why two modules, this one and :mod:`klconform.resultsio`: this is the model only --
+dataclasses and vocabularies, standard library only, imported by verdicts, records and
+every report; ``resultsio`` is the results *file* (schema validation with jsonschema,
+canonical JSON, atomic replacement), needed only where files are read or written (the
+CLI and tests).  The model never touches a file; the file module never decides a verdict.
 ``RunResult.to_json()`` is the body of results.json (schema:
 klconform/schema/results.schema.json).  Fields documented as *timing* are the only ones
 allowed to differ between two runs with the same seed and framework versions.

@@ -1,4 +1,6 @@
-"""Reading and writing results.json: atomic writes, schema validation, one-line errors.
+"""The results file: reading and writing results.json (atomic writes, schema validation,
+one-line errors).  The model it stores is :mod:`klconform.results`, kept apart so that the
+verdicts and the reports import plain dataclasses without file or jsonschema code.
 
     write_results(result, path)      # validate against the schema, write atomically
     result = read_results(path)      # ResultsError (one line) when unreadable or invalid

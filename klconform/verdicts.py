@@ -661,7 +661,7 @@ def _search(case: Case, outcome, base: _Check, point: Point, documented: Point |
 # ----------------------------------------------------------------------------- facts
 def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str = "",
           version: str | None = None) -> dict[str, Any]:
-    """The facts the known-discrepancy matcher tests (vocabulary: klconform/known/__init__.py)."""
+    """The facts the known-discrepancy matcher tests (vocabulary: klconform/records.py)."""
     t, q = case.target, case.pred
     with np.errstate(invalid="ignore"):
         zero_t = bool(np.any(t == 0)) if case.target_kind == "prob" else bool(np.any(t == -np.inf))

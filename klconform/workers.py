@@ -447,8 +447,8 @@ class AdapterWorker:
             popen.wait(timeout=5)
 
 
-def run_adapter(ref: str, cases: Sequence, python: str | None = None, **worker_options
-                ) -> tuple[dict[str, Any], list[Outcome]]:
+def run_in_worker(ref: str, cases: Sequence, python: str | None = None, **worker_options
+                  ) -> tuple[dict[str, Any], list[Outcome]]:
     """Run ``cases`` on adapter ``ref`` in a fresh worker; returns ``(env, outcomes)``.
 
     Raises :class:`AdapterUnavailable` when the adapter cannot start."""

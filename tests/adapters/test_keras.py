@@ -6,7 +6,7 @@ example distributions (seeds/000, seeds/001: dist_1..dist_3; seeds/003: KL(P‖P
 asymmetry).
 
 All cases of one adapter go in one batch through the worker pool
-(``klconform.workers.run_adapter``), in this process where that is missing.  Expected values
+(``klconform.workers.run_in_worker``), in this process where that is missing.  Expected values
 come from ``reference.evaluate`` under two points: the canonical one and Keras' own
 ``clip_both(1e-7)`` (KL-EPS-CLIP); closeness is judged within ``Expected.bound`` /
 ``grad_bounds`` (KL-BOUND-*).  On benign cases (every entry in [1e-7, 1]) both points agree
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from klconform.adapters.keras_kldivergence import EPSILON, KerasKLDivergence, clip_point, keras_sample_weight
-from klconform import known
+from klconform import records
 from klconform.case import Case
 from klconform.reference.dtypes import DTYPES, UNIT_ROUNDOFF, round_to
 from klconform.reference import evaluate
@@ -124,15 +124,15 @@ def _in_process(adapter, cases):
 def run_cases(ref, cases):
     """Outcomes of ``cases`` from adapter ``ref`` ("module:Class"): one worker, one batch;
     in this process when the worker pool is missing or ``ref`` is a class defined here."""
-    from klconform.engine import load_adapter
+    from klconform.registry import load_adapter
     if isinstance(ref, type):
         return _in_process(ref(), cases)
     try:
-        from klconform.workers import AdapterUnavailable, run_adapter
+        from klconform.workers import AdapterUnavailable, run_in_worker
     except ImportError:
         return _in_process(load_adapter(ref), cases)
     try:
-        _, outcomes = run_adapter(ref, cases)
+        _, outcomes = run_in_worker(ref, cases)
     except AdapterUnavailable as exc:
         pytest.skip(f"{ref} unavailable: {exc}")
     return list(outcomes)
@@ -144,7 +144,7 @@ _RUNS: dict[str, dict[str, object]] = {}
 def outcomes(ref) -> dict[str, object]:
     """label -> Outcome for every case ``ref`` can express (computed once per session)."""
     if ref not in _RUNS:
-        from klconform.engine import load_adapter
+        from klconform.registry import load_adapter
         caps = (ref() if isinstance(ref, type) else load_adapter(ref)).capabilities()
         labels = [k for k, c in CASES.items() if c.reduction in caps.reductions
                   and (c.sample_weight is None or "sample" in caps.weights)]
@@ -410,7 +410,7 @@ def test_declarations_and_known_files_load():
     assert KerasKLDivergence().documented(c) == Point("distribution", weight_level="distribution")
     assert TfKerasKLDivergence().capabilities().reductions == frozenset(CLASS_REDUCTIONS)
     for name in ("keras.KLDivergence", "keras.kl_divergence", "tf_keras.KLDivergence"):
-        assert known.load(name), name
+        assert records.load(name), name
 
 
 def test_unsupported_cases_say_why():

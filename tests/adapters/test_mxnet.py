@@ -5,7 +5,7 @@ dtype, gradients for pred and label), under MXNet 1.9.1 (this interpreter) and M
 (the side interpreter ``.venvs/mxnet180``, skipped when absent).
 
 Every case is sent once per interpreter, in one batch, through the worker pool
-(``klconform.workers.run_adapter``; in this process when the pool is missing).  Expected
+(``klconform.workers.run_in_worker``; in this process when the pool is missing).  Expected
 values come from ``reference.evaluate`` at a named family point; closeness is judged within
 ``Expected.bound`` / ``grad_bounds`` (SPEC.md KL-BOUND-2..4).  What MXNet computes is the
 point ``<reduction>+target_log_eps(1e-12)`` with reduction ``sample_mean`` in 1.8.0 and
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from klconform.adapters.mxnet_kldivloss import MXNetKLDivLoss, documented_point
-from klconform import known
+from klconform import records as known_records
 from klconform.case import Case
 from klconform.reference.dtypes import round_to
 from klconform.reference import evaluate
@@ -158,12 +158,12 @@ def _in_process(cases):
 def run_cases(cases, python: str | None = None):
     """(env, outcomes) of ``cases``: through the worker pool when it exists."""
     try:
-        from klconform.workers import run_adapter
+        from klconform.workers import run_in_worker
     except ImportError:
         if python is not None:
             pytest.skip("side interpreters need klconform.workers")
         return _in_process(cases)
-    return run_adapter(REF, cases, python=python)
+    return run_in_worker(REF, cases, python=python)
 
 
 def _observe(python=None):
@@ -251,7 +251,7 @@ def test_capabilities_and_documented_point():
 
 
 def test_known_file_is_valid_and_cites_real_clauses():
-    records = known.load("mxnet.KLDivLoss")
+    records = known_records.load("mxnet.KLDivLoss")
     ids = set(clause_ids())
     assert len(records) >= 8
     for r in records:

@@ -4,7 +4,7 @@ every option (reductions, ``log_target``, dtypes, gradients, broadcasting, zeros
 empty and 0-D inputs).
 
 Every case is sent once per adapter, in one batch: through the worker pool
-(``klconform.workers.run_adapter``) when it exists, else in this process.  Expected values
+(``klconform.workers.run_in_worker``) when it exists, else in this process.  Expected values
 come from ``reference.evaluate`` (the canonical point, or the family point named in the
 test); closeness is judged within ``Expected.bound`` / ``grad_bounds`` (SPEC.md
 KL-BOUND-2..4).  Tests named ``*_discrepancy`` pin observed departures from the canonical
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from klconform.adapters.torch_kl_div import TorchKLDiv, TorchKLDivLoss, documented_point
-from klconform import known
+from klconform import records as known_records
 from klconform.case import Case
 from klconform.reference.dtypes import DTYPES, round_to
 from klconform.reference import evaluate
@@ -134,7 +134,7 @@ def build_cases() -> dict[str, Case]:
 def _in_process(ref: str, cases: list[Case]):
     """Run ``cases`` through the adapter here, capturing warnings as a worker does."""
     from klconform.adapters.base import Outcome
-    from klconform.engine import load_adapter
+    from klconform.registry import load_adapter
     adapter = load_adapter(ref)
     adapter.setup()
     out = []
@@ -153,11 +153,11 @@ def _in_process(ref: str, cases: list[Case]):
 def run_cases(ref: str, cases: list[Case]):
     """Outcomes of ``cases`` from adapter ``ref``: via the worker pool when available."""
     try:
-        from klconform.workers import AdapterUnavailable, run_adapter
+        from klconform.workers import AdapterUnavailable, run_in_worker
     except ImportError:      # the worker pool is not installed: same calls, this process
         return _in_process(ref, cases)
     try:
-        env, outcomes = run_adapter(ref, cases)
+        env, outcomes = run_in_worker(ref, cases)
     except AdapterUnavailable as exc:
         if exc.status == "missing":
             pytest.skip(f"{ref}: {exc.reason}")
@@ -514,7 +514,7 @@ def test_subnormal_target_gradient_underflow_discrepancy(observed):
 # ----------------------------------------------------------------------------- records
 @pytest.mark.parametrize("adapter_name", sorted(REFS))
 def test_known_records_are_valid(adapter_name):
-    records = known.load(adapter_name)
+    records = known_records.load(adapter_name)
     assert records, f"no known-discrepancy records for {adapter_name}"
     ids = set(clause_ids())
     for r in records:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conformance_area import AdapterResult, cases_per_adapter
-from klconform import engine
+from klconform import engine, registry
 from klconform.verdicts import make_evaluator
 
 SEED = int(os.environ.get("KLCONFORM_SEED", "0"))
@@ -46,7 +46,7 @@ def _specs(config):
 
 
 def _run_id(spec) -> str:
-    return getattr(spec, "run_id", None) or engine.load_adapter(spec.adapter_ref).name
+    return getattr(spec, "run_id", None) or registry.load_adapter(spec.adapter_ref).name
 
 
 def pytest_generate_tests(metafunc):
@@ -99,7 +99,7 @@ def _once(directory: Path, key: str, compute, *, blocking: bool = True):
 
 @pytest.fixture(scope="session")
 def corpus(specs, tmp_path_factory):
-    caps = [engine.load_adapter(s.adapter_ref).capabilities() for s in specs.values()]
+    caps = [registry.load_adapter(s.adapter_ref).capabilities() for s in specs.values()]
     key = f"corpus-{SEED}-{cases_per_adapter()}-{'-'.join(sorted(specs)).replace('@', '_')}"
     return _once(_shared_dir(tmp_path_factory), key,
                  lambda: engine.build_corpus(SEED, cases_per_adapter(), caps))

@@ -13,8 +13,8 @@ def test_enough_generated_cases(adapter_result):
 
 
 def test_identical_bytes_for_identical_questions(specs, corpus):
-    from klconform import engine
-    caps = {k: engine.load_adapter(s.adapter_ref).capabilities() for k, s in specs.items()}
+    from klconform import registry
+    caps = {k: registry.load_adapter(s.adapter_ref).capabilities() for k, s in specs.items()}
     for c in corpus[:300]:
         sent = {k: translate(c, cp) for k, cp in caps.items()}
         for k, t in sent.items():

@@ -1,10 +1,10 @@
 """Known discrepancies are strict: every record must still be observed (KL-VERDICT-*),
 and every discrepancy class keeps a minimal, reproducible counterexample."""
-from klconform import engine, known
+from klconform import engine, records
 
 
 def test_known_files_validate():
-    known.load_all()   # raises KnownError naming file and entry
+    records.load_all()   # raises KnownError naming file and entry
 
 
 def test_every_known_record_is_observed(adapter_result):

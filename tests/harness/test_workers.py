@@ -19,7 +19,7 @@ import pytest
 from klconform import reference, wire
 from klconform.case import Case
 from klconform.reference.dtypes import round_to
-from klconform.workers import AdapterUnavailable, AdapterWorker, WorkerSpec, run_adapter
+from klconform.workers import AdapterUnavailable, AdapterWorker, WorkerSpec, run_in_worker
 
 from .misbehaving import BROKEN_FLAG_ENV, REF
 
@@ -129,9 +129,9 @@ def test_batches_return_one_outcome_per_case_in_order():
     assert env["pid"] != os.getpid()
 
 
-def test_run_adapter_convenience_returns_env_and_outcomes():
+def test_run_in_worker_convenience_returns_env_and_outcomes():
     cases = [make_case(1), make_case(2)]
-    env, outcomes = run_adapter(REF + "GoodKL", cases, **FAST)
+    env, outcomes = run_in_worker(REF + "GoodKL", cases, **FAST)
     assert env["adapter_ref"] == REF + "GoodKL"
     for c, o in zip(cases, outcomes):
         assert_matches_reference(c, o)
@@ -336,7 +336,7 @@ def test_example_adapter_runs_under_another_interpreter(monkeypatch):
     # the side venv has numpy but neither execnet nor klconform: the worker gets both over the pipe
     monkeypatch.setenv("PYTHONPATH", str(EXAMPLE_DIR))
     cases = [make_case(0), make_case(1)]
-    env, out = run_adapter("inhouse_numpy_kl.adapter:NumpyKL", cases, python=str(SIDE_PYTHON), **FAST)
+    env, out = run_in_worker("inhouse_numpy_kl.adapter:NumpyKL", cases, python=str(SIDE_PYTHON), **FAST)
     assert env["python"] == str(SIDE_PYTHON)
     assert env["adapter"] == "inhouse.numpy_kl"
     for c, o in zip(cases, out):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kl_doubles as D
-from klconform import engine, known
+from klconform import engine, records as known_records
 from klconform.case import Case
 from klconform.results import Verdict
 from klconform.verdicts import facts
@@ -28,7 +28,7 @@ def write(tmp_path, name, text):
 
 
 def test_good_file_parses(tmp_path):
-    recs = known.load_file(write(tmp_path, "double_x.toml", GOOD))
+    recs = known_records.load_file(write(tmp_path, "double_x.toml", GOOD))
     assert recs[0].id == "sums-instead-of-batchmean" and recs[0].against == ("canonical", "documented")
 
 
@@ -42,32 +42,32 @@ def test_good_file_parses(tmp_path):
 ])
 def test_bad_entries_give_one_line_errors_naming_file_and_entry(tmp_path, mutation, message):
     p = write(tmp_path, "double_x.toml", GOOD.replace(*mutation))
-    with pytest.raises(known.KnownError) as exc:
-        known.load_file(p)
+    with pytest.raises(known_records.KnownError) as exc:
+        known_records.load_file(p)
     text = str(exc.value)
     assert "\n" not in text and "double_x.toml" in text and "entry 1" in text and message in text
 
 
 def test_invalid_toml_names_the_file(tmp_path):
-    with pytest.raises(known.KnownError, match="bad.toml"):
-        known.load_file(write(tmp_path, "bad.toml", "[[discrepancy]\n"))
+    with pytest.raises(known_records.KnownError, match="bad.toml"):
+        known_records.load_file(write(tmp_path, "bad.toml", "[[discrepancy]\n"))
 
 
 def test_file_for_strips_env_suffix():
-    assert known.file_for("mxnet.KLDivLoss@mxnet180").name == "mxnet_KLDivLoss.toml"
+    assert known_records.file_for("mxnet.KLDivLoss@mxnet180").name == "mxnet_KLDivLoss.toml"
 
 
 def test_matching_respects_every_condition():
-    rec = known.parse_records({"discrepancy": [{
+    rec = known_records.parse_records({"discrepancy": [{
         "id": "a", "class": "semantic", "against": "canonical", "clauses": ["KL-RED-SUM"],
         "when": "w", "citation": "c", "match": {"dtype": ["float16", "bfloat16"], "label": "zero_*"}}]}, "f")[0]
     c = Case(target=np.array([[0.0, 1.0]]), pred=np.array([[0.5, 0.5]]), input_kind="prob",
              dtype="float16", label="zero_target/2d")
     v = Verdict(adapter="x", case=c.digest, against="canonical", cls="semantic", clauses=("KL-RED-SUM",))
-    assert known.record_matches(rec, v, facts(c, v))
-    assert not known.record_matches(rec, v, facts(c.replace(dtype="float32"), v))
+    assert known_records.record_matches(rec, v, facts(c, v))
+    assert not known_records.record_matches(rec, v, facts(c.replace(dtype="float32"), v))
     v2 = Verdict(adapter="x", case=c.digest, against="documented", cls="semantic", clauses=())
-    assert not known.record_matches(rec, v2, facts(c, v2))
+    assert not known_records.record_matches(rec, v2, facts(c, v2))
 
 
 def _run(adapter, records):
@@ -78,7 +78,7 @@ def _run(adapter, records):
 
 
 def test_recorded_deviation_passes_new_one_fails(tmp_path):
-    recs = known.load_file(write(tmp_path, "double_wrong_reduction.toml", GOOD))
+    recs = known_records.load_file(write(tmp_path, "double_wrong_reduction.toml", GOOD))
     run = _run(D.WrongReduction(), recs)
     problems = engine.check_run(run)
     # the sum/batchmean deviation is recorded; what remains must be other reductions only
@@ -89,7 +89,7 @@ def test_recorded_deviation_passes_new_one_fails(tmp_path):
 
 
 def test_record_no_longer_observed_fails(tmp_path):
-    recs = known.load_file(write(tmp_path, "double_reference.toml", GOOD))
+    recs = known_records.load_file(write(tmp_path, "double_reference.toml", GOOD))
     run = _run(D.ReferenceAdapter(), recs)
     assert run.unmatched_known == ["sums-instead-of-batchmean"]
     assert any("not observed" in line for line in engine.check_run(run))
@@ -111,8 +111,8 @@ citation = "test double"
 def test_record_for_another_version_is_neither_matched_nor_unobserved(tmp_path):
     """A file shared by two versions' runs (mxnet.KLDivLoss and @mxnet180): a record whose
     version condition excludes this run does not apply, so its absence is no failure."""
-    recs = known.load_file(write(tmp_path, "double_wrong_reduction.toml", VERSIONED))
-    assert [r.id for r in known.applicable(recs, run="double.wrong_reduction", version="0")] == \
+    recs = known_records.load_file(write(tmp_path, "double_wrong_reduction.toml", VERSIONED))
+    assert [r.id for r in known_records.applicable(recs, run="double.wrong_reduction", version="0")] == \
         ["sums-instead-of-batchmean"]
     run = _run(D.WrongReduction(), recs)          # env version "" -> None: 1.8* does not apply
     assert "old-version-only" not in run.unmatched_known
@@ -120,7 +120,7 @@ def test_record_for_another_version_is_neither_matched_nor_unobserved(tmp_path):
 
 
 def test_record_for_this_version_must_be_observed(tmp_path):
-    recs = known.load_file(write(tmp_path, "double_reference.toml", VERSIONED))
+    recs = known_records.load_file(write(tmp_path, "double_reference.toml", VERSIONED))
     a = D.ReferenceAdapter()
     corpus = engine.build_corpus(5, 60, [a.capabilities()], curated=False)
     t = engine.Target(run_id=a.name, adapter=a, runner=engine.InProcessRunner(a), env={"version": "1.8.0"})

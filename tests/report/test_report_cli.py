@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from klconform import cli, engine, resultsio
+from klconform import cli, engine, registry, resultsio
 
 ROOT = Path(__file__).resolve().parents[2]
 CANON = "tests.report.doubles:PointAdapter"
@@ -28,7 +28,7 @@ def in_process(monkeypatch):
     pids = itertools.count(1000)
 
     def open_target(spec, **kw):   # like a worker: the env carries a fresh pid every time
-        a = engine.load_adapter(spec.adapter_ref)
+        a = registry.load_adapter(spec.adapter_ref)
         return engine.Target(spec.run_id or a.name, a, engine.InProcessRunner(a), env=dict(a.setup(), pid=next(pids)))
     monkeypatch.setattr(engine, "open_target", open_target)
 
