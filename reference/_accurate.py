@@ -11,7 +11,7 @@ Method (all vectorised with numpy; ``_dd`` holds the error-free transformations)
   polynomial ``h = g - 1``; relative error of ``t`` below 2**-61.
   *Far* terms use ``L = log(p/q)`` in double-double: ``p/q = 2**E * m`` from the exponents
   of ``p`` and ``q`` (no overflow), ``m`` in [1, 2) reduced by a 4097-entry table of
-  ``log(1 + j/4096)`` (double-double, from mpmath) and a short ``log1p`` series; absolute
+  ``log(1 + j/4096)`` (double-double, precomputed with mpmath) and a short ``log1p`` series; absolute
   error of ``L`` below 2**-78, i.e. relative below 2**-70 since ``|L| >= 2**-7.1`` there.
   ``T = p*L`` by TwoProd.
 * Rows are scaled by powers of two (exact) so that the largest ``p`` and the largest
@@ -39,16 +39,16 @@ from __future__ import annotations
 import math
 import os
 
-import mpmath
 import numpy as np
 
+from . import _constants
 from ._dd import extract, fast_two_sum, split, two_prod, two_sum
 
 __all__ = ["kl_divergence", "kl_terms", "backend"]
 
 # --------------------------------------------------------------------------- constants
 _NEAR = 2.0 ** -7          # |p - q| <= _NEAR * q: near regime (d + t decomposition)
-_TABLE_BITS = 12           # log table c_j = 1 + j/4096
+_TABLE_BITS = _constants.LOG_TABLE_BITS   # log table c_j = 1 + j/4096
 _BAND = 2.0 ** -800        # entries below this (row-scaled) go to a lower band
 _TINY_W = 2.0 ** -100      # row-scaled weights below this may underflow in products
 _NO_SCALE = 64            # rows whose largest p is within 2**+-64 of 1 are not rescaled
@@ -60,32 +60,10 @@ _MAX_ROUNDS = 8            # extraction rounds before giving a row to mpmath
 _H_COEF = tuple(2.0 * (-1) ** k / ((k + 1) * (k + 2)) for k in range(1, 10))
 
 
-def _log_table():
-    """log(1 + j/4096), j = 0..4096, as double-double (hi, lo), from mpmath at 130 bits."""
-    n = 1 << _TABLE_BITS
-    hi = np.empty(n + 1)
-    lo = np.empty(n + 1)
-    with mpmath.workprec(130):
-        for j in range(n + 1):
-            v = mpmath.log(1 + mpmath.mpf(j) / n)
-            hi[j] = float(v)
-            lo[j] = float(v - mpmath.mpf(hi[j]))
-    return hi, lo
-
-
-def _ln2_parts():
-    """ln 2 = A + B + C with A, B of 40 significant bits (so E*A, E*B are exact for |E| < 2**13)."""
-    with mpmath.workprec(200):
-        ln2 = mpmath.log(2)
-        a = math.ldexp(math.floor(float(mpmath.ldexp(ln2, 40))), -40)
-        rest = ln2 - a
-        b = math.ldexp(math.floor(float(mpmath.ldexp(rest, 80))), -80)
-        c = float(rest - b)
-    return a, b, c
-
-
-_LOGC_HI, _LOGC_LO = _log_table()
-_LN2_A, _LN2_B, _LN2_C = _ln2_parts()
+# log(1 + j/4096) as double-double and ln 2 in three parts: precomputed with mpmath
+# (reference.oracle.constants_source), so that importing the reference needs numpy only.
+_LOGC_HI, _LOGC_LO = np.frombuffer(_constants.LOG_TABLE, dtype="<f8").reshape(2, -1).copy()
+_LN2_A, _LN2_B, _LN2_C = _constants.LN2_A, _constants.LN2_B, _constants.LN2_C
 
 
 # --------------------------------------------------------------------------- element terms
@@ -340,6 +318,7 @@ def _exact_row(p, q, w):
     Precision doubles until the error bound (8 * 2**-prec * sum|terms|) is below 2**-60 of the
     value or below a quarter of the smallest subnormal.
     """
+    import mpmath   # the rare exact fallback: mpmath only where a row needs it
     prec = 128
     while True:
         with mpmath.workprec(prec):
@@ -358,6 +337,7 @@ def _exact_row(p, q, w):
 
 def _mpf_to_float(x):
     """Round an mpf to the nearest float64 (ties to even), subnormals and overflow included."""
+    import mpmath
     if x == 0:
         return 0.0
     if abs(x) < mpmath.ldexp(1, -1022):
