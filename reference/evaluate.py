@@ -18,6 +18,7 @@ from . import bounds as _bounds
 from ._accurate import kl_divergence, kl_terms
 from . import gradients as _gradients
 from .family import Point, canonical
+from . import variants as _variants
 from .variants import LD, Prepared, UndefinedCase, prepare, reduce_sum, terms
 
 __all__ = ["Expected", "UndefinedCase", "evaluate"]
@@ -151,10 +152,20 @@ def evaluate(case, point: Point | None = None) -> Expected:
     """The expected result of ``case`` under ``point`` (default: ``canonical(case)``).
 
     Raises :class:`UndefinedCase` (a ValueError carrying the clause id) where the spec
-    defines no value (KL-RED-0D, KL-WEIGHT-DIST, KL-WEIGHT-SUMDIV, KL-INPUT-LOGITS).
+    defines no value (KL-RED-0D, KL-WEIGHT-DIST, KL-WEIGHT-SUMDIV, KL-INPUT-LOGITS), and its
+    subclass ``ExtendedPrecisionUnavailable`` (KL-BOUND-5) for a float64 case that needs
+    extended precision on a platform whose longdouble is float64.
     """
     point = point or canonical(case)
     prep = prepare(case, point)
+    want_grads = getattr(case, "grad", True)
+    if case.dtype == "float64" and not _variants.extended_precision():
+        # KL-BOUND-5: only the accurate core is float64-exact without extended precision;
+        # lower-precision dtypes have bounds 2**29 times wider than longdouble = float64 errs.
+        if not _use_core(prep):
+            raise _variants.ExtendedPrecisionUnavailable(f"the value under {point.name}")
+        if want_grads:
+            raise _variants.ExtendedPrecisionUnavailable("the gradient")
     v_ld = value_ld(prep)
     value = np.asarray(v_ld, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -166,7 +177,7 @@ def evaluate(case, point: Point | None = None) -> Expected:
     bound = np.where(np.isfinite(value_in_dtype), bound, 0.0)
     grads: dict[str, np.ndarray] = {}
     grad_bounds: dict[str, np.ndarray] = {}
-    if getattr(case, "grad", True):
+    if want_grads:
         grads, grad_bounds = _gradients.gradients_and_bounds(prep)
     return Expected(value, value_in_dtype, bound, grads, grad_bounds,
                     _clauses(prep, value, value_in_dtype, bool(grads)), point)

@@ -1,8 +1,9 @@
 """The reference family: every KL-loss semantics the frameworks use, as one parameter set.
 
-A :class:`Point` says *how* a loss turns a :class:`klconform.case.Case`'s values into a
-number: which reduction it really applies, which epsilon policy, where sample weights act,
-and whether it (mis)reads the arguments.  The canonical semantics of a case is
+A :class:`Point` says *how* a loss turns a case's values (the canonical case fields:
+target, pred, their encodings, dtype, reduction, axes, weights) into a number: which
+reduction it really applies, which epsilon policy, where sample weights act, and whether
+it (mis)reads the arguments.  The canonical semantics of a case is
 ``Point(reduction=case.reduction)``; a framework's documented or observed behaviour is
 another point.  ``reference.evaluate(case, point)`` computes any point in float64.
 

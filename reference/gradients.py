@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import bounds as _bounds
+from . import variants as _variants
 from .family import Point
 from .variants import LD, Prepared, partials, prepare, sum_to_shape
 
@@ -58,4 +59,6 @@ def gradients_and_bounds(prep: Prepared) -> tuple[dict[str, np.ndarray], dict[st
 
 def gradients(case, point: Point | None = None) -> dict[str, np.ndarray]:
     """Gradients of Σ(output) of ``case`` under ``point`` w.r.t. "pred" and "target"."""
+    if case.dtype == "float64" and not _variants.extended_precision():
+        raise _variants.ExtendedPrecisionUnavailable("the gradient")   # KL-BOUND-5
     return gradients_and_bounds(prepare(case, point))[0]

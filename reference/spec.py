@@ -9,7 +9,7 @@ SPEC_PATH = pathlib.Path(__file__).with_name("SPEC.md")
 # A clause starts a line with its bold id, e.g. "**KL-ZERO-1**".
 CLAUSE_RE = re.compile(r"^\*\*(KL-[A-Z0-9]+(?:-[A-Z0-9]+)+)\*\*", re.MULTILINE)
 
-# Verdict class (klconform.results.VERDICT_CLASSES) -> the clause that defines it.
+# Verdict class (SPEC.md §10) -> the clause that defines it.
 VERDICT_CLAUSES = {
     "match": "KL-VERDICT-MATCH",
     "precision": "KL-VERDICT-PRECISION",

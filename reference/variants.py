@@ -3,7 +3,8 @@ epsilon policy, their partial derivatives, and the preparation of a (case, point
 
 Everything here works in numpy ``longdouble`` (80-bit extended on x86-64: 2**-63 relative
 per operation), which keeps the reference's error far below any dtype's bound (SPEC.md
-KL-BOUND-5).  Probability/probability canonical values do not come from here but from the
+KL-BOUND-5); where longdouble is only float64, :func:`extended_precision` is False and
+float64 cases that need this module are refused (``reference.evaluate``).  Probability/probability canonical values do not come from here but from the
 accurate core (``reference._accurate``); see :mod:`reference.evaluate`.
 
 Sides: ``a`` is the first argument of T(a, b) = a log(a/b) and ``b`` the second; normally
@@ -18,6 +19,15 @@ import numpy as np
 from .family import Point
 
 LD = np.longdouble
+# KL-BOUND-5 assumes at least the 64-bit significand of x87 extended precision (63 stored
+# fraction bits); IEEE quad and double-double longdoubles have more.
+EXTENDED_FRACTION_BITS = 63
+
+
+def extended_precision() -> bool:
+    """Whether numpy's longdouble is wide enough for KL-BOUND-5.  It is not where longdouble
+    is plain float64 (Windows, macOS on Apple silicon)."""
+    return np.finfo(LD).nmant >= EXTENDED_FRACTION_BITS
 
 
 class UndefinedCase(ValueError):
@@ -26,6 +36,16 @@ class UndefinedCase(ValueError):
     def __init__(self, message: str, clause: str):
         super().__init__(f"{message} ({clause})")
         self.clause = clause
+
+
+class ExtendedPrecisionUnavailable(UndefinedCase):
+    """This platform cannot compute the case within KL-BOUND-5: a float64 case needs
+    extended precision and numpy's longdouble is float64 here."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} of a float64 case needs a longdouble with at least "
+                         f"{EXTENDED_FRACTION_BITS + 1} significant bits; numpy's longdouble "
+                         f"has {np.finfo(LD).nmant + 1} on this platform", "KL-BOUND-5")
 
 
 # ---------------------------------------------------------------------------- decoding

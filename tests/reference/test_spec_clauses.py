@@ -405,3 +405,59 @@ def test_clause_ids_for_outcome_classes_exist_in_spec_text():
                       ("KL-VERDICT-TIMEOUT", "timeout"), ("KL-VERDICT-ERROR", "raised")]:
         assert word in clause_text(cid)
     assert SPEC_PATH.exists()
+
+
+# ---------------------------------------------------------------- KL-BOUND-5 platform guard
+def _no_extended_precision(monkeypatch):
+    from klconform.reference import variants
+    monkeypatch.setattr(variants, "extended_precision", lambda: False)
+
+
+def test_this_platform_detection_matches_longdouble_width():
+    # KL-BOUND-5: x87 extended has 64 significant bits; float64 has 53.
+    from klconform.reference import variants
+    assert variants.extended_precision() == (np.finfo(np.longdouble).nmant + 1 >= 64)
+
+
+@pytest.mark.parametrize("case_kw, point", [
+    (dict(input_kind="logprob"), None),                                 # log encoding
+    (dict(input_kind="logits"), None),                                  # logits
+    (dict(input_kind="prob"), Point(reduction="sum", epsilon="clip_both", eps=1e-7)),
+])
+def test_without_extended_precision_float64_variants_are_refused(monkeypatch, case_kw, point):
+    # KL-BOUND-5: longdouble = float64 cannot hold non-core float64 values within B/16.
+    _no_extended_precision(monkeypatch)
+    p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    q = np.array([[0.5, 0.5], [0.125, 0.875]])
+    pred = {"prob": q, "logprob": np.log(q), "logits": np.log(q) + 3.0}[case_kw["input_kind"]]
+    case = Case(target=p, pred=pred, reduction="sum", grad=False, **case_kw)
+    with pytest.raises(UndefinedCase) as info:
+        evaluate(case, point)
+    assert info.value.clause == "KL-BOUND-5"
+    assert "longdouble" in str(info.value)
+
+
+def test_without_extended_precision_float64_gradients_are_refused(monkeypatch):
+    # KL-BOUND-5: gradients are computed in extended precision.
+    from klconform.reference import gradients
+    _no_extended_precision(monkeypatch)
+    p = np.array([[0.25, 0.75]])
+    case = Case(target=p, pred=np.array([[0.5, 0.5]]), input_kind="prob", reduction="sum")
+    for fn in (evaluate, gradients):
+        with pytest.raises(UndefinedCase) as info:
+            fn(case)
+        assert info.value.clause == "KL-BOUND-5"
+
+
+def test_without_extended_precision_core_values_and_lower_dtypes_still_evaluate(monkeypatch):
+    # KL-BOUND-5: float64 prob/prob values come from the accurate core; float32 bounds are
+    # 2**29 times wider than float64 rounding.  Expected values: the 50-digit oracle.
+    _no_extended_precision(monkeypatch)
+    p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    q = np.array([[0.5, 0.5], [0.125, 0.875]])
+    core = Case(target=p, pred=q, input_kind="prob", reduction="sum", grad=False)
+    _oracle_close(core)
+    low = Case(target=p, pred=round_to(np.log(q), "float32"), dtype="float32", reduction="sum")
+    got = evaluate(low)
+    assert "KL-BOUND-5" in got.clauses
+    np.testing.assert_allclose(got.value, mpf.value(low, canonical(low)), rtol=2.0 ** -40)
