@@ -52,6 +52,38 @@ def prepare_environment(env: dict, paths: list) -> None:
         numpy.bool = bool
 
 
+def bind_to_controller() -> None:
+    """The worker lives only as long as its controller.  Ctrl-C in a terminal reaches the
+    whole process group: the worker ignores SIGINT and leaves stopping to the controller
+    (which kills it).  A controller that dies without doing so (SIGKILL) is noticed by a
+    daemon thread polling the parent pid; PR_SET_PDEATHSIG is not used because it fires
+    when the controller *thread* that spawned the worker exits, and restarts happen on
+    short-lived threads."""
+    import signal
+    import threading
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="klconform-parent-watch", daemon=True).start()
+
+
+def limit_memory(limit) -> None:
+    """Cap the worker's address space (RLIMIT_AS) at ``limit`` bytes (None: no cap), so a
+    runaway allocation fails in this worker (MemoryError, or a native abort: a crash
+    outcome for the case) rather than taking the machine down."""
+    if not limit:
+        return
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = int(limit) if hard == resource.RLIM_INFINITY else min(int(limit), hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -184,6 +216,9 @@ def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
             if not isinstance(outcome, outcome_cls):
                 outcome = outcome_cls(status="error", error_type="TypeError",
                                       error_message=f"evaluate returned {type(outcome).__name__}, not Outcome")
+        except MemoryError as exc:    # the worker's memory limit: the case broke the worker's bounds
+            outcome = outcome_cls(status="crash", error_type="MemoryError",
+                                  error_message=f"out of memory (worker address-space limit): {exc}")
         except BaseException as exc:  # noqa: BLE001 - SystemExit from an adapter is an error too
             outcome = outcome_cls(status="error", error_type=type(exc).__name__, error_message=str(exc))
     outcome.elapsed_s = time.perf_counter() - start
@@ -200,8 +235,12 @@ def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
 def serve(channel) -> None:
     """The worker's main loop (called by the bootstrap with the execnet channel)."""
     config = channel.receive()
+    # Mapped before the hello: the controller unlinks the file once it has the hello.
+    progress = ProgressRecord(config["progress"]) if config.get("progress") else None
+    bind_to_controller()
     channel.send(("hello", {"pid": os.getpid(), "python": sys.executable}))
     try:
+        limit_memory(config.get("memory_limit"))
         prepare_environment(config.get("env", {}), config.get("paths", []))
         from klconform import wire as codec
         from klconform.case import Case
@@ -215,7 +254,6 @@ def serve(channel) -> None:
         channel.send(("unavailable", *result))
         return
     channel.send(("ready", result))
-    progress = ProgressRecord(config["progress"]) if config.get("progress") else None
     stderr = StderrCapture()
     while True:
         msg = channel.receive()
@@ -259,23 +297,34 @@ class StderrCapture:
 
     _STAMP = re.compile(r"^(\[\d\d:\d\d:\d\d\] |[IWEF]\d{4} [\d:.]+\s+\d+ )")
     MAX_LINES = 5
+    MAX_BYTES = 8192     # read per case; the rest is counted, not kept (a flood stays small)
 
     def __init__(self):
+        import fcntl
         import tempfile
         sys.stderr.flush()
-        self._file = tempfile.TemporaryFile()
+        # O_APPEND: after the file is emptied, writers continue at its (new) end, not at
+        # their old offset, so the file never grows past one case's messages.
+        self._file = tempfile.TemporaryFile(buffering=0)
+        flags = fcntl.fcntl(self._file.fileno(), fcntl.F_GETFL)
+        fcntl.fcntl(self._file.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         os.dup2(self._file.fileno(), 2)
-        self._pos = 0
 
     def new_lines(self) -> list:
-        size = os.fstat(self._file.fileno()).st_size
-        if size == self._pos:      # the common case: one fstat per case
+        fd = self._file.fileno()
+        size = os.fstat(fd).st_size
+        if size == 0:              # the common case: one fstat per case
             return []
-        self._file.seek(self._pos)
-        text = self._file.read(size - self._pos).decode("utf-8", "replace")
-        self._pos = size
+        data = os.pread(fd, min(size, self.MAX_BYTES), 0)
+        os.ftruncate(fd, 0)
+        text = data.decode("utf-8", "replace")
         lines = [self._STAMP.sub("", ln).strip() for ln in text.splitlines()]
-        return [ln for ln in lines if ln][: self.MAX_LINES]
+        lines = [ln for ln in lines if ln]
+        kept = lines[: self.MAX_LINES]
+        dropped = size - len(data)
+        if len(lines) > self.MAX_LINES or dropped:
+            kept.append(f"[{len(lines) - len(kept)} more line(s) and {dropped} byte(s) of stderr dropped]")
+        return kept
 
 
 class ProgressRecord:

@@ -197,3 +197,140 @@ def _drop(node: Any, parts: list[str]) -> None:
         _drop(node[head], rest)
     else:
         del node[head]
+
+
+# ----------------------------------------------------------------------------- the output set
+LOCK_NAME = ".klconform.lock"
+
+
+class OutputBusy(ResultsError):
+    """Another klconform process holds the output directory's lock."""
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``DIR/.klconform.lock`` for as long as a run writes into
+    DIR: two runs into one output directory would interleave their files.  The holder
+    removes the file when done; one left by a killed run is harmless (the kernel dropped
+    its lock) and is taken over by the next run."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.path = Path(directory) / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise OutputBusy(f"{self.path.parent}: another klconform run (pid {holder}) is writing there; "
+                                 f"wait for it or choose another --out") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)        # locked a file its holder just removed: lock the new one
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            _unlink(str(self.path))   # while still holding the lock (see __enter__)
+            os.close(self._fd)        # releases the lock
+            self._fd = None
+
+
+def write_set(out: str | os.PathLike, renders: dict[str, Any]) -> tuple[list[Path], list[str]]:
+    """Write the files ``{name: render}`` of one output set into directory ``out``, as a
+    set: every file is first rendered and written to a temp file beside its target, and
+    only then are the targets replaced, one ``os.replace`` each, with SIGINT/SIGTERM held
+    back meanwhile.  An interruption or a failure while rendering or writing (a full disk)
+    therefore leaves the previous set as it was.  A file that cannot be rendered, written
+    or replaced (e.g. a directory in its place) is skipped and reported while the others
+    are still written.  ``render`` is a text, or a callable returning it.
+
+    Returns ``(written paths, one-line problems)``; temp files never outlive the call."""
+    import signal
+    out = Path(out)
+    staged: dict[str, str] = {}
+    problems: list[str] = []
+    written: list[Path] = []
+    try:
+        for name, render in renders.items():
+            target = out / name
+            if target.is_dir():
+                problems.append(f"{target}: is a directory, not replaced")
+                continue
+            try:
+                text = render() if callable(render) else render
+            except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
+                log = log_internal_error(exc)
+                problems.append(f"{target}: not rendered ({type(exc).__name__}; details in {log})")
+                continue
+            try:
+                staged[name] = stage_text(out, name, text)
+            except OSError as exc:
+                problems.append(f"{target}: not written ({exc.strerror or exc})")
+        hold = {signal.SIGINT, signal.SIGTERM}
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, hold)
+        try:
+            for name, tmp in list(staged.items()):
+                try:
+                    os.replace(tmp, out / name)
+                    written.append(out / name)
+                    del staged[name]
+                except OSError as exc:
+                    problems.append(f"{out / name}: not replaced ({exc.strerror or exc})")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    finally:
+        for tmp in staged.values():
+            _unlink(tmp)
+    return written, problems
+
+
+def stage_text(directory: Path, name: str, text: str) -> str:
+    """``text`` in a new, fsync'd temp file ``.NAME.*.tmp`` in ``directory``; its path (the
+    temp file is removed again when writing fails, e.g. on a full disk)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return tmp
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# Where the details of an internal error go (the command prints this path, one line).
+INTERNAL_LOG: list[Path] = []
+
+
+def log_internal_error(exc: BaseException) -> Path:
+    """Append ``exc``'s traceback to this process's internal-error log (a temp file, made
+    on first use) and return its path: the command line prints one line and this path."""
+    import traceback
+    if not INTERNAL_LOG:
+        fd, path = tempfile.mkstemp(prefix="klconform-error-", suffix=".log")
+        os.close(fd)
+        INTERNAL_LOG.append(Path(path))
+    with open(INTERNAL_LOG[0], "a", encoding="utf-8") as f:
+        f.write("".join(traceback.format_exception(exc)))
+    return INTERNAL_LOG[0]

@@ -67,6 +67,32 @@ serve(channel)
 WIRE_PICKLE_PROTOCOL = 4
 
 _DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# Address-space limit per worker (RLIMIT_AS).  TensorFlow and torch reserve far more
+# virtual memory than they touch (measured ~4-8 GiB of VmPeak for the built-in adapters),
+# so the default is generous; it exists to turn a runaway allocation into one case's
+# crash outcome instead of the machine's OOM killer.
+DEFAULT_WORKER_MEMORY = 32 * 2**30
+
+# Every live worker, so that an interrupted run can kill them all at once (abort_all()).
+_LIVE: "set[AdapterWorker]" = set()
+_ABORT = threading.Event()
+
+
+class RunAborted(Exception):
+    """The run was interrupted (:func:`abort_all`): no worker is started or waited for."""
+
+
+def abort_all() -> None:
+    """Stop every worker now: SIGKILL each live worker process and make every ``run``/
+    ``start`` raise :class:`RunAborted`.  Safe in a signal handler (no locks)."""
+    _ABORT.set()
+    for worker in list(_LIVE):
+        worker._kill(worker._popen())
+
+
+def reset_abort() -> None:
+    """Allow workers again after :func:`abort_all` (tests and repeated in-process runs)."""
+    _ABORT.clear()
 # What a receive raises when the worker died or its side of the channel failed.
 _BROKEN = (EOFError, OSError, execnet.RemoteError)
 
@@ -194,9 +220,12 @@ class AdapterWorker:
     """
 
     def __init__(self, spec: WorkerSpec, *, case_timeout: float = 30.0, setup_timeout: float = 180.0,
-                 batch_size: int = 64):
+                 batch_size: int = 64, memory_limit: int | None = DEFAULT_WORKER_MEMORY):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not (case_timeout > 0 and setup_timeout > 0):   # also refuses nan
+            raise ValueError(f"timeouts must be > 0, got case_timeout={case_timeout}, setup_timeout={setup_timeout}")
+        self.memory_limit = memory_limit      # bytes of address space, None: unlimited
         self.spec = spec
         self.case_timeout = float(case_timeout)
         self.setup_timeout = float(setup_timeout)
@@ -251,6 +280,8 @@ class AdapterWorker:
         outcomes: list[Outcome | None] = [None] * len(wires)
         todo = collections.deque(range(len(wires)))
         while todo:
+            if _ABORT.is_set():
+                raise RunAborted("run interrupted")
             if self._channel is None:
                 try:
                     self.start()
@@ -286,6 +317,8 @@ class AdapterWorker:
         timed_out, stalled = None, False
         last_change, last_state = time.monotonic(), None
         while True:
+            if _ABORT.is_set():
+                raise RunAborted("run interrupted")
             seq, started = progress.read()
             now = time.monotonic()
             running = now - started if seq >= 0 else 0.0
@@ -354,6 +387,8 @@ class AdapterWorker:
 
     def _spawn(self) -> dict[str, Any]:
         spec = self.spec
+        if _ABORT.is_set():
+            raise RunAborted("run interrupted")
         if spec.unavailable:
             raise AdapterUnavailable(spec.unavailable, "missing")
         if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
@@ -366,18 +401,27 @@ class AdapterWorker:
             fd, self._progress_path = tempfile.mkstemp(prefix="klconform-progress-")
             os.close(fd)
             self._progress = ProgressRecord(self._progress_path, create=True)
+            _LIVE.add(self)
             self._channel.send({"ref": spec.adapter_ref, "env": dict(_DEFAULT_ENV), "paths": [],
-                                "progress": self._progress_path})
+                                "progress": self._progress_path, "memory_limit": self.memory_limit})
             kind, hello = self._receive_setup("starting the worker")
             if kind != "hello":
                 raise RuntimeError(f"worker protocol: expected hello, got {kind!r}")
             self.pid = int(hello["pid"])
+            # The worker mapped the progress file before its hello: unlinked now, it cannot
+            # outlive the run, even one that is killed.
+            self._unlink_progress()
             reply = self._receive_setup(f"setting up {spec.adapter_ref}")
-        except AdapterUnavailable:
+        except BaseException as exc:  # noqa: BLE001 - the worker must not outlive a failed start
             self._teardown(kill=True)
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. the interpreter failed to bootstrap
-            self._teardown(kill=True)
+            if isinstance(exc, (RunAborted, KeyboardInterrupt)):
+                raise
+            if _ABORT.is_set():              # killed by abort_all while starting
+                raise RunAborted("run interrupted") from None
+            if isinstance(exc, AdapterUnavailable):
+                raise
+            if not isinstance(exc, Exception):
+                raise
             raise AdapterUnavailable(f"worker for {spec.adapter_ref} under {self.python} did not start: "
                                      f"{type(exc).__name__}: {exc}", "import_error") from None
         if reply[0] == "unavailable":
@@ -389,12 +433,25 @@ class AdapterWorker:
 
     def _receive_setup(self, doing: str):
         try:
-            return self._channel.receive(timeout=self.setup_timeout)
+            return self._receive_interruptibly(self.setup_timeout)
         except execnet.TimeoutError:
             raise AdapterUnavailable(f"{doing}: no answer within setup_timeout={self.setup_timeout:g}s "
                                      f"(worker killed)", "import_error") from None
         except _BROKEN as exc:
             raise AdapterUnavailable(f"{doing}: {self._exit_status()}{_detail(exc)}", "import_error") from None
+
+    def _receive_interruptibly(self, timeout: float):
+        """``channel.receive(timeout)`` in short slices, so that :func:`abort_all` from
+        another thread is noticed within one slice."""
+        end = time.monotonic() + timeout
+        while True:
+            if _ABORT.is_set():
+                raise RunAborted("run interrupted")
+            try:
+                return self._channel.receive(timeout=max(0.0, min(_POLL_S, end - time.monotonic())))
+            except execnet.TimeoutError:
+                if time.monotonic() >= end:
+                    raise
 
     def _popen(self):
         return getattr(getattr(self._gateway, "_io", None), "popen", None)
@@ -408,6 +465,14 @@ class AdapterWorker:
             return _exit_text(popen.wait(timeout=5))
         except Exception:  # noqa: BLE001 - still running: the channel broke some other way
             return "worker connection lost (process still running)"
+
+    def _unlink_progress(self) -> None:
+        if self._progress_path is not None:
+            try:
+                os.unlink(self._progress_path)
+            except OSError:
+                pass
+            self._progress_path = None
 
     def _kill(self, popen) -> None:
         """SIGKILL the worker process (by its Popen, else by the pid it reported)."""
@@ -425,17 +490,15 @@ class AdapterWorker:
         ``group.terminate`` joins execnet's threads and reaps the process (no zombies)."""
         group, popen = self._group, self._popen()
         self._group = self._gateway = self._channel = None
+        _LIVE.discard(self)
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-        if self._progress_path is not None:
-            try:
-                os.unlink(self._progress_path)
-            except OSError:
-                pass
-            self._progress_path = None
+        self._unlink_progress()
         if group is None:
             return
+        if _ABORT.is_set():
+            kill = True           # interrupted: no polite stop, no waiting
         if kill:
             self._kill(popen)
         try:
