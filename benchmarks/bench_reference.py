@@ -8,9 +8,15 @@ imports; "numpy": the vectorised path):
 * throughput (elements/s) next to the naive formula ``np.sum(p*np.log(p/q), axis=-1)``
   measured in the same run, and the ratio;
 plus the naive formula's own ulp errors on the same set, for contrast, and the latency of
-the first call in a fresh process (numba import plus compilation or cache load).
+the first call in a fresh process (numba import plus compilation or cache load);
+* a large case (64 x 131072, normalised rows, unrelated and near-equal Q): each path's time
+  next to torch.nn.functional.kl_div (float32 and float64, forward and forward+backward)
+  where torch imports -- the reference should not be slower than a framework call;
+* with --main-job: the wall time of ``python -m klconform run`` (two adapters, 200 examples)
+  under KLCONFORM_REFERENCE_BACKEND=numpy and =numba.
 
 Usage: python benchmarks/bench_reference.py [--rows N] [--oracle-rows N] [--seed S]
+       [--large-rows M] [--large-cols N] [--main-job]
 """
 from __future__ import annotations
 
@@ -109,6 +115,60 @@ def fallback_rows(backend, groups):
     return count
 
 
+def large_case(backends, rows, cols, repeats):
+    """Seconds per call of each reference path and of torch's kl_div on one large case."""
+    rng = np.random.default_rng(7)
+    p = rng.random((rows, cols)) + 1e-3
+    p /= p.sum(axis=1, keepdims=True)
+    q = rng.random((rows, cols)) + 1e-3
+    q /= q.sum(axis=1, keepdims=True)
+    qn = p * (1 + 1e-6 * rng.standard_normal((rows, cols)))
+    qn /= qn.sum(axis=1, keepdims=True)
+    saved = _accurate._BACKEND
+    times = {}
+    for b in backends:
+        _accurate._BACKEND = b
+        kl_divergence(p[:1, :8], q[:1, :8])                   # compile / load outside timing
+        times[f"reference[{b}] unrelated"] = best_time(lambda: kl_divergence(p, q), repeats)
+        times[f"reference[{b}] near-1e-6"] = best_time(lambda: kl_divergence(p, qn), repeats)
+    _accurate._BACKEND = saved
+    try:
+        import torch
+    except ImportError:
+        return times
+    for dt in (torch.float32, torch.float64):
+        log_q = torch.tensor(np.log(q), dtype=dt)
+        tp = torch.tensor(p, dtype=dt)
+        name = str(dt).replace("torch.", "")
+        times[f"torch kl_div {name} forward"] = best_time(
+            lambda: torch.nn.functional.kl_div(log_q, tp, reduction="sum"), repeats)
+        log_q.requires_grad_(True)
+
+        def fwd_bwd():
+            log_q.grad = None
+            torch.nn.functional.kl_div(log_q, tp, reduction="sum").backward()
+        times[f"torch kl_div {name} forward+backward"] = best_time(fwd_bwd, repeats)
+    return times
+
+
+def main_job_times(backends):
+    """Wall seconds of the main job (torch.kl_div and keras.KLDivergence, 200 examples) per
+    reference path: does the compiled kernel matter to a run?"""
+    import subprocess
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = {}
+    for b in backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, KLCONFORM_REFERENCE_BACKEND=b, TF_CPP_MIN_LOG_LEVEL="3")
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "klconform", "run", "--frameworks",
+                            "torch.kl_div,keras.KLDivergence", "--examples", "200", "--out", tmp,
+                            "--quiet"], cwd=root, env=env, capture_output=True)
+            out[b] = time.perf_counter() - t0
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2000, help="rows in the generated set")
@@ -116,6 +176,10 @@ def main(argv=None):
                     help="rows checked against the oracle (a deterministic subsample)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
     ap.add_argument("--seed", type=int, default=20240611)
+    ap.add_argument("--large-rows", type=int, default=64)
+    ap.add_argument("--large-cols", type=int, default=131072)
+    ap.add_argument("--main-job", action="store_true",
+                    help="also time the main job under each reference path (about a minute)")
     args = ap.parse_args(argv)
 
     latency, auto = first_call_latency()
@@ -144,6 +208,17 @@ def main(argv=None):
               f"ratio to naive {t_naive / times[b]:.3f}")
     for b in backends:
         print(f"mpmath fallback [{b}]: {fallback_rows(b, groups)} of {n_rows} rows")
+
+    large = large_case(backends, args.large_rows, args.large_cols, min(args.repeats, 3))
+    slowest_torch = max((v for k, v in large.items() if k.startswith("torch")), default=None)
+    print(f"large case {args.large_rows} x {args.large_cols}:")
+    for k, v in large.items():
+        ratio = f", {v / slowest_torch:.2f}x the slowest torch call" if slowest_torch else ""
+        print(f"  {k}: {v * 1e3:.1f} ms{ratio}")
+    if args.main_job:
+        jobs = main_job_times(backends)
+        print("main job wall time: " + ", ".join(f"{b} {t:.1f} s" for b, t in jobs.items())
+              + (f", numba/numpy {jobs['numba'] / jobs['numpy']:.3f}" if "numba" in jobs else ""))
 
     # Accuracy against the oracle on a deterministic subsample (every group represented).
     rng = np.random.default_rng(args.seed + 1)
