@@ -261,32 +261,25 @@ def _put(xbuf, nx, s1, s2, s3, near, has_w, ws):
 
 
 @_jit
-def _band(p, q, w, has_w, lo, hi, xbuf, scratch, logc_hi, logc_lo, inv_c, has_sub, sh, sl, se, sk,
-          known_max, known_maxp, known_maxw):
-    """(h, l, E, K): the weighted KL sum of the active entries with lo <= p < hi is
-    (h + l) * 2**K within E * 2**K; the sub-band (sh, sl, se, sk), if any, is included.
-    Mirrors _accurate._row_parts, _accsum and _combine for one row."""
-    n = p.shape[0]
-    if known_max:                         # the whole row is one band: maxima known
-        maxp = known_maxp
-        maxw = known_maxw
-    else:
-        maxp = 0.0
-        maxw = 0.0
-        for i in range(n):
-            pi = p[i]
-            if pi >= lo and pi < hi and _is_active(pi, q[i], w[i], has_w):
-                maxp = max(maxp, pi)
-                if has_w:
-                    maxw = max(maxw, abs(w[i]))
-    kp = _frexp(maxp)[1]
-    if abs(kp) <= _NO_SCALE:
-        kp = 0
-    fp1, fp2 = _scale_factors(kp)
-    kw = _frexp(maxw)[1] if has_w else 0
-    big_k = kp + kw
+def _band_maxima(p, q, w, has_w, lo, hi):
+    """Largest p and largest |w| over the band's active entries (lo <= p < hi)."""
+    maxp = 0.0
+    maxw = 0.0
+    for i in range(p.shape[0]):
+        pi = p[i]
+        if pi >= lo and pi < hi and _is_active(pi, q[i], w[i], has_w):
+            maxp = max(maxp, pi)
+            if has_w:
+                maxw = max(maxw, abs(w[i]))
+    return maxp, maxw
 
-    # Terms: exactly summed pieces into xbuf, float pieces into y; bound ingredients.
+
+@_jit
+def _band_terms(p, q, w, has_w, lo, hi, kp, kw, xbuf, scratch, logc_hi, logc_lo, inv_c):
+    """The band's terms (_accurate._row_parts): exactly summed pieces into xbuf[:nx], float
+    pieces summed into (y_sum, y_abs); bound ingredients t_abs, far_abs, n_tiny; mx the
+    largest |piece| in xbuf.  Returns (nx, mx, y_sum, y_abs, t_abs, far_abs, n_tiny)."""
+    fp1, fp2 = _scale_factors(kp)
     nx = 0
     y_sum = 0.0
     y_abs = 0.0
@@ -295,7 +288,7 @@ def _band(p, q, w, has_w, lo, hi, xbuf, scratch, logc_hi, logc_lo, inv_c, has_su
     n_tiny = 0
     mx = 0.0
     nn = 0                                # near entries, stashed for a vectorised pass
-    for i in range(n):
+    for i in range(p.shape[0]):
         pi = p[i]
         qi = q[i]
         if not (pi >= lo and pi < hi and _is_active(pi, qi, w[i], has_w)):
@@ -338,95 +331,92 @@ def _band(p, q, w, has_w, lo, hi, xbuf, scratch, logc_hi, logc_lo, inv_c, has_su
         y_abs += abs(yv)
         t_abs += ta
         n_tiny += tiny
-    e_terms = 2.0 ** -58 * t_abs + 2.0 ** -64 * far_abs + 2.0 ** -1068 * n_tiny
+    return nx, mx, y_sum, y_abs, t_abs, far_abs, n_tiny
 
-    # The sub-band at this band's scale (ldexp may round into the subnormal range).
-    other = 0.0
-    h_sub = 0.0
-    l_sub = 0.0
-    e_sub = 0.0
-    if has_sub:
-        shift = sk - big_k
-        h_sub = math.ldexp(sh, shift)
-        l_sub = math.ldexp(sl, shift)
-        e_sub = math.ldexp(se, shift) + 2.0 ** -1073
-        other = h_sub + l_sub
 
-    # Extraction summation (_accsum): exact partial sums, as many rounds as the row needs.
+@_jit
+def _extract_round(xbuf, nx, sigma):
+    """One extraction round over xbuf[:nx] (_dd.extract): replaces each x by x - hi and
+    returns (tau, rs, ra, mx): the exact sum of the high parts, the float sum and the sum
+    of |.| of the rests, and their largest |.|.
+
+    Four independent accumulators: tau is exact in any order (multiples of 2**-53 sigma,
+    every partial sum below sigma); rs and ra carry the bound of any order of float
+    summation."""
+    t0 = t1 = t2 = t3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    a0 = a1 = a2 = a3 = 0.0
+    m0 = m1 = m2 = m3 = 0.0
+    n4 = nx - nx % 4
+    for i in range(0, n4, 4):
+        x0 = xbuf[i]
+        x1 = xbuf[i + 1]
+        x2 = xbuf[i + 2]
+        x3 = xbuf[i + 3]
+        h0 = (sigma + x0) - sigma
+        h1 = (sigma + x1) - sigma
+        h2 = (sigma + x2) - sigma
+        h3 = (sigma + x3) - sigma
+        t0 += h0
+        t1 += h1
+        t2 += h2
+        t3 += h3
+        r0 = x0 - h0
+        r1 = x1 - h1
+        r2 = x2 - h2
+        r3 = x3 - h3
+        xbuf[i] = r0
+        xbuf[i + 1] = r1
+        xbuf[i + 2] = r2
+        xbuf[i + 3] = r3
+        s0 += r0
+        s1 += r1
+        s2 += r2
+        s3 += r3
+        r0 = abs(r0)
+        r1 = abs(r1)
+        r2 = abs(r2)
+        r3 = abs(r3)
+        a0 += r0
+        a1 += r1
+        a2 += r2
+        a3 += r3
+        m0 = max(m0, r0)
+        m1 = max(m1, r1)
+        m2 = max(m2, r2)
+        m3 = max(m3, r3)
+    for i in range(n4, nx):
+        x0 = xbuf[i]
+        h0 = (sigma + x0) - sigma
+        t0 += h0
+        r0 = x0 - h0
+        xbuf[i] = r0
+        s0 += r0
+        a0 += abs(r0)
+        m0 = max(m0, abs(r0))
+    return ((t0 + t1) + (t2 + t3), (s0 + s1) + (s2 + s3), (a0 + a1) + (a2 + a3),
+            max(max(m0, m1), max(m2, m3)))
+
+
+@_jit
+def _accsum(xbuf, nx, mx, y_sum, y_abs, other, comps):
+    """Extraction summation of xbuf[:nx] plus the float sum y_sum (_accurate._accsum): as
+    many rounds as the row needs.  Fills comps[:nc] and returns (nc, bound)."""
     width = max(nx, 1)
     mbits = 0
     while (1 << mbits) < 2 * (width + 2):
         mbits += 1
-    comps = np.empty(_MAX_ROUNDS + 4)
     nc = 0
     done_sum = 0.0
     res_sum = 0.0
     res_abs = 0.0
     for k in range(_MAX_ROUNDS):
         sigma = _pow2(_frexp(mx)[1] + mbits)
-        # Four independent accumulators: tau is exact in any order (multiples of
-        # 2**-53 sigma, every partial sum below sigma); rs and ra carry the bound of any
-        # order of float summation.
-        t0 = t1 = t2 = t3 = 0.0
-        s0 = s1 = s2 = s3 = 0.0
-        a0 = a1 = a2 = a3 = 0.0
-        m0 = m1 = m2 = m3 = 0.0
-        n4 = nx - nx % 4
-        for i in range(0, n4, 4):
-            x0 = xbuf[i]
-            x1 = xbuf[i + 1]
-            x2 = xbuf[i + 2]
-            x3 = xbuf[i + 3]
-            h0 = (sigma + x0) - sigma
-            h1 = (sigma + x1) - sigma
-            h2 = (sigma + x2) - sigma
-            h3 = (sigma + x3) - sigma
-            t0 += h0
-            t1 += h1
-            t2 += h2
-            t3 += h3
-            r0 = x0 - h0
-            r1 = x1 - h1
-            r2 = x2 - h2
-            r3 = x3 - h3
-            xbuf[i] = r0
-            xbuf[i + 1] = r1
-            xbuf[i + 2] = r2
-            xbuf[i + 3] = r3
-            s0 += r0
-            s1 += r1
-            s2 += r2
-            s3 += r3
-            r0 = abs(r0)
-            r1 = abs(r1)
-            r2 = abs(r2)
-            r3 = abs(r3)
-            a0 += r0
-            a1 += r1
-            a2 += r2
-            a3 += r3
-            m0 = max(m0, r0)
-            m1 = max(m1, r1)
-            m2 = max(m2, r2)
-            m3 = max(m3, r3)
-        for i in range(n4, nx):
-            x0 = xbuf[i]
-            h0 = (sigma + x0) - sigma
-            t0 += h0
-            r0 = x0 - h0
-            xbuf[i] = r0
-            s0 += r0
-            a0 += abs(r0)
-            m0 = max(m0, abs(r0))
-        tau = (t0 + t1) + (t2 + t3)
-        rs = (s0 + s1) + (s2 + s3)
-        ra = (a0 + a1) + (a2 + a3)
-        new_mx = max(max(m0, m1), max(m2, m3))
-        mx = new_mx
+        tau, rs, ra, mx = _extract_round(xbuf, nx, sigma)
         comps[nc] = tau
         nc += 1
         if k == 0:
-            continue
+            continue                      # two rounds always: cheap, enough for most rows
         done_sum += (comps[nc - 2] + tau) if k == 1 else tau
         res_sum = rs
         res_abs = ra
@@ -435,10 +425,13 @@ def _band(p, q, w, has_w, lo, hi, xbuf, scratch, logc_hi, logc_lo, inv_c, has_su
             break
     comps[nc] = res_sum
     comps[nc + 1] = y_sum
-    nc += 2
-    e_sum = (width + 1) * 2.0 ** -53 * res_abs + (width + 2) * 2.0 ** -53 * y_abs
+    return nc + 2, (width + 1) * 2.0 ** -53 * res_abs + (width + 2) * 2.0 ** -53 * y_abs
 
-    # Double-double combination of the components (_combine).
+
+@_jit
+def _combine(comps, nc, has_sub, h_sub, l_sub):
+    """Double-double sum (h, l) of comps[:nc] and the sub-band's (h_sub, l_sub), with its
+    rounding-error bound (_accurate._combine)."""
     h = comps[0]
     l = 0.0
     mag = abs(h)
@@ -454,7 +447,44 @@ def _band(p, q, w, has_w, lo, hi, xbuf, scratch, logc_hi, logc_lo, inv_c, has_su
         l += e
         mag += abs(h_sub) + abs(l_sub)
         n_comb += 2
-    e_comb = (n_comb * n_comb) * 2.0 ** -105 * mag
+    return h, l, (n_comb * n_comb) * 2.0 ** -105 * mag
+
+
+@_jit
+def _band(p, q, w, has_w, lo, hi, xbuf, scratch, logc_hi, logc_lo, inv_c, has_sub, sh, sl, se, sk,
+          known_max, known_maxp, known_maxw):
+    """(h, l, E, K): the weighted KL sum of the active entries with lo <= p < hi is
+    (h + l) * 2**K within E * 2**K; the sub-band (sh, sl, se, sk), if any, is included.
+    Mirrors _accurate._row_parts for one row: scale, terms, sub-band, sum, combine."""
+    if known_max:                         # the whole row is one band: maxima known
+        maxp, maxw = known_maxp, known_maxw
+    else:
+        maxp, maxw = _band_maxima(p, q, w, has_w, lo, hi)
+    kp = _frexp(maxp)[1]
+    if abs(kp) <= _NO_SCALE:
+        kp = 0
+    kw = _frexp(maxw)[1] if has_w else 0
+    big_k = kp + kw
+
+    nx, mx, y_sum, y_abs, t_abs, far_abs, n_tiny = _band_terms(
+        p, q, w, has_w, lo, hi, kp, kw, xbuf, scratch, logc_hi, logc_lo, inv_c)
+    e_terms = 2.0 ** -58 * t_abs + 2.0 ** -64 * far_abs + 2.0 ** -1068 * n_tiny
+
+    # The sub-band at this band's scale (ldexp may round into the subnormal range).
+    other = 0.0
+    h_sub = 0.0
+    l_sub = 0.0
+    e_sub = 0.0
+    if has_sub:
+        shift = sk - big_k
+        h_sub = math.ldexp(sh, shift)
+        l_sub = math.ldexp(sl, shift)
+        e_sub = math.ldexp(se, shift) + 2.0 ** -1073
+        other = h_sub + l_sub
+
+    comps = np.empty(_MAX_ROUNDS + 2)
+    nc, e_sum = _accsum(xbuf, nx, mx, y_sum, y_abs, other, comps)
+    h, l, e_comb = _combine(comps, nc, has_sub, h_sub, l_sub)
     return h, l, e_terms + e_sum + e_comb + e_sub, big_k
 
 
