@@ -24,8 +24,7 @@ import numpy as np
 
 from .reference.dtypes import check_dtype, from_bits, representable, to_bits
 
-TARGET_KINDS = ("prob", "logprob")
-INPUT_KINDS = ("prob", "logprob", "logits")
+from .reference.family import INPUT_KINDS, TARGET_KINDS  # noqa: F401  (their home: the reference's family)
 # Canonical reductions (SPEC.md KL-RED-*).
 REDUCTIONS = (
     "none",               # elementwise loss, broadcast shape                  KL-RED-NONE

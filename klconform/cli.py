@@ -16,7 +16,6 @@ Exit status (documented in the README and in every report):
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import re
 import shlex
@@ -24,14 +23,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("json", "md", "html")
 FILES = {"json": "results.json", "md": "report.md", "html": "report.html"}
 PARTIAL = "results.partial.json"
 DEFAULT_OUT = "reports/latest"
-VOLATILE_ENV = ("pid",)   # worker facts that change every run (left out so reruns compare equal)
 
 
 class UsageError(Exception):
@@ -155,61 +153,6 @@ def resolve_specs(frameworks: str | None, adapters: list[str], pythons_opt: list
         raise UsageError(str(exc).splitlines()[0]) from None
 
 
-# ----------------------------------------------------------------------------- annotation
-def documented_summary(adapter, cases: Sequence) -> dict[str, Any]:
-    """The adapter's documented points, one per asked reduction (the most common when
-    they vary), with the doc URL and version: ``AdapterRun.documented``."""
-    from .report.fingerprint import template_from_points
-    by_red: dict[str, collections.Counter] = {}
-    for c in cases:
-        try:
-            pt = adapter.documented(c)
-        except Exception:   # undocumented for this case
-            continue
-        by_red.setdefault(c.reduction, collections.Counter())[pt] += 1
-    points = {r: max(cnt.items(), key=lambda kv: (kv[1], kv[0].name))[0] for r, cnt in sorted(by_red.items())}
-    varies = {r: sorted(p.name for p in cnt) for r, cnt in sorted(by_red.items()) if len(cnt) > 1}
-    return {"points": {r: p.to_json() for r, p in points.items()},
-            "name": template_from_points(points).name if points else "",
-            "varies": varies, "doc": getattr(adapter, "doc_url", ""),
-            "doc_version": getattr(adapter, "doc_version", None)}
-
-
-def known_records(run_id: str) -> dict[str, dict[str, Any]]:
-    """The known-discrepancy records of ``run_id`` as JSON ({id: record}), paths relative."""
-    from . import records as known_mod
-    root = Path(__file__).resolve().parent.parent
-    out = {}
-    for rec in known_mod.load(run_id):
-        d = rec.to_json()
-        src = d.get("source") or ""
-        try:
-            d["source"] = str(Path(src).resolve().relative_to(root))
-        except ValueError:
-            d["source"] = Path(src).name
-        out[rec.id] = d
-    return out
-
-
-def annotate(run, adapter, all_cases: dict[str, dict]) -> None:
-    """Fill the report fields of ``run``: documented summary, known records, fingerprint."""
-    from .case import Case
-    from .report.fingerprint import infer_fingerprint
-    for key in VOLATILE_ENV:    # differs run to run without meaning anything: kept out of results
-        run.env.pop(key, None)
-    if run.status != "ok":
-        return
-    cases = [Case.from_json(all_cases[d]) for d in sorted(run.outcomes) if d in all_cases]
-    run.documented = documented_summary(adapter, cases)
-    try:
-        run.known_records = known_records(run.adapter)
-    except Exception as exc:   # a malformed record file is reported by the engine's own checks
-        run.known_records = {"_error": {"error": str(exc).splitlines()[0]}}
-    fp = dict(run.fingerprint or {})
-    fp.update(infer_fingerprint(all_cases, run.outcomes, documented=run.documented))
-    run.fingerprint = fp
-
-
 # ----------------------------------------------------------------------------- progress
 class Progress:
     """Progress on stderr: one updating line on a terminal, plain lines otherwise."""
@@ -265,8 +208,8 @@ def write_outputs(result, out: Path, formats: list[str]) -> list[Path]:
 
 
 def exit_status(result) -> int:
-    from .report.summary import ci_failures
-    return EXIT_DISCREPANCY if any(ci_failures(r) for r in result.runs) else EXIT_OK
+    from .unexpected import unexpected_findings
+    return EXIT_DISCREPANCY if any(unexpected_findings(r) for r in result.runs) else EXIT_OK
 
 
 def reproduction_command(args) -> str:
@@ -295,6 +238,7 @@ def cmd_run(args) -> int:
     if not specs:
         raise UsageError("no adapter to run")
     from . import engine, registry
+    from .provenance import reference_identity
     from .results import RunResult
     from .resultsio import write_results
     import hypothesis
@@ -319,7 +263,8 @@ def cmd_run(args) -> int:
            "curated": "klconform.curated.all_curated", "dtypes": dtypes or "all"}
     result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=args.seed, hypothesis=hyp,
                        corpus_digest=engine.corpus_digest(cases), cases={c.digest: c.to_json() for c in cases},
-                       runs=[], command=reproduction_command(args), started_at=started, complete=False)
+                       runs=[], command=reproduction_command(args), started_at=started, complete=False,
+                       reference=dict(reference_identity()))
     progress.line(f"{len(cases)} cases, {len(specs)} adapter(s)")
     partial = out / PARTIAL
     try:
@@ -343,8 +288,6 @@ def cmd_run(args) -> int:
                 for d, cj in res.cases.items():
                     result.cases.setdefault(d, cj)
                 run = res.runs[0]
-                progress.line(f"[{i}/{len(specs)}] {run_id}: fingerprint")
-                annotate(run, adapter, result.cases)
                 result.runs.append(run)
                 n_bad = sum(v.cls != "match" for v in run.verdicts)
                 progress.line(f"[{i}/{len(specs)}] {run_id}: {len(run.outcomes)} outcomes, {n_bad} discrepancy verdicts, "
@@ -376,6 +319,10 @@ def cmd_report(args) -> int:
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
     out = prepare_out_dir(args.out or Path(args.results).resolve().parent)
+    from .provenance import reference_identity
+    from .report.summary import reference_note
+    if (result.reference or {}).get("digest") != reference_identity()["digest"]:
+        sys.stderr.write(f"klconform: note: {reference_note(result)}\n")
     write_outputs(result, out, formats)
     return exit_status(result)
 

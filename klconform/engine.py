@@ -41,7 +41,11 @@ from .results import AdapterRun, RunResult, Verdict
 from .strategies import cases as cases_strategy
 from .strategies import cases_for
 from .translate import Translated, translate
-from .verdicts import classify, effective_point, facts, make_evaluator
+from .annotate import annotate
+from .evaluator import make_evaluator
+from .facts import facts
+from .provenance import reference_identity
+from .verdicts import classify, effective_point
 
 SCHEMA_VERSION = 1
 DISCREPANCY = lambda v: v.cls != "match"   # noqa: E731
@@ -467,7 +471,8 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                     progress: Callable[[str, int, int], None] | None = None) -> RunResult:
     """Run every adapter of ``specs`` (WorkerSpecs; plus already opened ``targets``) on
     ``cases`` (default: :func:`build_corpus` for ``seed``/``max_examples`` over the adapters'
-    capabilities) and return the :class:`RunResult`."""
+    capabilities) and return the :class:`RunResult`, each run annotated for the reports
+    (:func:`klconform.annotate.annotate`: documented points, cited records, fingerprint)."""
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     opened: list[Target | AdapterRun] = list(targets)
@@ -489,6 +494,7 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                                          batch_size=batch_size, shrink_rounds=shrink_rounds, progress=progress)
             for e in evaluated:
                 all_cases.setdefault(e.sent.case.digest, e.sent.to_json())
+            annotate(run, t.adapter, all_cases, records)
             runs.append(run)
     finally:
         for t in opened:
@@ -497,22 +503,4 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
     return RunResult(schema_version=SCHEMA_VERSION, seed=seed,
                      hypothesis=dict(hypothesis_settings or {"max_examples": max_examples, "seed": seed}),
                      corpus_digest=corpus_digest(cases), cases=all_cases, runs=runs, command=command,
-                     started_at=started, elapsed_s=time.perf_counter() - t0)
-
-
-# ----------------------------------------------------------------------------- CI check
-def new_discrepancies(run: AdapterRun) -> list[Verdict]:
-    """Discrepancy verdicts no known record covers."""
-    return [v for v in run.verdicts if v.cls != "match" and not v.known]
-
-
-def check_run(run: AdapterRun) -> list[str]:
-    """One line per CI failure of ``run``: each new discrepancy class/point (with a count
-    and an example case) and each known record no case showed (strict)."""
-    groups: dict[tuple, list[Verdict]] = {}
-    for v in new_discrepancies(run):
-        groups.setdefault((v.against, v.cls, v.explained_by), []).append(v)
-    lines = [f"{run.adapter}: NEW {cls} vs {against}{' (' + eb + ')' if eb else ''}: {len(vs)} cases, "
-             f"e.g. case {vs[0].case}: {vs[0].detail}" for (against, cls, eb), vs in sorted(groups.items(), key=str)]
-    lines += [f"{run.adapter}: known record {rid!r} was not observed (behaviour changed?)" for rid in run.unmatched_known]
-    return lines
+                     started_at=started, elapsed_s=time.perf_counter() - t0, reference=dict(reference_identity()))

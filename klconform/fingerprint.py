@@ -13,8 +13,8 @@ point)`` (SPEC.md KL-BOUND-4; NaN meets NaN, infinities their sign).  It starts 
 canonical template (and the documented one when given), changes one field at a time keeping
 strict improvements (coordinate search; simpler templates win ties) on a deterministic
 subset of cases, then scores the winner, the canonical and the documented template on all
-cases.  It is a pure function of the case and outcome data: the engine may call it to fill
-``AdapterRun.fingerprint``.
+cases.  It is a pure function of the case and outcome data; the engine's annotation
+(:mod:`klconform.annotate`) calls it to fill ``AdapterRun.fingerprint``.
 """
 from __future__ import annotations
 
@@ -23,10 +23,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from klconform.reference.family import Point
+from klconform.adapters.base import Outcome
+from klconform.reference.family import INPUT_KINDS, TARGET_KINDS, Point
 
-from .. import wire
-from ..case import INPUT_KINDS, REDUCTIONS, TARGET_KINDS, Case
+from . import wire
+from .case import REDUCTIONS, Case
+from .compare import result_shape, value_agrees
+from .evaluator import default_evaluate
+from .neighbourhood import one_field_changes
 
 METHOD = ("coordinate search over the reference family (SPEC.md KL-FAM-1); a case agrees "
           "when the observed value is within the reference bound (KL-BOUND-4)")
@@ -34,15 +38,6 @@ METHOD = ("coordinate search over the reference family (SPEC.md KL-FAM-1); a cas
 # rather than "unexplained" (below it the report says loudly that no point explains it).
 PARTIAL_THRESHOLD = 0.9
 _DIVISOR_REDUCTIONS = ("mean", "distribution_mean")   # KL-WEIGHT-SUMDIV is defined for these
-
-
-def _epsilon_options() -> list[tuple[str, float]]:
-    """(policy, eps) options: none first, then the variants the verdicts search."""
-    try:
-        from ..verdicts import EPSILON_VARIANTS
-    except ImportError:   # keep working while verdicts.py changes
-        EPSILON_VARIANTS = (("target_log_eps", 1e-12), ("clip_both", 1e-7))
-    return [("none", 0.0)] + [tuple(v) for v in EPSILON_VARIANTS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,36 +128,8 @@ def _as_case(c) -> Case:
     return c if isinstance(c, Case) else Case.from_json(c)
 
 
-def _as_outcome(o):
-    from klconform.adapters.base import Outcome
+def _as_outcome(o) -> Outcome:
     return o if isinstance(o, Outcome) else wire.from_json(o)
-
-
-def _default_evaluate(case: Case, point: Point):
-    from klconform.reference.evaluate import evaluate
-    return evaluate(case, point)
-
-
-def _result_shape(case: Case, reduction: str):
-    try:
-        from ..verdicts import result_shape
-    except ImportError:
-        return None
-    return result_shape(case, reduction)
-
-
-def value_agrees(exp, outcome, case: Case) -> bool:
-    """True when ``outcome``'s value is within ``exp``'s bound (KL-BOUND-4), judged in the
-    coarser of the case's and the returned dtype (a down-cast is a dtype matter, not a
-    semantic one)."""
-    from ..verdicts import _expected_value, compare_arrays   # shared with the verdicts
-    used = case.dtype
-    rdt = outcome.dtype
-    from ..reference.dtypes import DTYPES, UNIT_ROUNDOFF
-    if rdt in DTYPES and UNIT_ROUNDOFF[rdt] > UNIT_ROUNDOFF[used]:
-        used = rdt
-    v, b = _expected_value(exp, case.dtype, used)
-    return compare_arrays(v, b, outcome.value, outcome.shape).ok
 
 
 class _Scorer:
@@ -180,15 +147,15 @@ class _Scorer:
         if hit is not None:
             return hit
         ok = False
-        shape = _result_shape(case, point.reduction)
+        shape = result_shape(case, point.reduction)
         if outcome.shape is None or shape is None or tuple(outcome.shape) == tuple(shape):
             self.evaluations += 1
             try:
                 with np.errstate(all="ignore"):
                     exp = self.evaluate(case.replace(grad=False), point)
-                ok = value_agrees(exp, outcome, case)
-            except Exception:   # undefined for this point (KL-RED-0D, ...): no agreement
-                ok = False
+            except Exception:   # as for the verdicts' candidates: a point the reference
+                exp = None      # cannot evaluate for this case (KL-RED-0D, ...) explains nothing
+            ok = exp is not None and value_agrees(exp, outcome, case)
         self.memo[key] = ok
         return ok
 
@@ -200,24 +167,13 @@ class _Scorer:
 
 
 def _neighbours(t: Template, asked: Iterable[str], weighted: bool, sample_weighted: bool) -> list[Template]:
-    """Templates one field away from ``t``, simplest kinds of change first."""
-    rep = dataclasses.replace
-    out: list[Template] = []
-    for e, v in _epsilon_options():
-        if (e, v) != (t.epsilon, t.eps):
-            out.append(rep(t, epsilon=e, eps=v))
-    out.append(rep(t, zero_inf="nan" if t.zero_inf == "zero" else "zero"))
-    out.append(rep(t, swap=not t.swap))
-    for k in (None, *INPUT_KINDS):
-        if k != t.input_as:
-            out.append(rep(t, input_as=k))
-    for k in (None, *TARGET_KINDS):
-        if k != t.target_as:
-            out.append(rep(t, target_as=k))
-    if weighted:
-        out.append(rep(t, weight_divisor="weight_sum" if t.weight_divisor == "count" else "count"))
-    if sample_weighted:
-        out.append(rep(t, weight_level="distribution" if t.weight_level == "element" else "element"))
+    """Templates one field away from ``t``: the shared neighbourhood
+    (:func:`klconform.neighbourhood.one_field_changes`; a template misreads every case's
+    encoding alike, so "as given" (None) is an option), then each asked reduction mapped
+    to another."""
+    out = [dataclasses.replace(t, **ch) for ch in one_field_changes(
+        t, input_options=(None, *INPUT_KINDS), input_now=t.input_as, target_options=(None, *TARGET_KINDS),
+        target_now=t.target_as, divisor=weighted, level=sample_weighted)]
     for a in sorted(asked):
         for r in REDUCTIONS:
             if r != t.applied(a):
@@ -321,7 +277,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
                       search={"cases": 0, "templates": 0, "evaluations": 0},
                       reason="no outcome with a value to compare")
         return result
-    ev = evaluate or _default_evaluate
+    ev = evaluate or default_evaluate
     subset = _search_subset(items, max_search_cases)
     scorer = _Scorer(subset, ev)
     asked = sorted({c.reduction for c, _ in items})

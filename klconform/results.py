@@ -108,6 +108,9 @@ class RunResult:
     elapsed_s: float | None = None     # timing
     # Additive: False while a run is in progress (results.partial.json), True when finished.
     complete: bool = True
+    # Additive: the reference the verdicts were made with ({"digest": ...},
+    # klconform.provenance); a report re-evaluating expectations compares it with its own.
+    reference: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

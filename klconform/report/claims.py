@@ -18,12 +18,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from klconform.reference.evaluate import evaluate
 from klconform.reference.family import Point
 
 from .. import wire
 from ..case import Case
+from ..compare import value_agrees
+from ..evaluator import UNDEFINED
+from ..fingerprint import Template
 from ..results import AdapterRun, RunResult
-from .fingerprint import Template, value_agrees
 
 CLAIMS_PATH = Path(__file__).resolve().parent.parent / "claims.toml"
 HOLDS, FAILS, UNCHECKED = "holds", "does not hold", "not checked"
@@ -153,13 +156,11 @@ class _Data:
         return self._cases[d]
 
     def outcome(self, d: str):
-        from klconform.adapters.base import Outcome
         if d not in self._outcomes:
             self._outcomes[d] = wire.from_json(self.run.outcomes[d])
         return self._outcomes[d]
 
     def expected(self, d: str, point: Point | None = None):
-        from klconform.reference.evaluate import evaluate
         case = self.case(d)
         point = point or Point(reduction=case.reduction)
         key = (d, point)
@@ -167,7 +168,7 @@ class _Data:
             try:
                 with np.errstate(all="ignore"):
                     self._exp[key] = evaluate(case.replace(grad=False), point)
-            except Exception as exc:   # undefined here (KL-RED-0D ...)
+            except UNDEFINED as exc:   # the spec defines an error here (KL-RED-0D ...)
                 self._exp[key] = exc
         return self._exp[key]
 

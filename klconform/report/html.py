@@ -5,7 +5,7 @@ import json
 from html import escape as E
 
 from ..results import RunResult
-from ..verdicts import AREAS
+from ..areas import AREAS
 from . import plots
 from .markdown import CANONICAL, bootstrap_command, python_text
 from .summary import AREA_TITLES, EXIT_DOC, Group, ReportModel, build_model, error_points, gradient_points
@@ -90,8 +90,9 @@ def _plots(model: ReportModel) -> str:
     ])
 
 
-def render(model: ReportModel) -> str:
-    r: RunResult = model.result
+def _head(model: ReportModel) -> str:
+    """Document head, title, the result box, the run's seed and size."""
+    r = model.result
     n_fail = len(model.failures)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>klconform conformance report</title>", f"<style>{CSS}</style></head><body>",
@@ -104,9 +105,11 @@ def render(model: ReportModel) -> str:
     out.append(f"<p>Seed {r.seed}, {len(r.cases)} cases (corpus digest <code>{E(r.corpus_digest)}</code>), "
                f"{len(r.runs)} adapter run(s), started {E(str(r.started_at or '?'))}"
                + (f", {r.elapsed_s:.1f} s" if r.elapsed_s is not None else "") + ".</p>")
+    return "\n".join(out)
 
-    out.append('<h2 id="summary">Summary</h2><p>Verdicts against the canonical definition per framework-version and '
-               "dimension (✓ match, ✗ discrepancy).</p>")
+
+def _summary(model: ReportModel) -> str:
+    """The verdict matrix: adapters x areas, cells coloured by state."""
     rows, classes = [], []
     for v in model.runs:
         if v.run.status != "ok":
@@ -115,12 +118,17 @@ def render(model: ReportModel) -> str:
         else:
             rows.append([E(v.label)] + [E(v.cells[a].text) for a in AREAS])
             classes.append([""] + [v.cells[a].state for a in AREAS])
-    out.append(_table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows, classes))
+    return ('<h2 id="summary">Summary</h2><p>Verdicts against the canonical definition per framework-version and '
+            "dimension (✓ match, ✗ discrepancy).</p>\n"
+            + _table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows, classes))
 
-    out.append('<h2 id="fingerprints">Semantic fingerprints</h2>'
-               "<p>The family point each adapter's <em>observed</em> outcomes match (inferred from its outcomes, not "
-               "copied from the adapter), next to its documented semantics.</p>"
-               f"<p>Canonical definition: {E(CANONICAL)}.</p>")
+
+def _fingerprints(model: ReportModel) -> str:
+    """Observed family point per adapter next to the documented one; loud when none fits."""
+    out = ['<h2 id="fingerprints">Semantic fingerprints</h2>'
+           "<p>The family point each adapter's <em>observed</em> outcomes match (inferred from its outcomes, not "
+           "copied from the adapter), next to its documented semantics.</p>"
+           f"<p>Canonical definition: {E(CANONICAL)}.</p>"]
     frows = []
     for v in model.runs:
         if v.run.status != "ok":
@@ -147,9 +155,11 @@ def render(model: ReportModel) -> str:
                        f"behaviour</b> — best {fp.get('agree')}/{fp.get('compared')} "
                        f"(<code>{E((fp.get('observed') or {}).get('name') or '')}</code>); unexplained cases e.g. "
                        f"{', '.join('<code>' + E(d) + '</code>' for d in (fp.get('unexplained_cases') or [])[:3])}.</div>")
+    return "\n".join(out)
 
-    out.append('<h2 id="claims">Documentation claims</h2><p>Claims made by framework docs and the seed documents '
-               "(<code>klconform/claims.toml</code>), checked against observed behaviour.</p>")
+
+def _claims(model: ReportModel) -> str:
+    """Documentation claims and whether the observed behaviour bears them out."""
     crow = []
     for c in model.claims:
         cls = {"holds": "holds", "does not hold": "fails", "not checked": "unchecked"}[c.status]
@@ -158,9 +168,14 @@ def render(model: ReportModel) -> str:
         crow.append([f"<code>{E(c.claim.id)}</code><br>{E(c.claim.topic)}", E(c.run or "—"),
                      f'<span class="{cls}">{E(c.status)}</span>',
                      f"<q>{E(c.claim.quote)}</q><br><small>{src}</small>{note}", E(c.evidence)])
-    out.append(_table(["claim", "adapter", "status", "quote and source", "evidence"], crow))
+    return ('<h2 id="claims">Documentation claims</h2><p>Claims made by framework docs and the seed documents '
+            "(<code>klconform/claims.toml</code>), checked against observed behaviour.</p>\n"
+            + _table(["claim", "adapter", "status", "quote and source", "evidence"], crow))
 
-    out.append('<h2 id="discrepancies">Discrepancies</h2>')
+
+def _discrepancies(model: ReportModel) -> str:
+    """Every discrepancy group per adapter, with its counterexample and citation."""
+    out = ['<h2 id="discrepancies">Discrepancies</h2>']
     for v in model.runs:
         out.append(f"<h3>{E(v.label)}</h3>")
         if v.run.status != "ok":
@@ -173,30 +188,50 @@ def render(model: ReportModel) -> str:
         if v.run.unmatched_known:
             out.append("<p>Known records not observed in this run: "
                        + ", ".join(f"<code>{E(x)}</code>" for x in v.run.unmatched_known) + "</p>")
+    return "\n".join(out)
 
-    out.append('<h2 id="unexpected">Unexpected findings</h2>')
-    out.append("<ul>" + "".join(f"<li>{E(f)}</li>" for f in model.failures) + "</ul>" if model.failures
-               else "<p>None: every discrepancy is a recorded, cited known discrepancy.</p>")
 
-    out.append(_plots(model))
+def _unexpected(model: ReportModel) -> str:
+    """What fails CI (:func:`klconform.unexpected.unexpected_findings`)."""
+    return '<h2 id="unexpected">Unexpected findings</h2>\n' + (
+        "<ul>" + "".join(f"<li>{E(f)}</li>" for f in model.failures) + "</ul>" if model.failures
+        else "<p>None: every discrepancy is a recorded, cited known discrepancy.</p>")
 
-    out.append('<h2 id="environment">Environment</h2>')
+
+def _environment(model: ReportModel) -> str:
+    """Per adapter: framework, versions, platform; the Hypothesis settings; the reference."""
     erows = []
     for v in model.runs:
         e = v.run.env or {}
         erows.append([E(v.run.adapter), E(str(e.get("framework", "—"))), E(str(e.get("version", "—"))),
                       E(python_text(e))] + [E(str(e.get(k, "—"))) for k in ("numpy", "platform", "device")]
                      + [E(v.run.status), E(v.run.reason or "")])
-    out.append(_table(["adapter", "framework", "version", "python", "numpy", "platform", "device", "status", "reason"], erows))
-    out.append(f"<p>Hypothesis: <code>{E(json.dumps(r.hypothesis, sort_keys=True))}</code></p>")
-    out.append('<h2 id="reproduction">Reproduction</h2><p>Re-run exactly this report (same seed, same framework '
-               "versions → the same results.json apart from the timing fields <code>started_at</code> and "
-               "<code>elapsed_s</code>):</p>"
-               f"<pre>{E(r.command or f'python -m klconform run --seed {r.seed}')}</pre>"
-               f"<p>or, from a fresh clone (builds the environments first):</p><pre>{E(bootstrap_command(r))}</pre>"
-               "<p>Re-render from the results file: <code>python -m klconform report results.json --out DIR</code>.</p>")
-    out.append("</body></html>")
+    out = ['<h2 id="environment">Environment</h2>',
+           _table(["adapter", "framework", "version", "python", "numpy", "platform", "device", "status", "reason"], erows),
+           f"<p>Hypothesis: <code>{E(json.dumps(model.result.hypothesis, sort_keys=True))}</code></p>"]
+    if model.reference_note:
+        out.append(f"<p>Reference: {E(model.reference_note)}.</p>")
     return "\n".join(out)
+
+
+def _reproduction(model: ReportModel) -> str:
+    """The commands that reproduce the results and re-render the report."""
+    r = model.result
+    return ('<h2 id="reproduction">Reproduction</h2><p>Re-run exactly this report (same seed, same framework '
+            "versions → the same results.json apart from the timing fields <code>started_at</code> and "
+            "<code>elapsed_s</code>):</p>"
+            f"<pre>{E(r.command or f'python -m klconform run --seed {r.seed}')}</pre>"
+            f"<p>or, from a fresh clone (builds the environments first):</p><pre>{E(bootstrap_command(r))}</pre>"
+            "<p>Re-render from the results file: <code>python -m klconform report results.json --out DIR</code>.</p>")
+
+
+# The report, section by section.
+RENDER_STEPS = (_head, _summary, _fingerprints, _claims, _discrepancies, _unexpected, _plots, _environment,
+                _reproduction)
+
+
+def render(model: ReportModel) -> str:
+    return "\n".join([step(model) for step in RENDER_STEPS] + ["</body></html>"])
 
 
 def render_html(result: RunResult, model: ReportModel | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..results import RunResult
-from ..verdicts import AREAS
+from ..areas import AREAS
 from .summary import AREA_TITLES, EXIT_DOC, Group, ReportModel, RunView, build_model
 
 CANONICAL = ("KL(P‖Q) = Σ p·log(p/q) along the class axis, on the values as given (no normalisation, "
@@ -82,8 +82,9 @@ def group_lines(g: Group) -> list[str]:
     return out
 
 
-def render(model: ReportModel) -> str:
-    r: RunResult = model.result
+def header_section(model: ReportModel) -> list[str]:
+    """Title, the result and exit status, the run's seed and size."""
+    r = model.result
     out = ["# klconform conformance report", ""]
     n_fail = len(model.failures)
     out.append(f"**Result: {'no unexpected discrepancy' if not n_fail else f'{n_fail} unexpected finding(s)'} "
@@ -94,21 +95,28 @@ def render(model: ReportModel) -> str:
     out += ["", f"Seed {r.seed}, {len(r.cases)} cases (corpus digest `{r.corpus_digest}`), "
                 f"{len(r.runs)} adapter run(s), started {r.started_at or '?'}"
                 + (f", {r.elapsed_s:.1f} s" if r.elapsed_s is not None else "") + ".", ""]
+    return out
 
-    out += ["## Summary", "", "Verdicts against the canonical definition per framework-version and dimension: "
-            "`✓` match, `✗` discrepancy (all of them are listed under Discrepancies).", ""]
+
+def summary_section(model: ReportModel) -> list[str]:
+    """The verdict matrix: adapters x areas."""
+    out = ["## Summary", "", "Verdicts against the canonical definition per framework-version and dimension: "
+           "`✓` match, `✗` discrepancy (all of them are listed under Discrepancies).", ""]
     rows = []
     for v in model.runs:
         if v.run.status != "ok":
             rows.append([v.label] + [f"not run: {v.run.status}"] + [""] * (len(AREAS) - 1))
         else:
             rows.append([v.label] + [v.cells[a].text for a in AREAS])
-    out += table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows) + [""]
+    return out + table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows) + [""]
 
-    out += ["## Semantic fingerprints", "",
-            "The family point each adapter's *observed* outcomes match (inferred from its outcomes by "
-            "`klconform/report/fingerprint.py`, not copied from the adapter), next to its documented semantics.",
-            "", f"Canonical definition: {CANONICAL}.", ""]
+
+def fingerprints_section(model: ReportModel) -> list[str]:
+    """Observed family point per adapter next to the documented one; loud when none fits."""
+    out = ["## Semantic fingerprints", "",
+           "The family point each adapter's *observed* outcomes match (inferred from its outcomes by "
+           "`klconform/fingerprint.py`, not copied from the adapter), next to its documented semantics.",
+           "", f"Canonical definition: {CANONICAL}.", ""]
     out += table(["framework-version", "observed (inferred)", "agreement", "documented", "documented agrees",
                   "canonical agrees", "observed differs from documented in"],
                  [fingerprint_row(v) for v in model.runs if v.run.status == "ok"]) + [""]
@@ -122,18 +130,25 @@ def render(model: ReportModel) -> str:
         if fp.get("ties"):
             out.append(f"- {v.run.adapter}: equally good on these cases: {', '.join('`' + t + '`' for t in fp['ties'])}")
     out.append("")
+    return out
 
-    out += ["## Documentation claims", "",
-            "Claims made by framework docs and the seed documents (`klconform/claims.toml`), checked against "
-            "observed behaviour.", ""]
+
+def claims_section(model: ReportModel) -> list[str]:
+    """Documentation claims and whether the observed behaviour bears them out."""
+    out = ["## Documentation claims", "",
+           "Claims made by framework docs and the seed documents (`klconform/claims.toml`), checked against "
+           "observed behaviour.", ""]
     crow = []
     for c in model.claims:
         src = c.claim.source + (f" <{c.claim.url}>" if c.claim.url else "")
         mark = {"holds": "✅ holds", "does not hold": "❌ does not hold", "not checked": "➖ not checked"}[c.status]
         crow.append([c.claim.id, c.run or "—", mark, f"“{c.claim.quote}” — {src}", c.evidence])
-    out += table(["claim", "adapter", "status", "quote and source", "evidence"], crow) + [""]
+    return out + table(["claim", "adapter", "status", "quote and source", "evidence"], crow) + [""]
 
-    out += ["## Discrepancies", ""]
+
+def discrepancies_section(model: ReportModel) -> list[str]:
+    """Every discrepancy group per adapter, with its counterexample and citation."""
+    out = ["## Discrepancies", ""]
     for v in model.runs:
         out += [f"### {v.label}", ""]
         if v.run.status != "ok":
@@ -147,12 +162,19 @@ def render(model: ReportModel) -> str:
             out += group_lines(g)
         if v.run.unmatched_known:
             out += [f"Known records not observed in this run: {', '.join('`' + x + '`' for x in v.run.unmatched_known)}", ""]
+    return out
 
-    out += ["## Unexpected findings", ""]
+
+def unexpected_section(model: ReportModel) -> list[str]:
+    """What fails CI (:func:`klconform.unexpected.unexpected_findings`)."""
+    out = ["## Unexpected findings", ""]
     out += [f"- {f}" for f in model.failures] or ["None: every discrepancy is a recorded, cited known discrepancy."]
-    out.append("")
+    return out + [""]
 
-    out += ["## Environment", ""]
+
+def environment_section(model: ReportModel) -> list[str]:
+    """Per adapter: framework, versions, platform; the Hypothesis settings; the reference."""
+    out = ["## Environment", ""]
     erows = []
     for v in model.runs:
         e = v.run.env or {}
@@ -160,14 +182,29 @@ def render(model: ReportModel) -> str:
                       e.get("numpy", "—"), e.get("platform", "—"), e.get("device", "—"), v.run.status,
                       v.run.reason or ""])
     out += table(["adapter", "framework", "version", "python", "numpy", "platform", "device", "status", "reason"], erows)
-    out += ["", f"Hypothesis: `{json.dumps(r.hypothesis, sort_keys=True)}`", ""]
+    out += ["", f"Hypothesis: `{json.dumps(model.result.hypothesis, sort_keys=True)}`", ""]
+    if model.reference_note:
+        out += [f"Reference: {model.reference_note}.", ""]
+    return out
 
-    out += ["## Reproduction", "", "Re-run exactly this report (same seed, same framework versions → the same "
+
+def reproduction_section(model: ReportModel) -> list[str]:
+    """The commands that reproduce the results and re-render the report."""
+    r = model.result
+    return ["## Reproduction", "", "Re-run exactly this report (same seed, same framework versions → the same "
             "results.json apart from the timing fields `started_at` and `elapsed_s`):", "", "```sh",
             r.command or f"python -m klconform run --seed {r.seed}", "```", "",
             "or, from a fresh clone (builds the environments first):", "", "```sh", bootstrap_command(r), "```", "",
             "Re-render from the results file: `python -m klconform report results.json --out DIR`.", ""]
-    return "\n".join(out)
+
+
+# The report, section by section (the titles are SECTIONS).
+RENDER_STEPS = (header_section, summary_section, fingerprints_section, claims_section, discrepancies_section,
+                unexpected_section, environment_section, reproduction_section)
+
+
+def render(model: ReportModel) -> str:
+    return "\n".join(line for step in RENDER_STEPS for line in step(model))
 
 
 def render_markdown(result: RunResult, model: ReportModel | None = None) -> str:

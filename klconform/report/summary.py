@@ -2,7 +2,10 @@
 :mod:`.markdown` and :mod:`.html`: the verdict matrix, fingerprints, discrepancy groups with
 their minimal counterexamples, documentation claims, environment and reproduction.
 
-Only results data and the float64 reference are used (no framework).
+Only results data and the float64 reference are used (no framework).  The expectations
+shown (counterexamples, gradient plots, value claims) are re-evaluated with the installed
+reference; :func:`reference_note` says so when the results were made with another one
+(``RunResult.reference``, docs/DESIGN.md).
 """
 from __future__ import annotations
 
@@ -11,14 +14,20 @@ from typing import Any
 
 import numpy as np
 
+from klconform.reference.evaluate import evaluate
 from klconform.reference.family import Point
 
 from .. import wire
+from ..areas import AREAS, area_of
 from ..case import Case
+from ..compare import compare_arrays
+from ..evaluator import UNDEFINED
+from ..facts import facts
+from ..fingerprint import Template, infer_fingerprint, point_for
+from ..provenance import reference_identity
 from ..results import AdapterRun, RunResult, Verdict
-from ..verdicts import AREAS, area_of, facts
+from ..unexpected import unexpected_findings
 from .claims import ClaimResult, check_claims
-from .fingerprint import infer_fingerprint, point_for, Template
 
 AREA_TITLES = {
     "values": "values", "reductions": "reductions", "epsilon_zeros": "epsilon / zeros",
@@ -107,6 +116,7 @@ class ReportModel:
     result: RunResult
     runs: list[RunView]
     claims: list[ClaimResult]
+    reference_note: str = ""        # which reference the verdicts and the shown expectations used
 
     @property
     def failures(self) -> list[str]:
@@ -135,19 +145,6 @@ def run_label(run: AdapterRun) -> str:
     return f"{run.adapter} — {fw} {ver}" if ver else f"{run.adapter} ({run.status})"
 
 
-def ci_failures(run: AdapterRun) -> list[str]:
-    """One line per unexpected finding of ``run`` (the exit-status rule): each new
-    discrepancy group, and each known record that no case showed."""
-    groups: dict[tuple, list[Verdict]] = {}
-    for v in run.verdicts:
-        if v.cls != "match" and not v.known:
-            groups.setdefault((v.against, v.cls, v.explained_by or ""), []).append(v)
-    lines = [f"{run.adapter}: NEW {cls} vs {against}{' (' + eb + ')' if eb else ''}: {len(vs)} case(s), "
-             f"e.g. {vs[0].case}" for (against, cls, eb), vs in sorted(groups.items())]
-    lines += [f"{run.adapter}: known record {rid!r} was not observed" for rid in run.unmatched_known]
-    return lines
-
-
 def ensure_fingerprint(result: RunResult, run: AdapterRun) -> dict[str, Any]:
     """``run.fingerprint`` with the inferred observed point (computed here when the engine
     stored only its verdict counts)."""
@@ -160,10 +157,7 @@ def ensure_fingerprint(result: RunResult, run: AdapterRun) -> dict[str, Any]:
 
 def _case(result: RunResult, cache: dict, digest: str) -> Case | None:
     if digest not in cache:
-        try:
-            cache[digest] = Case.from_json(result.cases[digest])
-        except Exception:
-            cache[digest] = None
+        cache[digest] = Case.from_json(result.cases[digest]) if digest in result.cases else None
     return cache[digest]
 
 
@@ -177,8 +171,6 @@ def documented_point(run: AdapterRun, case: Case) -> Point:
 def make_example(result: RunResult, run: AdapterRun, case: Case, against: str, *, blob: str = "",
                  shrink: str = "") -> Example:
     """The case, the observed outcome and the reference's expectation for ``against``."""
-    from klconform.adapters.base import Outcome
-    from klconform.reference.evaluate import evaluate
     point = Point(reduction=case.reduction) if against == "canonical" else documented_point(run, case)
     o = wire.from_json(run.outcomes[case.digest]) if case.digest in run.outcomes else None
     try:
@@ -186,7 +178,7 @@ def make_example(result: RunResult, run: AdapterRun, case: Case, against: str, *
             exp = evaluate(case, point)
         expected, bound = _fmt_array(exp.value_in_dtype), _fmt_array(exp.bound)
         grads = {k: g for k, g in exp.grads.items()}
-    except Exception as exc:
+    except UNDEFINED as exc:   # the spec defines an error for this case
         expected, bound, grads = f"undefined ({exc})", "—", {}
     if o is None:
         observed = "—"
@@ -310,8 +302,22 @@ def build_model(result: RunResult, claims=None) -> ReportModel:
         views.append(RunView(run=run, label=run_label(run), fingerprint=fp, documented_name=doc_name,
                              cells=verdict_cells(result, run, cache),
                              groups=discrepancy_groups(result, run, cache),
-                             failures=ci_failures(run), counts=counts))
-    return ReportModel(result=result, runs=views, claims=check_claims(result, claims))
+                             failures=unexpected_findings(run), counts=counts))
+    return ReportModel(result=result, runs=views, claims=check_claims(result, claims),
+                       reference_note=reference_note(result))
+
+
+def reference_note(result: RunResult) -> str:
+    """How the expectations a report shows relate to the reference the verdicts used: the
+    report re-evaluates them with the installed reference (``RunResult.reference`` records
+    the one the run used; old results record none)."""
+    installed = reference_identity()
+    used = result.reference or {}
+    if used.get("digest") == installed["digest"]:
+        return f"reference {installed['digest']} (the one the verdicts used)"
+    made = f"reference {used['digest']}" if used.get("digest") else "an unrecorded reference"
+    return (f"verdicts made with {made}; expectations shown re-evaluated with the installed reference "
+            f"{installed['digest']}")
 
 
 # ----------------------------------------------------------------------------- plot data
@@ -346,9 +352,6 @@ def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | 
     """(|gradient| max, err/bound, dtype, input) per returned gradient, against the point the
     observed fingerprint gives the case (canonical when there is none).  At most ``limit``
     cases (deterministic spread over digests)."""
-    from klconform.adapters.base import Outcome
-    from klconform.reference.evaluate import evaluate
-    from ..verdicts import compare_arrays
     cache = {} if cache is None else cache
     tmpl = (fp.get("observed") or {}).get("template")
     t = Template.from_json(tmpl) if tmpl else Template()
@@ -364,7 +367,7 @@ def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | 
         try:
             with np.errstate(all="ignore"):
                 exp = evaluate(c, point_for(t, c))
-        except Exception:
+        except Exception:   # a fingerprint point the reference cannot evaluate here: no plot point
             continue
         for k, g in sorted(o.grads.items()):
             if k not in exp.grads:

@@ -123,14 +123,10 @@ def _in_process(adapter, cases):
 
 def run_cases(ref, cases):
     """Outcomes of ``cases`` from adapter ``ref`` ("module:Class"): one worker, one batch;
-    in this process when the worker pool is missing or ``ref`` is a class defined here."""
-    from klconform.registry import load_adapter
+    in this process when ``ref`` is a class defined here."""
     if isinstance(ref, type):
         return _in_process(ref(), cases)
-    try:
-        from klconform.workers import AdapterUnavailable, run_in_worker
-    except ImportError:
-        return _in_process(load_adapter(ref), cases)
+    from klconform.workers import AdapterUnavailable, run_in_worker
     try:
         _, outcomes = run_in_worker(ref, cases)
     except AdapterUnavailable as exc:

@@ -142,27 +142,9 @@ CASES = build_cases()
 
 
 # ----------------------------------------------------------------------------- running
-def _in_process(cases):
-    from klconform.adapters.base import Outcome
-    adapter = MXNetKLDivLoss()
-    env = adapter.setup()
-    out = []
-    for c in cases:
-        try:
-            out.append(adapter.evaluate(Case.from_wire(c.to_wire())))
-        except Exception as exc:   # the worker turns exceptions into outcomes too
-            out.append(Outcome(status="error", error_type=type(exc).__name__, error_message=str(exc)))
-    return env, out
-
-
 def run_cases(cases, python: str | None = None):
-    """(env, outcomes) of ``cases``: through the worker pool when it exists."""
-    try:
-        from klconform.workers import run_in_worker
-    except ImportError:
-        if python is not None:
-            pytest.skip("side interpreters need klconform.workers")
-        return _in_process(cases)
+    """(env, outcomes) of ``cases``, through the worker pool."""
+    from klconform.workers import run_in_worker
     return run_in_worker(REF, cases, python=python)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -131,31 +130,9 @@ def build_cases() -> dict[str, Case]:
 
 
 # ----------------------------------------------------------------------------- running
-def _in_process(ref: str, cases: list[Case]):
-    """Run ``cases`` through the adapter here, capturing warnings as a worker does."""
-    from klconform.adapters.base import Outcome
-    from klconform.registry import load_adapter
-    adapter = load_adapter(ref)
-    adapter.setup()
-    out = []
-    for c in cases:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                o = adapter.evaluate(Case.from_wire(c.to_wire()))
-            except Exception as exc:   # the worker turns exceptions into outcomes too
-                o = Outcome(status="error", error_type=type(exc).__name__, error_message=str(exc))
-        o.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
-        out.append(o)
-    return out
-
-
 def run_cases(ref: str, cases: list[Case]):
-    """Outcomes of ``cases`` from adapter ``ref``: via the worker pool when available."""
-    try:
-        from klconform.workers import AdapterUnavailable, run_in_worker
-    except ImportError:      # the worker pool is not installed: same calls, this process
-        return _in_process(ref, cases)
+    """Outcomes of ``cases`` from adapter ``ref``, through the worker pool."""
+    from klconform.workers import AdapterUnavailable, run_in_worker
     try:
         env, outcomes = run_in_worker(ref, cases)
     except AdapterUnavailable as exc:

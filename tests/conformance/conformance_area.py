@@ -1,22 +1,15 @@
 """Shared assertions of the per-area conformance modules."""
 from __future__ import annotations
 
-from klconform.verdicts import area_of
+from klconform.areas import area_of
+from klconform.facts import facts
+from klconform.unexpected import unexpected_findings
 
 
 def new_in_area(result, area: str) -> list[str]:
-    """One line per group of unrecorded discrepancies of ``result`` in ``area``."""
-    groups: dict[tuple, list] = {}
-    for f, v, e in result.facts_and_verdicts():
-        if v.cls == "match" or v.known or area_of(v, f) != area:
-            continue
-        groups.setdefault((v.against, v.cls, v.explained_by, f["dtype"], f["reduction"]), []).append((v, e))
-    lines = []
-    for (against, cls, eb, dtype, red), items in sorted(groups.items(), key=str):
-        v, e = items[0]
-        lines.append(f"NEW {cls} vs {against}{' (' + eb + ')' if eb else ''} [{dtype}, {red}] x{len(items)}: "
-                     f"{e.sent.case!r} {v.detail[:160]}")
-    return lines
+    """The unexpected findings of ``result`` in ``area`` (the rule of the exit status,
+    :func:`klconform.unexpected.unexpected_findings`, restricted to one area)."""
+    return unexpected_findings(result.run, area=area, cases=result.cases)
 
 
 def cases_in_area(result, area: str) -> int:
@@ -37,9 +30,9 @@ class AdapterResult:
 
     def __init__(self, run, evaluated, unavailable: str = ""):
         self.run, self.evaluated, self.unavailable = run, evaluated, unavailable
+        self.cases = {e.sent.case.digest: e.sent.case for e in evaluated}   # digest -> sent Case
 
     def facts_and_verdicts(self):
-        from klconform.verdicts import facts
         version = str(self.run.env.get("version", "")) or None
         for e in self.evaluated:
             for v in e.verdicts:

@@ -24,7 +24,7 @@ import pytest
 
 from conformance_area import AdapterResult, cases_per_adapter
 from klconform import engine, registry
-from klconform.verdicts import make_evaluator
+from klconform.evaluator import make_evaluator
 
 SEED = int(os.environ.get("KLCONFORM_SEED", "0"))
 # Run by default beside the registered adapters (tox.ini [testenv:worker-*] interpreters).
@@ -32,17 +32,13 @@ SIDE_VARIANTS = ("mxnet.KLDivLoss@mxnet180",)
 
 
 def _specs(config):
-    try:
-        from klconform.registry import resolve
-    except ImportError as exc:     # the registry is part of the adapters issue
-        return None, f"klconform.registry unavailable: {exc}"
     names = config.getoption("--frameworks")
     names = [n.strip() for n in names.split(",")] if names else None
-    specs = resolve(names, extra_refs=config.getoption("--adapter"))
+    specs = registry.resolve(names, extra_refs=config.getoption("--adapter"))
     if names is None:
         have = {_run_id(s) for s in specs}
-        specs += [s for s in resolve(SIDE_VARIANTS) if _run_id(s) not in have]
-    return specs, ""
+        specs += [s for s in registry.resolve(SIDE_VARIANTS) if _run_id(s) not in have]
+    return specs
 
 
 def _run_id(spec) -> str:
@@ -52,10 +48,9 @@ def _run_id(spec) -> str:
 def pytest_generate_tests(metafunc):
     if "adapter_id" not in metafunc.fixturenames:
         return
-    specs, why = _specs(metafunc.config)
-    ids = [_run_id(s) for s in specs] if specs else []
+    ids = [_run_id(s) for s in _specs(metafunc.config)]
     if not ids:
-        metafunc.parametrize("adapter_id", [pytest.param(None, marks=pytest.mark.skip(reason=why or "no adapters"))],
+        metafunc.parametrize("adapter_id", [pytest.param(None, marks=pytest.mark.skip(reason="no adapters"))],
                              ids=["no-adapter"])
         return
     metafunc.parametrize("adapter_id", ids, scope="session")
@@ -63,10 +58,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def specs(pytestconfig):
-    s, why = _specs(pytestconfig)
-    if s is None:
-        pytest.skip(why)
-    return {_run_id(x): x for x in s}
+    return {_run_id(x): x for x in _specs(pytestconfig)}
 
 
 def _shared_dir(tmp_path_factory) -> Path:

@@ -16,6 +16,6 @@ def test_area_is_exercised(adapter_result):
 
 
 def test_zero_entries_are_sent(adapter_result):
-    from klconform.verdicts import facts
+    from klconform.facts import facts
     f = [facts(e.sent.case) for e in adapter_result.evaluated]
     assert any(x["has_zero_target"] for x in f) and any(x["has_zero_pred"] for x in f)

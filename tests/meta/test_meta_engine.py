@@ -85,3 +85,42 @@ def test_corpus_does_not_depend_on_what_else_was_imported():
     run = lambda code: subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,  # noqa: E731
                                       text=True, check=True).stdout.strip()
     assert run(draw) == run(more + draw)
+
+
+class DocumentedSum(D.WrongReduction):
+    """Sums where it should average, and documents exactly that."""
+    name = "double.documented_sum"
+
+    def documented(self, case):
+        return self.point(case)
+
+
+RECORD = '''
+[[discrepancy]]
+id = "sums-instead-of-averaging"
+class = "semantic"
+against = "canonical"
+clauses = ["KL-RED-BATCHMEAN"]
+when = "averaging reductions are computed as sums"
+match = { reduction = ["batchmean", "mean", "distribution_mean"] }
+explained_by = "sum"
+citation = "https://example.org/double-sums"
+'''
+
+
+def test_run_conformance_results_render_with_documented_points_and_citations(tmp_path):
+    """The library path (run_conformance -> render_markdown) gives the report the CLI gives:
+    the documented semantics and the known records' citations come with the results."""
+    from klconform.report.markdown import render_markdown
+    (tmp_path / "double_documented_sum.toml").write_text(RECORD)
+    a = DocumentedSum()
+    t = engine.Target(a.name, a, engine.InProcessRunner(a), env={"version": "0"})
+    corpus = [c for c in engine.build_corpus(8, 40, [a.capabilities()], curated=False)
+              if c.reduction in ("batchmean", "sum")]
+    res = engine.run_conformance([], corpus, seed=8, targets=[t], known_dir=tmp_path, shrink_rounds=0)
+    run = res.runs[0]
+    assert run.documented["points"]["batchmean"]["reduction"] == "sum"
+    assert "sums-instead-of-averaging" in run.known_records
+    md = render_markdown(res)
+    assert "batchmean→sum" in md                      # the documented point, in the fingerprint table
+    assert "known `sums-instead-of-averaging`" in md and "https://example.org/double-sums" in md

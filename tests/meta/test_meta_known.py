@@ -6,7 +6,8 @@ import kl_doubles as D
 from klconform import engine, records as known_records
 from klconform.case import Case
 from klconform.results import Verdict
-from klconform.verdicts import facts
+from klconform.facts import facts
+from klconform.unexpected import unexpected_findings
 
 GOOD = '''
 [[discrepancy]]
@@ -80,19 +81,19 @@ def _run(adapter, records):
 def test_recorded_deviation_passes_new_one_fails(tmp_path):
     recs = known_records.load_file(write(tmp_path, "double_wrong_reduction.toml", GOOD))
     run = _run(D.WrongReduction(), recs)
-    problems = engine.check_run(run)
+    problems = unexpected_findings(run)
     # the sum/batchmean deviation is recorded; what remains must be other reductions only
     assert all("sum" not in line or "NEW" not in line or "batchmean" not in line for line in problems)
     assert any(v.known == "sums-instead-of-batchmean" for v in run.verdicts)
     unrecorded = _run(D.WrongReduction(), [])
-    assert any("NEW semantic" in line for line in engine.check_run(unrecorded))
+    assert any("NEW semantic" in line for line in unexpected_findings(unrecorded))
 
 
 def test_record_no_longer_observed_fails(tmp_path):
     recs = known_records.load_file(write(tmp_path, "double_reference.toml", GOOD))
     run = _run(D.ReferenceAdapter(), recs)
     assert run.unmatched_known == ["sums-instead-of-batchmean"]
-    assert any("not observed" in line for line in engine.check_run(run))
+    assert any("not observed" in line for line in unexpected_findings(run))
 
 
 VERSIONED = GOOD + '''

@@ -6,7 +6,9 @@ import pytest
 import kl_doubles as D
 from klconform import engine
 from klconform.case import Case
-from klconform.verdicts import classify, compare_arrays, make_evaluator
+from klconform.compare import compare_arrays
+from klconform.evaluator import make_evaluator
+from klconform.verdicts import classify
 from klconform.reference.family import Point
 
 SMALL_CORPUS_SIZE = 120
@@ -152,7 +154,7 @@ def test_a_wider_bound_alone_explains_nothing():
 
 
 def test_candidates_are_ranked_simplest_first():
-    from klconform.verdicts import complexity, point_distance
+    from klconform.candidates import complexity, point_distance
     base = Point("batchmean")
     assert point_distance(base, Point("sum")) == 1
     assert point_distance(base, Point("batchmean", epsilon="clip_both", eps=1e-7)) == 1

@@ -2,13 +2,13 @@
 
 The doubles run in-process through the real engine (klconform.engine.run_conformance with
 InProcessRunner targets) on a small deterministic corpus, and are annotated exactly as the
-CLI annotates real runs (documented summary, known records, inferred fingerprint).
+engine annotates every run (documented summary, known records, inferred fingerprint).
 """
 from __future__ import annotations
 
 import pytest
 
-from klconform import cli, engine
+from klconform import engine
 from klconform.curated import all_curated
 
 from tests.report import doubles
@@ -23,7 +23,7 @@ def small_corpus(seed: int = 7, n: int = 6):
 
 
 def run_doubles(classes, cases, seed: int = 7):
-    """A RunResult of the doubles ``classes`` on ``cases``, annotated like a CLI run."""
+    """A RunResult of the doubles ``classes`` on ``cases`` (annotated by the engine)."""
     targets = []
     for cls in classes:
         a = cls()
@@ -31,8 +31,6 @@ def run_doubles(classes, cases, seed: int = 7):
     res = engine.run_conformance([], cases, seed=seed, targets=targets, shrink_rounds=1,
                                  command="python -m klconform run --seed 7")
     res.complete = True
-    for run, cls in zip(res.runs, classes):
-        cli.annotate(run, cls(), res.cases)
     return res
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from klconform import wire
 from klconform.adapters.base import Outcome
-from klconform.report.fingerprint import Template, infer_fingerprint, point_for
+from klconform.fingerprint import Template, infer_fingerprint, point_for
 from klconform.reference.evaluate import evaluate
 from klconform.reference.family import Point
 

@@ -1,0 +1,45 @@
+"""The facts about a (sent) case, its verdict and outcome that known-discrepancy records
+match on (vocabulary: klconform/records.py) and that place a verdict in a report area."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from .case import Case
+from .results import Verdict
+
+_GRAD_PREFIX = re.compile(r"^gradient wrt (\w+):")   # the detail of a gradient verdict (klconform.verdicts)
+
+
+def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str = "",
+          version: str | None = None) -> dict[str, Any]:
+    """The facts the known-discrepancy matcher tests (vocabulary: klconform/records.py)."""
+    t, q = case.target, case.pred
+    with np.errstate(invalid="ignore"):
+        zero_t = bool(np.any(t == 0)) if case.target_kind == "prob" else bool(np.any(t == -np.inf))
+        zero_q = (bool(np.any(q == 0)) if case.input_kind == "prob"
+                  else bool(np.any(q == -np.inf)) if case.input_kind == "logprob" else False)
+        neg = ((case.target_kind == "prob" and bool(np.any(t < 0)))
+               or (case.input_kind == "prob" and bool(np.any(q < 0))))
+    arrays = [t, q] + ([case.sample_weight] if case.sample_weight is not None else [])
+    shape = case.shape
+    grad_input = None
+    if verdict is not None and verdict.cls == "gradient":
+        m = _GRAD_PREFIX.match(verdict.detail or "")
+        grad_input = m.group(1) if m else None
+    return {
+        "dtype": case.dtype, "reduction": case.reduction, "input_kind": case.input_kind,
+        "target_kind": case.target_kind, "ndim": len(shape), "size": int(np.prod(shape, dtype=np.int64)),
+        "empty": 0 in shape, "broadcast": t.shape != q.shape, "has_zero_target": zero_t,
+        "has_zero_pred": zero_q, "has_nonfinite": not all(np.all(np.isfinite(a)) for a in arrays),
+        "has_nan": bool(np.any(np.isnan(t)) or np.any(np.isnan(q))), "has_negative": neg,
+        "has_weight": case.weight is not None, "has_sample_weight": case.sample_weight is not None,
+        "grad": case.grad, "family": case.label.split("/", 1)[0], "label": case.label,
+        "explained_by": None if verdict is None else verdict.explained_by, "grad_input": grad_input,
+        "returned_dtype": None if outcome is None else outcome.dtype,
+        "status": None if outcome is None else outcome.status,
+        "error_type": None if outcome is None else outcome.error_type,
+        "version": version, "run": run,
+    }
