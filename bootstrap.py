@@ -184,6 +184,7 @@ def _exec(argv: list[str]) -> "NoReturn":  # noqa: F821
     for name in DEFAULT_SIDE_ENVS:
         env.setdefault(f"KLCONFORM_PYTHON_{name.upper()}", str(_python(SIDE_ENVS / name)))
     sys.stdout.flush()
+    env.setdefault("KLCONFORM_CALLER_CWD", os.getcwd())   # cli.py resolves a relative --out against it
     os.chdir(ROOT)
     os.execve(argv[0], argv, env)
 

@@ -8,14 +8,20 @@ Exit status (documented in the README and in every report):
   0  no unexpected discrepancy
   1  an unexpected discrepancy: a discrepancy no known record covers, or a known record
      that no case showed (klconform/known/, strict)
-  2  usage or input error (bad option, unknown framework, unreadable or
-     schema-incompatible results file, output directory not writable) — one line on stderr
-130 interrupted (completed adapters are kept in OUT/results.partial.json; the previous
-     report in OUT is left intact)
+  2  usage, input or internal error (bad option, unknown framework, an adapter that cannot
+     be loaded, unreadable or inconsistent results file, output directory not writable or
+     in use by another run, an output file not written) — one line on stderr; for an
+     internal error also the path of a log file with the details
+  3  not checked: an adapter asked for by name (--frameworks, --adapter) could not run,
+     or no adapter ran at all (then the previous report in OUT is left as it was)
+130 interrupted by SIGINT/SIGTERM (completed adapters are kept in OUT/results.partial.json
+     when there are any; the previous report in OUT is left intact)
+When several apply, the first of 2, 3, 1 wins.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -25,7 +31,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_NOT_CHECKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_EXAMPLES = 100_000   # ~1 h per adapter at the measured ~30 ms per case: beyond is a typo
+CALLER_CWD_ENV = "KLCONFORM_CALLER_CWD"   # set by bootstrap.py, which chdirs to the repository
 FORMATS = ("json", "md", "html")
 FILES = {"json": "results.json", "md": "report.md", "html": "report.html"}
 PARTIAL = "results.partial.json"
@@ -42,6 +50,47 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ----------------------------------------------------------------------------- options
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
+    return value
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"{value}: must be {bound}")
+        return value
+    return parse
+
+
+def _memory(text: str) -> int | None:
+    """``--worker-memory``: bytes with an optional K/M/G/T suffix; 0 or ``none``: no limit."""
+    t = text.strip().lower()
+    if t in ("0", "none", "unlimited"):
+        return None
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    scale = units.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in units else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (e.g. 16G, 512M, none)") from None
+    if not (math.isfinite(value) and value >= 256 * 2**20):
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 256M (a Python worker needs that much), or none")
+    return int(value)
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -50,7 +99,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="klconform", description="Cross-framework conformance of the KL-divergence loss.",
-                epilog="Exit status: 0 no unexpected discrepancy, 1 unexpected discrepancy, 2 usage or input error.")
+                epilog="Exit status: 0 no unexpected discrepancy, 1 unexpected discrepancy, 2 usage, input "
+                       "or internal error, 3 an adapter asked for could not run or nothing was checked, "
+                       "130 interrupted.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run every available adapter and write results.json, report.md, report.html")
     r.add_argument("--frameworks", metavar="NAMES",
@@ -62,20 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--python", action="append", default=[], metavar="ENV=PATH",
                    help="interpreter for side environment ENV (repeatable; also KLCONFORM_PYTHON_<ENV>)")
     r.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep (default: all)")
-    r.add_argument("--examples", type=int, default=1000, metavar="N",
-                   help="generated cases per adapter (default 1000), besides the curated cases")
+    r.add_argument("--examples", type=_int_in(0, MAX_EXAMPLES), default=1000, metavar="N",
+                   help=f"generated cases per adapter (default 1000, at most {MAX_EXAMPLES}), besides the curated cases")
     r.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
-    r.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default {DEFAULT_OUT})")
+    r.add_argument("--out", default=None, metavar="DIR",
+                   help=f"output directory, relative to where the command was typed (default {DEFAULT_OUT} of the project)")
     r.add_argument("--formats", default="json,md,html", metavar="LIST", help="any of json,md,html (default all)")
-    r.add_argument("--case-timeout", type=float, default=20.0, metavar="S", help="per-case worker timeout (s)")
-    r.add_argument("--batch-size", type=int, default=64, metavar="N", help="cases per worker round trip")
-    r.add_argument("--shrink-rounds", type=int, default=6, metavar="N", help="counterexample shrinking rounds")
+    r.add_argument("--case-timeout", type=_seconds, default=20.0, metavar="S", help="per-case worker timeout (s, default 20)")
+    r.add_argument("--setup-timeout", type=_seconds, default=180.0, metavar="S",
+                   help="time a worker may take to import and set up its framework (s, default 180)")
+    r.add_argument("--worker-memory", type=_memory, default="32G", metavar="SIZE",
+                   help="address-space limit per worker (RLIMIT_AS; e.g. 16G; none: no limit; default 32G): "
+                        "a case that exceeds it becomes a crash outcome")
+    r.add_argument("--batch-size", type=_int_in(1, 10_000), default=64, metavar="N", help="cases per worker round trip")
+    r.add_argument("--shrink-rounds", type=_int_in(0, 100), default=6, metavar="N", help="counterexample shrinking rounds")
     r.add_argument("--quiet", action="store_true", help="no progress display")
     rep = sub.add_parser("report", help="re-render reports from a results.json")
     rep.add_argument("results", metavar="RESULTS.json")
     rep.add_argument("--out", default=None, metavar="DIR", help="output directory (default: the results file's)")
     rep.add_argument("--formats", default="md,html", metavar="LIST", help="any of json,md,html (default md,html)")
-    sub.add_parser("list", help="list the adapters a run would use")
+    ls = sub.add_parser("list", help="list the adapters a run would use")
+    ls.add_argument("--frameworks", metavar="NAMES", help="as for run")
+    ls.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS", help="as for run")
+    ls.add_argument("--python", action="append", default=[], metavar="ENV=PATH", help="as for run")
     return p
 
 
@@ -186,25 +246,29 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- writing
-def write_outputs(result, out: Path, formats: list[str]) -> list[Path]:
-    """Write the requested files atomically (each via temp file + os.replace)."""
+def write_outputs(result, out: Path, formats: list[str]) -> tuple[list[Path], list[str]]:
+    """Render the requested files and replace them in ``out`` together
+    (:func:`klconform.resultsio.write_set`); returns ``(written, one-line problems)``."""
     from .report.html import render_html
     from .report.markdown import render_markdown
     from .report.summary import build_model
-    from .resultsio import atomic_write_text, write_results
-    written = []
-    if "json" in formats:
-        write_results(result, out / FILES["json"])
-        written.append(out / FILES["json"])
-    if "md" in formats or "html" in formats:
-        model = build_model(result)
-        if "md" in formats:
-            atomic_write_text(out / FILES["md"], render_markdown(result, model))
-            written.append(out / FILES["md"])
-        if "html" in formats:
-            atomic_write_text(out / FILES["html"], render_html(result, model))
-            written.append(out / FILES["html"])
-    return written
+    from .resultsio import dumps, to_document, validate
+    model = []
+
+    def the_model():
+        if not model:
+            model.append(build_model(result))
+        return model[0]
+
+    def results_json():
+        doc = to_document(result)
+        validate(doc, where=f"results for {out / FILES['json']}")
+        return dumps(doc)
+
+    renders = {"json": results_json, "md": lambda: render_markdown(result, the_model()),
+               "html": lambda: render_html(result, the_model())}
+    from .resultsio import write_set
+    return write_set(out, {FILES[f]: renders[f] for f in formats})
 
 
 def exit_status(result) -> int:
@@ -228,30 +292,74 @@ def reproduction_command(args) -> str:
 
 
 # ----------------------------------------------------------------------------- commands
+def out_path(value: str | None) -> Path:
+    """``--out`` as the user meant it: relative to the directory the command was typed in
+    (bootstrap.py changes to the repository root and passes that directory on); None: the
+    default, relative to this process's directory (the project, under bootstrap.py)."""
+    if value is None:
+        return Path(DEFAULT_OUT)
+    path = Path(os.path.expanduser(value))
+    caller = os.environ.get(CALLER_CWD_ENV)
+    return path if path.is_absolute() or not caller else Path(caller) / path
+
+
+def load_adapters(specs, named: bool) -> list:
+    """Controller-side instances, one per spec; a spec whose adapter cannot be loaded gets
+    its RegistryError instead (a recorded skip) -- or, when the user ``named`` the adapters,
+    a UsageError: asking for an adapter that cannot even be constructed is an input error."""
+    from . import registry
+    adapters = []
+    for s in specs:
+        try:
+            adapters.append(registry.load_adapter(s.adapter_ref))
+        except registry.RegistryError as exc:
+            if named:
+                raise UsageError(str(exc)) from None
+            adapters.append(exc)
+    return adapters
+
+
+def warn_unused_pythons(pythons_opt: list[str], specs) -> None:
+    """A warning line for each ``--python ENV=...`` that no adapter of the run uses."""
+    from . import registry
+    used = {(s.run_id or "").partition("@")[2] for s in specs}
+    for env in registry.parse_python_options(pythons_opt):
+        if env not in used:
+            sys.stderr.write(f"klconform: warning: --python {env}=...: no adapter of this run uses "
+                             f"environment {env!r} (name it as ADAPTER@{env})\n")
+
+
 def cmd_run(args) -> int:
     formats = parse_formats(args.formats)
     dtypes = parse_dtypes(args.dtypes)
-    if args.examples < 0:
-        raise UsageError(f"--examples {args.examples}: must be >= 0")
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(out_path(args.out))
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
     if not specs:
         raise UsageError("no adapter to run")
-    from . import engine, registry
+    named = args.frameworks is not None or bool(args.adapter)
+    adapters = load_adapters(specs, named)
+    warn_unused_pythons(args.python, specs)
+    from .resultsio import OutputBusy, OutputLock
+    try:
+        lock = OutputLock(out).__enter__()
+    except OutputBusy as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return _run_locked(args, formats, dtypes, out, specs, adapters, named)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: bool) -> int:
+    from . import engine, workers
     from .provenance import reference_identity
-    from .results import RunResult
+    from .results import AdapterRun, RunResult
     from .resultsio import write_results
     import hypothesis
 
     progress = Progress(args.quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
-    adapters = []
-    for s in specs:   # a registered adapter whose module fails to import is a recorded skip
-        try:
-            adapters.append(registry.load_adapter_class(s.adapter_ref)())
-        except registry.RegistryError as exc:
-            adapters.append(exc)
     caps = [a.capabilities() for a, s in zip(adapters, specs) if not s.unavailable and not isinstance(a, Exception)]
     progress.line(f"building the corpus (seed {args.seed}, {args.examples} generated cases per adapter)")
     cases = engine.build_corpus(args.seed, args.examples, caps)
@@ -267,17 +375,19 @@ def cmd_run(args) -> int:
                        reference=dict(reference_identity()))
     progress.line(f"{len(cases)} cases, {len(specs)} adapter(s)")
     partial = out / PARTIAL
+    partial_written = False
+    worker_options = dict(case_timeout=args.case_timeout, setup_timeout=args.setup_timeout,
+                          memory_limit=args.worker_memory)
     try:
         for i, (spec, adapter) in enumerate(zip(specs, adapters), 1):
             if isinstance(adapter, Exception):
-                from .results import AdapterRun
                 run_id = spec.run_id or spec.adapter_ref
                 progress.line(f"[{i}/{len(specs)}] {run_id}: skipped (import_error: {adapter})")
                 result.runs.append(AdapterRun(adapter=run_id, api="", env={}, status="import_error", reason=str(adapter)))
                 continue
             run_id = spec.run_id or adapter.name
             progress.line(f"[{i}/{len(specs)}] {run_id}: starting worker")
-            target = engine.open_target(spec, case_timeout=args.case_timeout, batch_size=args.batch_size)
+            target = engine.open_target(spec, batch_size=args.batch_size, **worker_options)
             if not isinstance(target, engine.Target):
                 progress.line(f"[{i}/{len(specs)}] {run_id}: skipped ({target.status}: {target.reason})")
                 result.runs.append(target)
@@ -293,21 +403,38 @@ def cmd_run(args) -> int:
                 progress.line(f"[{i}/{len(specs)}] {run_id}: {len(run.outcomes)} outcomes, {n_bad} discrepancy verdicts, "
                               f"observed {run.fingerprint.get('observed', {}).get('name', '?')}")
             result.elapsed_s = time.perf_counter() - t0
-            write_results(result, partial, check=False)   # what is complete survives an interruption
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\nklconform: interrupted; {len(result.runs)} completed adapter(s) kept in {partial}; "
-                         f"the previous report in {out} is intact\n")
+            if any(r.status == "ok" for r in result.runs):
+                write_results(result, partial, check=False)   # what is complete survives an interruption
+                partial_written = True
+    except (KeyboardInterrupt, workers.RunAborted):
+        workers.abort_all()
+        kept = (f"{sum(r.status == 'ok' for r in result.runs)} completed adapter(s) kept in {partial}; "
+                if partial_written else "no adapter had completed; ")
+        sys.stderr.write(f"\nklconform: interrupted; {kept}the previous report in {out} is intact\n")
         return EXIT_INTERRUPTED
+    not_run = [r for r in result.runs if r.status != "ok"]
+    if len(not_run) == len(result.runs):
+        if partial_written:
+            partial.unlink(missing_ok=True)
+        why = "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run)
+        _error_line(f"nothing was checked, no adapter could run: {why}; the previous report in {out} "
+                    f"is left as it was")
+        return EXIT_NOT_CHECKED
     result.complete = True
     result.elapsed_s = time.perf_counter() - t0
     progress.line("writing " + ", ".join(FILES[f] for f in formats))
-    written = write_outputs(result, out, formats)
-    try:
-        partial.unlink()
-    except FileNotFoundError:
-        pass
+    written, problems = write_outputs(result, out, formats)
+    if partial_written and not problems:
+        partial.unlink(missing_ok=True)
     status = exit_status(result)
-    progress.line(f"wrote {', '.join(str(p) for p in written)}; exit status {status}")
+    progress.line(f"wrote {', '.join(str(p) for p in written) or 'nothing'}; exit status {status}")
+    if problems:
+        _error_line("; ".join(problems))
+        return EXIT_USAGE
+    if named and not_run:
+        _error_line("adapter(s) asked for could not run: "
+                    + "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run))
+        return EXIT_NOT_CHECKED
     return status
 
 
@@ -318,29 +445,69 @@ def cmd_report(args) -> int:
         result = read_results(args.results)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
-    out = prepare_out_dir(args.out or Path(args.results).resolve().parent)
+    out = prepare_out_dir(out_path(args.out) if args.out else Path(args.results).resolve().parent)
     from .provenance import reference_identity
     from .report.summary import reference_note
     if (result.reference or {}).get("digest") != reference_identity()["digest"]:
         sys.stderr.write(f"klconform: note: {reference_note(result)}\n")
-    write_outputs(result, out, formats)
+    written, problems = write_outputs(result, out, formats)
+    if problems:
+        _error_line("; ".join(problems))
+        return EXIT_USAGE
     return exit_status(result)
 
 
 def cmd_list(args) -> int:
-    specs = resolve_specs(None, [], [])
+    specs = resolve_specs(args.frameworks, args.adapter, args.python)
     for s in specs:
         print(f"{s.run_id or s.adapter_ref}\t{s.adapter_ref}\t{s.python or sys.executable}"
               + (f"\t(unavailable: {s.unavailable})" if s.unavailable else ""))
     return EXIT_OK
 
 
+def _error_line(message: str) -> None:
+    text = re.sub(r"\s+", " ", message).strip()
+    sys.stderr.write(f"klconform: error: {text}\n")
+
+
+def _stop_on_signal(signum, frame) -> None:
+    """SIGINT/SIGTERM: kill every worker now (no waiting for a batch), then unwind the
+    controller with KeyboardInterrupt; further signals are ignored while it cleans up."""
+    import signal
+    from . import workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    workers.abort_all()
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; never ends in a traceback (exit statuses: module docstring)."""
+    import signal
+    import threading
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = build_parser().parse_args(argv)
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.command](args)
     except UsageError as exc:
-        msg = re.sub(r"\s+", " ", str(exc)).strip()
-        sys.stderr.write(f"klconform: error: {msg}\n")
+        _error_line(str(exc))
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("\nklconform: interrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - klconform's own bug: one line and the details in a log
+        from .resultsio import log_internal_error
+        try:
+            where = f"; details in {log_internal_error(exc)}"
+        except OSError:
+            where = ""
+        _error_line(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}")
+        return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        from . import workers
+        workers.reset_abort()

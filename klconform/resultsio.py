@@ -162,7 +162,31 @@ def load_document(path: str | os.PathLike) -> dict[str, Any]:
     if version != expected:
         raise ResultsError(f"{p}: schema_version {version!r} is not supported (this klconform reads {expected})")
     validate(doc, where=str(p))
+    check_references(doc, where=str(p))
     return doc
+
+
+def check_references(doc: dict[str, Any], where: str = "results") -> None:
+    """Raise :class:`ResultsError` unless every case the runs cite (outcomes, verdicts,
+    counterexamples) is in ``cases`` and every case there decodes: the schema checks each
+    part, this checks that the parts fit together (a report from a pruned or truncated
+    file would otherwise cite cases it cannot show)."""
+    from .case import Case
+    cases = doc.get("cases", {})
+    for i, run in enumerate(doc.get("runs", [])):
+        cited = [("outcomes", d) for d in run.get("outcomes", {})]
+        cited += [("verdicts", v.get("case")) for v in run.get("verdicts", [])]
+        cited += [("counterexamples", ce.get("case")) for ce in run.get("counterexamples", {}).values()]
+        for part, digest in cited:
+            if digest not in cases:
+                raise ResultsError(f"{where}: runs/{i} ({run.get('adapter', '?')}) {part} cite case {digest!r}, "
+                                   f"which is not in 'cases' (truncated or edited file?)")
+    for digest, case in cases.items():
+        try:
+            Case.from_json(case)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a damaged file
+            raise ResultsError(f"{where}: cases/{digest} does not decode ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def read_results(path: str | os.PathLike) -> RunResult:

@@ -1,0 +1,66 @@
+"""Adapters that fail on the controller side or slowly on every case (the worker-side
+misbehaviours are in tests/harness/misbehaving.py)."""
+from __future__ import annotations
+
+import time
+
+from tests.harness.misbehaving import GoodKL
+
+
+class NeedsArguments(GoodKL):
+    name = "fault.needs_arguments"
+
+    def __init__(self, path):
+        self.path = path
+
+
+class CapabilitiesRaise(GoodKL):
+    name = "fault.capabilities_raise"
+
+    def capabilities(self):
+        raise RuntimeError("capabilities exploded")
+
+
+class SetupRaises(GoodKL):
+    name = "fault.setup_raises"
+
+    def setup(self):
+        raise RuntimeError("setup exploded")
+
+
+class SetupSegfaults(GoodKL):
+    name = "fault.setup_segfaults"
+
+    def setup(self):
+        import ctypes
+        ctypes.string_at(0)
+
+
+class SetupHangs(GoodKL):
+    name = "fault.setup_hangs"
+
+    def setup(self):
+        time.sleep(3600)
+
+
+class EveryCaseHangs(GoodKL):
+    """Each case sleeps in Python far beyond any test's patience (interruption tests)."""
+    name = "fault.every_case_hangs"
+
+    def misbehave(self, case):
+        time.sleep(3600)
+
+
+class MemoryHog(GoodKL):
+    name = "fault.memory_hog"
+
+    def misbehave(self, case):
+        self.keep = bytearray(4 * 2**30)     # 4 GiB: beyond the test's --worker-memory
+
+
+class StderrFlood(GoodKL):
+    name = "fault.stderr_flood"
+
+    def misbehave(self, case):
+        import os
+        os.write(2, b"x" * 100 + b"\n" * 1 + b"y" * (1 << 20))

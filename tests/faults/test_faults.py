@@ -1,0 +1,257 @@
+"""Fault injection: klconform never ends in a traceback and its exit status never lies.
+
+Exit statuses (klconform/cli.py): 0 clean, 1 unexpected discrepancy, 2 usage/input/internal
+error (one line), 3 an adapter asked for could not run / nothing checked, 130 interrupted.
+In-process tests use InProcessRunner-free paths where possible; the rest start real
+``python -m klconform`` processes with the test doubles (tests/harness/misbehaving.py,
+tests/faults/faulty.py) and small corpora, so the module stays fast."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from klconform import cli, resultsio, workers
+from klconform.case import Case
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = "tests.harness.misbehaving:GoodKL"
+F = "tests.faults.faulty:"
+SMALL = ["--examples", "2", "--dtypes", "float64", "--shrink-rounds", "0", "--quiet"]
+
+
+def cli_run(args, capsys):
+    rc = cli.main(args)
+    return rc, capsys.readouterr().err
+
+
+def one_line_error(err: str) -> bool:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return bool(lines) and lines[-1].startswith("klconform: error: ") and "Traceback" not in err
+
+
+def spawn(args, cwd=ROOT, **env):
+    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), **env)
+    return subprocess.Popen([sys.executable, "-m", "klconform", *args], cwd=cwd, env=e, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Pids still in process group ``pgid`` (zombies excluded)."""
+    alive = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[2]) == pgid and stat[0] != "Z":
+                alive.append(int(d.name))
+    return alive
+
+
+def previous_report(out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"results.json": '{"old": 1}\n', "report.md": "old md\n", "report.html": "old html\n"}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return files
+
+
+def leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".klconform"))
+
+
+# ----------------------------------------------------------------------------- controller-side faults
+@pytest.mark.parametrize("args,needle", [
+    (["--frameworks", "klconform.adapters.base:Adapter"], "capabilities() failed (NotImplementedError"),
+    (["--frameworks", F + "CapabilitiesRaise"], "capabilities exploded"),
+    (["--frameworks", F + "NeedsArguments"], "cannot be constructed without arguments"),
+    (["--frameworks", GOOD, "--batch-size", "0"], "--batch-size"),
+    (["--frameworks", GOOD, "--case-timeout", "0"], "--case-timeout"),
+    (["--frameworks", GOOD, "--case-timeout", "-1"], "--case-timeout"),
+    (["--frameworks", GOOD, "--case-timeout", "nan"], "--case-timeout"),
+    (["--frameworks", GOOD, "--setup-timeout", "inf"], "--setup-timeout"),
+    (["--frameworks", GOOD, "--examples", "100000000"], "--examples"),
+    (["--frameworks", GOOD, "--worker-memory", "12"], "--worker-memory"),
+])
+def test_bad_adapter_or_option_is_one_line_exit_2(args, needle, tmp_path, capsys):
+    old = previous_report(tmp_path)
+    rc, err = cli_run(["run", *args, *SMALL, "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_USAGE and one_line_error(err) and needle in err, err
+    assert {n: (tmp_path / n).read_text() for n in old} == old
+
+
+def test_output_file_replaced_by_a_directory_is_exit_2_and_the_rest_is_written(tmp_path, capsys):
+    (tmp_path / "report.md").mkdir()
+    rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_USAGE and one_line_error(err) and "report.md" in err, err
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
+    assert (tmp_path / "report.html").stat().st_size > 0
+    assert leftovers(tmp_path) == []
+
+
+def test_full_disk_while_writing_keeps_the_previous_file(tmp_path, capsys, monkeypatch):
+    old = previous_report(tmp_path)
+    real = resultsio.stage_text
+
+    def stage(directory, name, text):
+        if name == "report.md":
+            fd = os.open(directory / ".report.md.partial.tmp", os.O_CREAT | os.O_WRONLY)
+            os.close(fd)
+            os.unlink(directory / ".report.md.partial.tmp")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(directory, name, text)
+    monkeypatch.setattr(resultsio, "stage_text", stage)
+    rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_USAGE and one_line_error(err) and "No space left" in err, err
+    assert (tmp_path / "report.md").read_text() == old["report.md"]
+    assert (tmp_path / "results.json").read_text() != old["results.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_internal_error_is_one_line_with_a_log(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "cmd_run", lambda args: {}["boom"])
+    rc, err = cli_run(["run", "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_USAGE and one_line_error(err) and "internal error: KeyError" in err, err
+    log = Path(err.rsplit("details in ", 1)[1].strip())
+    assert "Traceback" in log.read_text()
+
+
+def test_concurrent_run_into_one_out_fails_clearly(tmp_path, capsys):
+    with resultsio.OutputLock(tmp_path):
+        rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_USAGE and one_line_error(err) and "another klconform run" in err, err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unused_python_option_warns(tmp_path, capsys):
+    rc, err = cli_run(["run", "--frameworks", GOOD, "--python", f"nowhere={sys.executable}", *SMALL,
+                       "--out", str(tmp_path)], capsys)
+    assert rc in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), err   # the double has unrecorded discrepancies
+    assert "warning: --python nowhere=" in err
+
+
+def test_list_takes_the_run_selection_options(capsys):
+    assert cli.main(["list", "--adapter", GOOD, "--frameworks", "torch.kl_div"]) == cli.EXIT_OK
+    listed = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t")[1] for ln in listed] == ["klconform.adapters.torch_kl_div:TorchKLDiv", GOOD]
+
+
+# ----------------------------------------------------------------------------- worker faults
+@pytest.mark.parametrize("adapter,extra", [
+    ("SetupRaises", []), ("SetupSegfaults", []), ("SetupHangs", ["--setup-timeout", "1"]),
+])
+def test_named_adapter_that_cannot_start_is_exit_3_and_keeps_the_previous_report(adapter, extra, tmp_path, capsys):
+    old = previous_report(tmp_path)
+    rc, err = cli_run(["run", "--frameworks", F + adapter, *SMALL, *extra, "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_NOT_CHECKED and one_line_error(err) and "nothing was checked" in err, err
+    assert {n: (tmp_path / n).read_text() for n in old} == old
+    assert leftovers(tmp_path) == []
+
+
+def test_one_named_adapter_missing_beside_a_good_one_is_exit_3_with_a_report(tmp_path, capsys):
+    rc, err = cli_run(["run", "--frameworks", f"{GOOD},{F}SetupRaises", *SMALL,
+                       "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_NOT_CHECKED and "could not run: fault.setup_raises" in err, err
+    statuses = {r["adapter"]: r["status"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
+    assert statuses == {"double.good": "ok", "fault.setup_raises": "import_error"}
+
+
+def _case(label):
+    p = np.array([[0.5, 0.5]])
+    return Case(target=p, pred=np.log(p), label=label)
+
+
+def test_memory_exhaustion_is_a_crash_outcome_and_the_worker_goes_on():
+    env, out = workers.run_in_worker(F + "MemoryHog", [_case("a"), _case("b")], case_timeout=20,
+                                     memory_limit=2 * 2**30)
+    assert [o.status for o in out] == ["crash", "crash"] and out[0].error_type == "MemoryError"
+
+
+def test_stderr_flood_is_capped_with_a_note():
+    env, out = workers.run_in_worker(F + "StderrFlood", [_case("a")], case_timeout=20)
+    text = "\n".join(out[0].warnings)
+    assert len(text) < 9000 and "byte(s) of stderr dropped" in text, text[-200:]
+
+
+# ----------------------------------------------------------------------------- report input
+@pytest.fixture(scope="module")
+def good_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("good")
+    assert cli.main(["run", "--frameworks", GOOD, *SMALL, "--out", str(out)]) in (cli.EXIT_OK, cli.EXIT_DISCREPANCY)
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda d: d["cases"].pop(d["runs"][0]["verdicts"][0]["case"]), "not in 'cases'"),
+    (lambda d: d["cases"].clear(), "not in 'cases'"),
+    (lambda d: next(iter(d["cases"].values())).update(target=next(iter(d["cases"].values()))["target"][:-4]),
+     "does not decode"),
+])
+def test_report_refuses_inconsistent_results(good_results, damage, needle, tmp_path, capsys):
+    doc = json.loads(json.dumps(good_results))
+    damage(doc)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    rc, err = cli_run(["report", str(path)], capsys)
+    assert rc == cli.EXIT_USAGE and one_line_error(err) and needle in err, err
+
+
+# ----------------------------------------------------------------------------- interruption
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("during", ["setup", "case"])
+def test_signal_stops_the_run_fast_and_cleanly(sig, during, tmp_path):
+    out = tmp_path / "out"
+    old = previous_report(out)
+    adapter = F + ("SetupHangs" if during == "setup" else "EveryCaseHangs")
+    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("klconform-progress-*"))
+    proc = spawn(["run", "--frameworks", adapter, *SMALL, "--case-timeout", "600", "--out", str(out)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(group_alive(proc.pid)) < 2:   # the worker is up
+        time.sleep(0.1)
+    time.sleep(1.0)                       # ... and busy in setup or in its first case
+    assert len(group_alive(proc.pid)) >= 2
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    took = time.monotonic() - t0
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert took < 2.5, took
+    assert "Traceback" not in err and "kept in" not in err, err
+    assert {n: (out / n).read_text() for n in old} == old
+    assert leftovers(out) == []
+    time.sleep(0.2)
+    assert group_alive(proc.pid) == []
+    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("klconform-progress-*")) <= before
+
+
+def test_killed_controller_takes_its_worker_along(tmp_path):
+    proc = spawn(["run", "--frameworks", F + "EveryCaseHangs", *SMALL, "--out", str(tmp_path)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(group_alive(proc.pid)) < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.kill()
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and group_alive(proc.pid):
+        time.sleep(0.1)
+    assert group_alive(proc.pid) == []
+
+
+def test_relative_out_resolves_against_the_callers_directory(tmp_path):
+    proc = spawn(["run", "--frameworks", GOOD, *SMALL, "--out", "rel-out"], cwd=ROOT,
+                 KLCONFORM_CALLER_CWD=str(tmp_path))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), err
+    assert (tmp_path / "rel-out" / "results.json").exists()
+    assert not (ROOT / "rel-out").exists()
