@@ -59,7 +59,7 @@ def questions() -> list[Question]:
     tiny64 = FINFO["float64"][1]
     return [
         # a hand-checked value: KL([.2,.5,.2,.1] || [.3,.4,.1,.2]) = 0.0997934720914666
-        Question("issue2_example", [_D1], [_D2], source="hand-checked value"),
+        Question("hand_checked_example", [_D1], [_D2], source="hand-checked value"),
         # MXNet tutorial: kl_divergence(dist_a, dist_b) computes KL(dist_b || dist_a)
         Question("seed_mxnet_d2_vs_d1", [_D2], [_D1], source="seeds/001"),
         Question("seed_mxnet_d3_vs_d1", [_D3], [_D1], source="seeds/001"),

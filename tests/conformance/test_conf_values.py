@@ -17,4 +17,4 @@ def test_area_is_exercised(adapter_result):
 
 def test_seed_examples_are_sent(adapter_result):
     labels = {e.sent.case.label for e in adapter_result.evaluated}
-    assert {"curated/seed_mxnet_d2_vs_d1", "curated/issue2_example"} <= labels
+    assert {"curated/seed_mxnet_d2_vs_d1", "curated/hand_checked_example"} <= labels

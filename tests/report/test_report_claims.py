@@ -87,10 +87,10 @@ def test_value_and_relation_checks(recorded):
     got = {r.run: r.status for r in check_claim(inf, recorded)}
     # swapped: KL(Q||P) with Q having zeros where P > 0 ... and P zero where Q > 0 -> also +inf
     assert got["double.canonical"] == HOLDS
-    factor = claim("double.canonical", kind="value", cases={"label": "curated/issue2_example", "reduction": "mean"},
+    factor = claim("double.canonical", kind="value", cases={"label": "curated/hand_checked_example", "reduction": "mean"},
                    expect={"point": {"reduction": "sum"}, "factor": 0.25})
     assert status(recorded, factor, "double.canonical") == HOLDS
-    wrong = claim("double.canonical", kind="value", cases={"label": "curated/issue2_example", "reduction": "mean"},
+    wrong = claim("double.canonical", kind="value", cases={"label": "curated/hand_checked_example", "reduction": "mean"},
                   expect={"point": {"reduction": "sum"}, "factor": 0.5})
     assert status(recorded, wrong, "double.canonical") == FAILS
     order = claim("double.canonical", kind="relation", left={"label": "curated/seed_mxnet_d2_vs_d1"},
