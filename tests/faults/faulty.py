@@ -1,5 +1,6 @@
-"""Adapters that fail on the controller side or slowly on every case (the worker-side
-misbehaviours are in tests/harness/misbehaving.py)."""
+"""Adapters that fail on the controller side, or slowly on every case; the worker-side
+misbehaviours (setup that raises, segfaults or hangs; cases that crash) are the doubles of
+tests/harness/misbehaving.py, used here too."""
 from __future__ import annotations
 
 import time
@@ -19,28 +20,6 @@ class CapabilitiesRaise(GoodKL):
 
     def capabilities(self):
         raise RuntimeError("capabilities exploded")
-
-
-class SetupRaises(GoodKL):
-    name = "fault.setup_raises"
-
-    def setup(self):
-        raise RuntimeError("setup exploded")
-
-
-class SetupSegfaults(GoodKL):
-    name = "fault.setup_segfaults"
-
-    def setup(self):
-        import ctypes
-        ctypes.string_at(0)
-
-
-class SetupHangs(GoodKL):
-    name = "fault.setup_hangs"
-
-    def setup(self):
-        time.sleep(3600)
 
 
 class EveryCaseHangs(GoodKL):

@@ -25,6 +25,7 @@ from klconform.case import Case
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "tests.harness.misbehaving:GoodKL"
 F = "tests.faults.faulty:"
+M = "tests.harness.misbehaving:"
 SMALL = ["--examples", "2", "--dtypes", "float64", "--shrink-rounds", "0", "--quiet"]
 
 
@@ -148,22 +149,22 @@ def test_list_takes_the_run_selection_options(capsys):
 
 # ----------------------------------------------------------------------------- worker faults
 @pytest.mark.parametrize("adapter,extra", [
-    ("SetupRaises", []), ("SetupSegfaults", []), ("SetupHangs", ["--setup-timeout", "1"]),
+    ("BrokenImportKL", []), ("CrashOnImportKL", []), ("HangOnImportKL", ["--setup-timeout", "1"]),
 ])
 def test_named_adapter_that_cannot_start_is_exit_3_and_keeps_the_previous_report(adapter, extra, tmp_path, capsys):
     old = previous_report(tmp_path)
-    rc, err = cli_run(["run", "--frameworks", F + adapter, *SMALL, *extra, "--out", str(tmp_path)], capsys)
+    rc, err = cli_run(["run", "--frameworks", M + adapter, *SMALL, *extra, "--out", str(tmp_path)], capsys)
     assert rc == cli.EXIT_NOT_CHECKED and one_line_error(err) and "nothing was checked" in err, err
     assert {n: (tmp_path / n).read_text() for n in old} == old
     assert leftovers(tmp_path) == []
 
 
 def test_one_named_adapter_missing_beside_a_good_one_is_exit_3_with_a_report(tmp_path, capsys):
-    rc, err = cli_run(["run", "--frameworks", f"{GOOD},{F}SetupRaises", *SMALL,
+    rc, err = cli_run(["run", "--frameworks", f"{GOOD},{M}BrokenImportKL", *SMALL,
                        "--out", str(tmp_path)], capsys)
-    assert rc == cli.EXIT_NOT_CHECKED and "could not run: fault.setup_raises" in err, err
+    assert rc == cli.EXIT_NOT_CHECKED and "could not run: double.broken_import" in err, err
     statuses = {r["adapter"]: r["status"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
-    assert statuses == {"double.good": "ok", "fault.setup_raises": "import_error"}
+    assert statuses == {"double.good": "ok", "double.broken_import": "import_error"}
 
 
 def _case(label):
@@ -212,7 +213,7 @@ def test_report_refuses_inconsistent_results(good_results, damage, needle, tmp_p
 def test_signal_stops_the_run_fast_and_cleanly(sig, during, tmp_path):
     out = tmp_path / "out"
     old = previous_report(out)
-    adapter = F + ("SetupHangs" if during == "setup" else "EveryCaseHangs")
+    adapter = M + "HangOnImportKL" if during == "setup" else F + "EveryCaseHangs"
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("klconform-progress-*"))
     proc = spawn(["run", "--frameworks", adapter, *SMALL, "--case-timeout", "600", "--out", str(out)])
     deadline = time.monotonic() + 30
