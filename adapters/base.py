@@ -28,7 +28,7 @@ class Capabilities:
 
     dtypes: frozenset[str] = frozenset({"float32", "float64"})
     reductions: frozenset[str] = frozenset({"batchmean"})   # canonical names (klconform.case.REDUCTIONS)
-    input_kinds: frozenset[str] = frozenset({"logprob"})
+    pred_kinds: frozenset[str] = frozenset({"logprob"})
     target_kinds: frozenset[str] = frozenset({"prob"})
     weights: frozenset[str] = frozenset()       # subset of {"scalar", "sample"}
     gradients: frozenset[str] = frozenset()     # subset of {"pred", "target"}

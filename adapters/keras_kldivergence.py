@@ -2,7 +2,7 @@
 ``keras.losses.kl_divergence`` (the function), TensorFlow backend.
 
 Keras takes P as ``y_true`` and Q as ``y_pred``, both as probabilities (SPEC.md KL-ARG-2,
-``target_kind="prob"``, ``input_kind="prob"``), with the class axis last.  What the source
+``target_kind="prob"``, ``pred_kind="prob"``), with the class axis last.  What the source
 computes (keras/src/losses/losses.py, ``kl_divergence``)::
 
     y_true = clip(y_true, epsilon(), 1); y_pred = clip(y_pred, epsilon(), 1)
@@ -87,9 +87,9 @@ def unsupported_reason(case, reductions, *, weights: bool) -> str | None:
         return f"dtype {case.dtype!r} is not one of {DTYPES}"
     if case.reduction not in reductions:
         return f"reduction {case.reduction!r} has no Keras equivalent (have {sorted(reductions)})"
-    if case.target_kind != "prob" or case.input_kind != "prob":
+    if case.target_kind != "prob" or case.pred_kind != "prob":
         return (f"Keras takes probabilities for y_true and y_pred, not target_kind="
-                f"{case.target_kind!r} / input_kind={case.input_kind!r}")
+                f"{case.target_kind!r} / pred_kind={case.pred_kind!r}")
     if not case.shape:
         return "Keras sums over axis -1: a 0-D case has no class axis"
     if not class_axis_is_last(case):
@@ -171,7 +171,7 @@ def keras_capabilities(native_reductions, options) -> Capabilities:
     return Capabilities(
         dtypes=frozenset(DTYPES),
         reductions=frozenset(native_reductions),
-        input_kinds=frozenset({"prob"}),
+        pred_kinds=frozenset({"prob"}),
         target_kinds=frozenset({"prob"}),
         weights=frozenset({"sample"}),
         gradients=frozenset({"pred", "target"}),
@@ -282,7 +282,7 @@ class KerasKLDivergenceFn(_Keras3):
         return Capabilities(
             dtypes=frozenset(DTYPES),
             reductions=frozenset({"distribution"}),
-            input_kinds=frozenset({"prob"}),
+            pred_kinds=frozenset({"prob"}),
             target_kinds=frozenset({"prob"}),
             weights=frozenset(),
             gradients=frozenset({"pred", "target"}),

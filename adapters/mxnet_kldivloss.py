@@ -5,8 +5,8 @@ Native call (SPEC.md KL-ARG-2)::
     mxnet.gluon.loss.KLDivLoss(from_logits, axis, weight, batch_axis)(pred, label, sample_weight)
 
 ``label`` is P as probabilities (``target_kind="prob"``); ``pred`` is log Q with
-``from_logits=True`` (``input_kind="logprob"``) or logits with ``from_logits=False``
-(``input_kind="logits"``: MXNet applies ``log_softmax(pred, axis)``, KL-INPUT-LOGITS).
+``from_logits=True`` (``pred_kind="logprob"``) or logits with ``from_logits=False``
+(``pred_kind="logits"``: MXNet applies ``log_softmax(pred, axis)``, KL-INPUT-LOGITS).
 
 What the implementation does (python/mxnet/gluon/loss.py, identical in 1.8.0 and 1.9.1
 except the last line)::
@@ -99,7 +99,7 @@ class MXNetKLDivLoss(Adapter):
         return Capabilities(
             dtypes=frozenset(DTYPES),
             reductions=frozenset({"sample_sum"}),   # the per-sample KL; see the module docstring
-            input_kinds=frozenset(FROM_LOGITS),
+            pred_kinds=frozenset(FROM_LOGITS),
             target_kinds=frozenset({"prob"}),
             weights=frozenset({"scalar", "sample"}),
             gradients=frozenset({"pred", "target"}),
@@ -130,13 +130,13 @@ class MXNetKLDivLoss(Adapter):
         if case.reduction != "sample_sum":
             return (f"reduction {case.reduction!r}: KLDivLoss has no reduction option; it always "
                     f"reduces over the non-batch axes (canonical 'sample_sum', the per-sample KL)")
-        if case.input_kind not in FROM_LOGITS:
-            return f"input_kind {case.input_kind!r}: pred is log Q (from_logits=True) or logits (from_logits=False)"
+        if case.pred_kind not in FROM_LOGITS:
+            return f"pred_kind {case.pred_kind!r}: pred is log Q (from_logits=True) or logits (from_logits=False)"
         if case.target_kind != "prob":
             return f"target_kind {case.target_kind!r}: label is P as probabilities only"
         if case.dtype not in DTYPES:
             return f"dtype {case.dtype!r} is not among {DTYPES}"
-        if case.input_kind == "logits":
+        if case.pred_kind == "logits":
             try:
                 pred_class_axis(case)
             except ValueError as exc:
@@ -145,7 +145,7 @@ class MXNetKLDivLoss(Adapter):
 
     def native_call(self, case, batch_axis: int, axis: int) -> str:
         sw = "None" if case.sample_weight is None else shape_text(case.sample_weight, case.dtype)
-        return (f"mxnet.gluon.loss.KLDivLoss(from_logits={FROM_LOGITS[case.input_kind]}, axis={axis}, "
+        return (f"mxnet.gluon.loss.KLDivLoss(from_logits={FROM_LOGITS[case.pred_kind]}, axis={axis}, "
                 f"weight={case.weight!r}, batch_axis={batch_axis})(pred={shape_text(case.pred, case.dtype)}, "
                 f"label={shape_text(case.target, case.dtype)}, sample_weight={sw})")
 
@@ -159,9 +159,9 @@ class MXNetKLDivLoss(Adapter):
         ndim = len(case.shape)
         # batch_axis counts on the loss (the broadcast shape S); MXNet takes it as given
         batch_axis = _normalise(case.batch_axis, ndim, "batch_axis") if ndim else case.batch_axis
-        axis = pred_class_axis(case) if case.input_kind == "logits" else case.class_axis
+        axis = pred_class_axis(case) if case.pred_kind == "logits" else case.class_axis
         native = self.native_call(case, batch_axis, axis)
-        loss_fn = mx.gluon.loss.KLDivLoss(from_logits=FROM_LOGITS[case.input_kind], axis=axis,
+        loss_fn = mx.gluon.loss.KLDivLoss(from_logits=FROM_LOGITS[case.pred_kind], axis=axis,
                                           weight=case.weight, batch_axis=batch_axis)
         # float64 values are exact in dtype (Case invariant): the conversion is exact
         arrays = [case.pred, case.target] + ([] if case.sample_weight is None else [case.sample_weight])

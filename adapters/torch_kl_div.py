@@ -2,7 +2,7 @@
 
 Both drive the same kernel (``KLDivLoss.forward`` calls ``F.kl_div``), so they share one
 implementation and differ only in the native call.  torch's ``input`` is log Q
-(``input_kind="logprob"``, KL-INPUT-LOGPROB) and its ``target`` is P, as probabilities
+(``pred_kind="logprob"``, KL-INPUT-LOGPROB) and its ``target`` is P, as probabilities
 (``log_target=False``) or log-probabilities (``log_target=True``) — SPEC.md KL-ARG-2.
 The four canonical reductions none/sum/mean/batchmean map 1:1 onto torch's ``reduction=``.
 
@@ -91,7 +91,7 @@ class _TorchKL(Adapter):
         return Capabilities(
             dtypes=frozenset(DTYPES),
             reductions=frozenset(REDUCTIONS),
-            input_kinds=frozenset({"logprob"}),
+            pred_kinds=frozenset({"logprob"}),
             target_kinds=frozenset({"prob", "logprob"}),
             weights=frozenset(),
             gradients=frozenset({"pred", "target"}),
@@ -126,8 +126,8 @@ class _TorchKL(Adapter):
         """Why ``case`` cannot be asked of torch's kl_div, or None when it can."""
         if case.reduction not in REDUCTIONS:
             return f"reduction {case.reduction!r} has no torch equivalent (torch has {sorted(REDUCTIONS)})"
-        if case.input_kind != "logprob":
-            return f"input_kind {case.input_kind!r}: torch's input is log Q (logprob) only"
+        if case.pred_kind != "logprob":
+            return f"pred_kind {case.pred_kind!r}: torch's input is log Q (logprob) only"
         if case.weight is not None or case.sample_weight is not None:
             return "kl_div takes no weights"
         if case.reduction == "batchmean" and case.batch_axis not in (0, -len(case.shape)) and case.shape:

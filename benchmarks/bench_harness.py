@@ -34,7 +34,7 @@ EXAMPLE_REF = "inhouse_numpy_kl.adapter:NumpyKL"
 sys.path[:0] = [str(ROOT), str(EXAMPLE_DIR)]
 
 REDUCTION_PREFERENCE = ("batchmean", "sample_mean", "distribution_mean", "sum", "mean", "distribution", "none")
-INPUT_PREFERENCE = ("logprob", "prob", "logits")
+PRED_PREFERENCE = ("logprob", "prob", "logits")
 
 
 def make_cases(adapter, n: int, shape: tuple[int, ...], dtype: str, seed: int = 0) -> list:
@@ -46,15 +46,15 @@ def make_cases(adapter, n: int, shape: tuple[int, ...], dtype: str, seed: int = 
 
     caps = adapter.capabilities()
     reduction = next(r for r in REDUCTION_PREFERENCE if r in caps.reductions)
-    input_kind = next(k for k in INPUT_PREFERENCE if k in caps.input_kinds)
+    pred_kind = next(k for k in PRED_PREFERENCE if k in caps.pred_kinds)
     dtype = dtype if dtype in caps.dtypes else sorted(caps.dtypes)[-1]
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n):
         p = round_to(rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]), dtype)
         q = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
-        pred = {"prob": q, "logprob": np.log(q), "logits": rng.normal(size=shape)}[input_kind]
-        cases.append(Case(target=p, pred=round_to(pred, dtype), dtype=dtype, input_kind=input_kind,
+        pred = {"prob": q, "logprob": np.log(q), "logits": rng.normal(size=shape)}[pred_kind]
+        cases.append(Case(target=p, pred=round_to(pred, dtype), dtype=dtype, pred_kind=pred_kind,
                           reduction=reduction, grad=bool(caps.gradients), label=f"bench{i}"))
     return cases
 
@@ -111,7 +111,7 @@ def measure_one(ref: str, n: int, shape: tuple[int, ...], dtype: str, batch: int
     c0 = cases[0]
     return {
         "adapter": adapter.name, "ref": ref, "framework": env.get("framework"), "version": str(env.get("version")),
-        "cases": n, "batch": batch, "case": f"{c0.dtype} {list(c0.shape)} {c0.input_kind} {c0.reduction} "
+        "cases": n, "batch": batch, "case": f"{c0.dtype} {list(c0.shape)} {c0.pred_kind} {c0.reduction} "
                                             f"grad={c0.grad}",
         "direct_us": 1e6 * min(direct_s) / n, "harness_us": 1e6 * min(harness_s) / n,
         "ratio": min(harness_s) / min(direct_s),

@@ -163,7 +163,7 @@ def _plain(x):
 
 # The Case fields and wire version the fast decoder below knows; anything else falls back
 # to Case.from_wire.
-_CASE_FIELDS = frozenset({"target", "pred", "dtype", "target_kind", "input_kind", "reduction", "class_axis",
+_CASE_FIELDS = frozenset({"target", "pred", "dtype", "target_kind", "pred_kind", "reduction", "class_axis",
                           "batch_axis", "weight", "sample_weight", "grad", "label"})
 _CASE_WIRE_VERSION = 1
 
@@ -191,7 +191,7 @@ def case_decoder(case_cls, from_bits):
         case = object.__new__(case_cls)
         values = {
             "target": array(w, "target", dtype), "pred": array(w, "pred", dtype), "dtype": dtype,
-            "target_kind": w["target_kind"], "input_kind": w["input_kind"], "reduction": w["reduction"],
+            "target_kind": w["target_kind"], "pred_kind": w["pred_kind"], "reduction": w["reduction"],
             "class_axis": w["class_axis"], "batch_axis": w["batch_axis"], "weight": w["weight"],
             "sample_weight": None if w["sample_weight"] is None else array(w, "sample_weight", dtype),
             "grad": w["grad"], "label": w.get("label", ""),

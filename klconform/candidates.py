@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import types
 
-from klconform.reference.family import INPUT_KINDS, TARGET_KINDS, Point
+from klconform.reference.family import PRED_KINDS, TARGET_KINDS, Point
 
 from .case import REDUCTIONS, Case
 from .neighbourhood import EPSILON_VARIANTS, one_field_changes
@@ -18,7 +18,7 @@ from .neighbourhood import EPSILON_VARIANTS, one_field_changes
 # Cost of changing one field of a point (SPEC.md §Family): misreading the arguments or
 # their encodings is a bigger claim than a different reduction, epsilon or convention.
 _FIELD_COSTS = (("reduction", 1), ("epsilon", 1), ("eps", 0), ("weight_level", 1),
-                ("weight_divisor", 1), ("zero_inf", 1), ("swap", 2), ("target_as", 2), ("input_as", 2))
+                ("weight_divisor", 1), ("zero_inf", 1), ("swap", 2), ("target_as", 2), ("pred_as", 2))
 _WEIGHT_FIELDS = ("weight_level", "weight_divisor")
 
 
@@ -28,7 +28,7 @@ def _vary(base: Point, case: Case) -> list[Point]:
     weighted = case.weight is not None or case.sample_weight is not None
     out = [dataclasses.replace(base, reduction=r) for r in REDUCTIONS if r != base.reduction]
     out += [dataclasses.replace(base, **ch) for ch in one_field_changes(
-        base, input_options=INPUT_KINDS, input_now=base.input_as or case.input_kind,
+        base, input_options=PRED_KINDS, input_now=base.pred_as or case.pred_kind,
         target_options=TARGET_KINDS, target_now=base.target_as or case.target_kind,
         divisor=weighted and base.reduction in ("mean", "distribution_mean"), level=weighted)]
     return out
@@ -96,13 +96,13 @@ def reduction_rank(cand: Point, compared: Point, case: Case, documented: Point |
 
 
 @functools.lru_cache(maxsize=4096)
-def ranked_candidates(compared: Point, documented: Point | None, weighted: bool, input_kind: str,
+def ranked_candidates(compared: Point, documented: Point | None, weighted: bool, pred_kind: str,
                       target_kind: str, reduction: str) -> tuple[tuple[int, int, int, Point], ...]:
     """:func:`candidate_points` with their :func:`complexity` and reduction rank, sorted by
     both (ties: generation order).  They depend on the case only through these arguments,
     so the list is built once per combination."""
     like = types.SimpleNamespace(weight=1.0 if weighted else None, sample_weight=None,
-                                 input_kind=input_kind, target_kind=target_kind, reduction=reduction)
+                                 pred_kind=pred_kind, target_kind=target_kind, reduction=reduction)
     out = [(complexity(c, compared, documented, weighted=weighted), reduction_rank(c, compared, like, documented), i, c)
            for i, c in enumerate(candidate_points(like, compared, documented))]
     out.sort(key=lambda r: r[:3])

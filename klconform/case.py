@@ -9,7 +9,7 @@ the reference sees precisely what a framework sees.
 
 Vocabulary (SPEC.md §Inputs, §Reductions):
 - ``target_kind``: ``"prob"`` (P given as probabilities) or ``"logprob"`` (as log P).
-- ``input_kind``: ``"prob"``, ``"logprob"`` (log Q) or ``"logits"`` (Q = softmax over
+- ``pred_kind``: ``"prob"``, ``"logprob"`` (log Q) or ``"logits"`` (Q = softmax over
   ``class_axis``).
 - ``reduction``: a canonical reduction name from :data:`REDUCTIONS`.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from .reference.dtypes import check_dtype, from_bits, representable, to_bits
 
-from .reference.family import INPUT_KINDS, TARGET_KINDS  # noqa: F401  (their home: the reference's family)
+from .reference.family import PRED_KINDS, TARGET_KINDS  # noqa: F401  (their home: the reference's family)
 # Canonical reductions (SPEC.md KL-RED-*).
 REDUCTIONS = (
     "none",               # elementwise loss, broadcast shape                  KL-RED-NONE
@@ -60,7 +60,7 @@ class Case:
     pred: np.ndarray
     dtype: str = "float64"
     target_kind: str = "prob"
-    input_kind: str = "logprob"
+    pred_kind: str = "logprob"
     reduction: str = "batchmean"
     class_axis: int = -1
     batch_axis: int = 0
@@ -77,8 +77,8 @@ class Case:
             raise CaseError(str(exc)) from None
         if self.target_kind not in TARGET_KINDS:
             raise CaseError(f"target_kind: {self.target_kind!r} is not one of {TARGET_KINDS}")
-        if self.input_kind not in INPUT_KINDS:
-            raise CaseError(f"input_kind: {self.input_kind!r} is not one of {INPUT_KINDS}")
+        if self.pred_kind not in PRED_KINDS:
+            raise CaseError(f"pred_kind: {self.pred_kind!r} is not one of {PRED_KINDS}")
         if self.reduction not in REDUCTIONS:
             raise CaseError(f"reduction: {self.reduction!r} is not one of {REDUCTIONS}")
         check(self, "target", _as_f64("target", self.target, self.dtype))
@@ -118,7 +118,7 @@ class Case:
             "v": WIRE_VERSION,
             "dtype": self.dtype,
             "target_kind": self.target_kind,
-            "input_kind": self.input_kind,
+            "pred_kind": self.pred_kind,
             "reduction": self.reduction,
             "class_axis": self.class_axis,
             "batch_axis": self.batch_axis,
@@ -152,7 +152,7 @@ class Case:
             pred=from_bits(w["pred"], dt, tuple(w["pred_shape"])),
             dtype=dt,
             target_kind=w["target_kind"],
-            input_kind=w["input_kind"],
+            pred_kind=w["pred_kind"],
             reduction=w["reduction"],
             class_axis=w["class_axis"],
             batch_axis=w["batch_axis"],
@@ -183,4 +183,4 @@ class Case:
 
     def __repr__(self) -> str:  # short, for test ids and reports
         return (f"Case({self.label or self.digest}, {self.dtype}, P:{self.target_kind}{list(self.target.shape)}, "
-                f"Q:{self.input_kind}{list(self.pred.shape)}, {self.reduction})")
+                f"Q:{self.pred_kind}{list(self.pred.shape)}, {self.reduction})")

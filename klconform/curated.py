@@ -130,9 +130,9 @@ def _expressible(q_target: np.ndarray, reduction: str) -> bool:
 
 
 def curated_cases(*, reductions=REDUCTIONS, dtypes=("float32", "float64"),
-                  input_kinds=("logprob",), target_kinds=("prob",)) -> list[Case]:
+                  pred_kinds=("logprob",), target_kinds=("prob",)) -> list[Case]:
     """Every curated question for every reduction, dtype and encoding given (logits
-    questions only as ``input_kind="logits"``), labelled ``curated/<question>``; values are
+    questions only as ``pred_kind="logits"``), labelled ``curated/<question>``; values are
     rounded into each dtype (a value beyond a dtype's range rounds to +-inf, and that
     case is sent as such: it is part of the question in that dtype)."""
     out: list[Case] = []
@@ -143,14 +143,14 @@ def curated_cases(*, reductions=REDUCTIONS, dtypes=("float32", "float64"),
             for red in reductions:
                 if not _expressible(P, red):
                     continue
-                ikinds = ("logits",) if q.pred_logits else input_kinds
+                ikinds = ("logits",) if q.pred_logits else pred_kinds
                 tkinds = tuple(dict.fromkeys((*target_kinds, *q.target_kinds)))
                 for ik in ikinds:
                     for tk in tkinds:
                         pred = round_to(Q, dtype) if q.pred_logits else encode(round_to(Q, dtype), ik, dtype)
                         out.append(Case(
                             target=encode(round_to(P, dtype), tk, dtype), pred=pred, dtype=dtype,
-                            target_kind=tk, input_kind=ik, reduction=red,
+                            target_kind=tk, pred_kind=ik, reduction=red,
                             class_axis=q.class_axis if P.ndim else -1,
                             batch_axis=q.batch_axis if P.ndim > 1 else 0,
                             label=f"curated/{q.name}"))
@@ -165,7 +165,7 @@ def weighted_curated_cases(dtypes=("float32", "float64")) -> list[Case]:
     for dtype in dtypes:
         for red in ("sum", "mean", "batchmean", "sample_mean", "sample_sum", "distribution_mean"):
             base = dict(target=round_to(P, dtype), pred=encode(round_to(Q, dtype), "logprob", dtype),
-                        dtype=dtype, target_kind="prob", input_kind="logprob", reduction=red)
+                        dtype=dtype, target_kind="prob", pred_kind="logprob", reduction=red)
             out.append(Case(**base, weight=float(round_to(0.3, dtype)), label="curated/weighted_scalar"))
             out.append(Case(**base, sample_weight=round_to([[1.0], [0.0], [2.5]], dtype),
                             label="curated/weighted_sample"))
@@ -178,5 +178,5 @@ def all_curated() -> list[Case]:
     log-probabilities, and the weighted seed examples in every dtype."""
     dts = ("float16", "bfloat16", "float32", "float64")
     return (curated_cases(dtypes=dts)
-            + curated_cases(dtypes=("float64",), input_kinds=("prob",), target_kinds=("prob", "logprob"))
+            + curated_cases(dtypes=("float64",), pred_kinds=("prob",), target_kinds=("prob", "logprob"))
             + weighted_curated_cases(dtypes=dts))

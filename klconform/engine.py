@@ -359,7 +359,7 @@ def shrink_candidates(case: Case, caps) -> list[Case]:
                     add(target=np.squeeze(t, ax), pred=np.squeeze(p, ax), class_axis=new_c, batch_axis=new_b)
     for name in ("target", "pred"):
         arr = getattr(case, name)
-        kind = case.target_kind if name == "target" else case.input_kind
+        kind = case.target_kind if name == "target" else case.pred_kind
         flat = arr.reshape(-1)
         for i in range(min(flat.size, 8)):
             for v in _SIMPLE_PROBS:

@@ -150,7 +150,7 @@ def explain(case: Case, outcome, base: PointCheck, point: Point, documented: Poi
     weighted = case.weight is not None or case.sample_weight is not None
     shapes: dict[str, Any] = {}
     ranked = []
-    for cost, rrank, i, cand in ranked_candidates(point, documented, weighted, case.input_kind,
+    for cost, rrank, i, cand in ranked_candidates(point, documented, weighted, case.pred_kind,
                                                    case.target_kind, case.reduction):
         if cost > limit:
             break

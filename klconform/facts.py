@@ -19,10 +19,10 @@ def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str 
     t, q = case.target, case.pred
     with np.errstate(invalid="ignore"):
         zero_t = bool(np.any(t == 0)) if case.target_kind == "prob" else bool(np.any(t == -np.inf))
-        zero_q = (bool(np.any(q == 0)) if case.input_kind == "prob"
-                  else bool(np.any(q == -np.inf)) if case.input_kind == "logprob" else False)
+        zero_q = (bool(np.any(q == 0)) if case.pred_kind == "prob"
+                  else bool(np.any(q == -np.inf)) if case.pred_kind == "logprob" else False)
         neg = ((case.target_kind == "prob" and bool(np.any(t < 0)))
-               or (case.input_kind == "prob" and bool(np.any(q < 0))))
+               or (case.pred_kind == "prob" and bool(np.any(q < 0))))
     arrays = [t, q] + ([case.sample_weight] if case.sample_weight is not None else [])
     shape = case.shape
     grad_input = None
@@ -30,7 +30,7 @@ def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str 
         m = _GRAD_PREFIX.match(verdict.detail or "")
         grad_input = m.group(1) if m else None
     return {
-        "dtype": case.dtype, "reduction": case.reduction, "input_kind": case.input_kind,
+        "dtype": case.dtype, "reduction": case.reduction, "pred_kind": case.pred_kind,
         "target_kind": case.target_kind, "ndim": len(shape), "size": int(np.prod(shape, dtype=np.int64)),
         "empty": 0 in shape, "broadcast": t.shape != q.shape, "has_zero_target": zero_t,
         "has_zero_pred": zero_q, "has_nonfinite": not all(np.all(np.isfinite(a)) for a in arrays),

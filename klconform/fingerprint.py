@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from klconform.adapters.base import Outcome
-from klconform.reference.family import INPUT_KINDS, TARGET_KINDS, Point
+from klconform.reference.family import PRED_KINDS, TARGET_KINDS, Point
 
 from . import wire
 from .case import REDUCTIONS, Case
@@ -49,7 +49,7 @@ class Template:
     zero_inf: str = "zero"
     swap: bool = False
     target_as: str | None = None
-    input_as: str | None = None
+    pred_as: str | None = None
     weight_level: str = "element"
     weight_divisor: str = "count"
     reductions: tuple[tuple[str, str], ...] = ()   # (asked, applied), only where they differ
@@ -78,7 +78,7 @@ class Template:
         """E.g. ``reduction as asked+target_log_eps(1e-12)`` or ``batchmean→sum+swapped``."""
         red = ", ".join(f"{a}→{b}" for a, b in self.reductions) or "reduction as asked"
         pt = Point(reduction=red, epsilon=self.epsilon, eps=self.eps, zero_inf=self.zero_inf,
-                   swap=self.swap, target_as=self.target_as, input_as=self.input_as,
+                   swap=self.swap, target_as=self.target_as, pred_as=self.pred_as,
                    weight_level=self.weight_level, weight_divisor=self.weight_divisor)
         return pt.name
 
@@ -103,7 +103,7 @@ def point_for(t: Template, case: Case) -> Point:
     return Point(
         reduction=reduction, epsilon=t.epsilon, eps=t.eps, zero_inf=t.zero_inf, swap=t.swap,
         target_as=None if t.target_as == case.target_kind else t.target_as,
-        input_as=None if t.input_as == case.input_kind else t.input_as,
+        pred_as=None if t.pred_as == case.pred_kind else t.pred_as,
         weight_level=t.weight_level if case.sample_weight is not None else "element",
         weight_divisor=t.weight_divisor if weighted and reduction in _DIVISOR_REDUCTIONS else "count",
     )
@@ -116,7 +116,7 @@ def template_from_points(points: Mapping[str, Point]) -> Template:
         return Template()
     first = points[sorted(points)[0]]
     t = Template(epsilon=first.epsilon, eps=first.eps, zero_inf=first.zero_inf, swap=first.swap,
-                 target_as=first.target_as, input_as=first.input_as, weight_level=first.weight_level,
+                 target_as=first.target_as, pred_as=first.pred_as, weight_level=first.weight_level,
                  weight_divisor=first.weight_divisor)
     for asked, p in sorted(points.items()):
         t = t.with_reduction(asked, p.reduction)
@@ -172,7 +172,7 @@ def _neighbours(t: Template, asked: Iterable[str], weighted: bool, sample_weight
     encoding alike, so "as given" (None) is an option), then each asked reduction mapped
     to another."""
     out = [dataclasses.replace(t, **ch) for ch in one_field_changes(
-        t, input_options=(None, *INPUT_KINDS), input_now=t.input_as, target_options=(None, *TARGET_KINDS),
+        t, input_options=(None, *PRED_KINDS), input_now=t.pred_as, target_options=(None, *TARGET_KINDS),
         target_now=t.target_as, divisor=weighted, level=sample_weighted)]
     for a in sorted(asked):
         for r in REDUCTIONS:

@@ -37,7 +37,7 @@ def one_field_changes(p, *, input_options: Iterable[Any], input_now: Any, target
                                  if (e, v) != (p.epsilon, p.eps) and not (e == "none" and p.epsilon == "none")]
     out.append({"zero_inf": "nan" if p.zero_inf != "nan" else "zero"})       # KL-ZERO-3
     out.append({"swap": not p.swap})
-    out += [{"input_as": k} for k in input_options if k != input_now]
+    out += [{"pred_as": k} for k in input_options if k != input_now]
     out += [{"target_as": k} for k in target_options if k != target_now]
     if divisor:                                                                # KL-WEIGHT-SUMDIV
         out.append({"weight_divisor": "weight_sum" if p.weight_divisor != "weight_sum" else "count"})

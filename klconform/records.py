@@ -28,7 +28,7 @@ field               fact about the (sent) case, verdict and outcome
 =================== =============================================================
 dtype               case dtype: "float16" | "bfloat16" | "float32" | "float64"
 reduction           canonical reduction name
-input_kind          "prob" | "logprob" | "logits" (as sent, after translation)
+pred_kind          "prob" | "logprob" | "logits" (as sent, after translation)
 target_kind         "prob" | "logprob"
 ndim                number of dimensions of the broadcast shape
 size                number of elements of the broadcast shape
@@ -71,7 +71,7 @@ from .results import AGAINST, VERDICT_CLASSES
 
 KNOWN_DIR = Path(__file__).resolve().parent / "known"
 FIELDS = {
-    "dtype": str, "reduction": str, "input_kind": str, "target_kind": str, "ndim": int,
+    "dtype": str, "reduction": str, "pred_kind": str, "target_kind": str, "ndim": int,
     "size": int, "empty": bool, "broadcast": bool, "has_zero_target": bool,
     "has_zero_pred": bool, "has_nonfinite": bool, "has_nan": bool, "has_negative": bool,
     "has_weight": bool, "has_sample_weight": bool, "grad": bool, "family": str, "label": str,

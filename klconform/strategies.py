@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .case import INPUT_KINDS, REDUCTIONS, TARGET_KINDS, Case
+from .case import PRED_KINDS, REDUCTIONS, TARGET_KINDS, Case
 from .reference.dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, round_to
 
 # Families of (P, Q) value pairs. Each is a question frameworks are known to answer differently.
@@ -290,7 +290,7 @@ _BATCH_REDUCTIONS = ("batchmean", "sample_sum", "sample_mean")
 
 
 @st.composite
-def cases(draw, *, dtypes_=DTYPES, reductions=REDUCTIONS, input_kinds=INPUT_KINDS,
+def cases(draw, *, dtypes_=DTYPES, reductions=REDUCTIONS, pred_kinds=PRED_KINDS,
           target_kinds=TARGET_KINDS, families=FAMILIES, weights=("scalar", "sample"),
           min_ndim: int = 0, max_ndim: int = 4, broadcasting: bool = True,
           batch_axis: bool = True, class_axis: bool = True, grad: bool | None = None) -> Case:
@@ -324,17 +324,17 @@ def cases(draw, *, dtypes_=DTYPES, reductions=REDUCTIONS, input_kinds=INPUT_KIND
     fams = [f for f in families if f in FAMILIES]
     fam, P, Q = draw(distribution_pair(t_shape, p_shape, dtype, class_axis=c_ax,
                                        family=draw(st.sampled_from(fams))))
-    ikinds = sorted(input_kinds, key=INPUT_KINDS.index)
+    ikinds = sorted(pred_kinds, key=PRED_KINDS.index)
     if fam == "large_logits":
         if "logits" not in ikinds:
             fam = "plain"
         else:
             ikinds = ["logits"]
-    input_kind = draw(st.sampled_from(ikinds))
+    pred_kind = draw(st.sampled_from(ikinds))
     target_kind = draw(st.sampled_from(sorted(target_kinds, key=TARGET_KINDS.index)))
     if fam != "large_logits":
-        shift = draw(st.sampled_from([0.0, 1.0, -3.0])) if input_kind == "logits" else 0.0
-        Q = encode(Q, input_kind, dtype, shift=shift)
+        shift = draw(st.sampled_from([0.0, 1.0, -3.0])) if pred_kind == "logits" else 0.0
+        Q = encode(Q, pred_kind, dtype, shift=shift)
     P = encode(P, target_kind, dtype)
     w = sw = None
     wopts = sorted(set(weights) & {"scalar", "sample"})
@@ -352,7 +352,7 @@ def cases(draw, *, dtypes_=DTYPES, reductions=REDUCTIONS, input_kinds=INPUT_KIND
         detail += ",broadcast"
     if 0 in shape:
         detail += ",empty"
-    return Case(target=P, pred=Q, dtype=dtype, target_kind=target_kind, input_kind=input_kind,
+    return Case(target=P, pred=Q, dtype=dtype, target_kind=target_kind, pred_kind=pred_kind,
                 reduction=reduction, class_axis=c_ax, batch_axis=b_ax, weight=w,
                 sample_weight=sw, grad=g, label=f"{fam}/{detail}")
 
@@ -362,7 +362,7 @@ def cases_for(capabilities, *, families=FAMILIES, grad: bool | None = None) -> s
     declares: its dtypes, reductions, input/target kinds, weights, ndim range, broadcasting
     and axis choices.  Every drawn case can be sent to that adapter without translation."""
     c = capabilities
-    return cases(dtypes_=c.dtypes, reductions=c.reductions, input_kinds=c.input_kinds,
+    return cases(dtypes_=c.dtypes, reductions=c.reductions, pred_kinds=c.pred_kinds,
                  target_kinds=c.target_kinds, families=families, weights=c.weights,
                  min_ndim=c.min_ndim, max_ndim=min(4, c.max_ndim), broadcasting=c.broadcasting,
                  batch_axis=c.batch_axis, class_axis=c.class_axis,

@@ -23,7 +23,7 @@ from .reference.dtypes import round_to
 # prob <-> logprob are elementwise (exp/log, one rounding); logits -> prob/logprob go
 # through a softmax; prob/logprob -> logits use log p as logits (softmax(log p) = p when
 # the slice sums to 1, so an unnormalised Q becomes normalised: recorded as lossy).
-_INPUT_PREFERENCE = {
+_PRED_PREFERENCE = {
     "logprob": ("logprob", "prob", "logits"),
     "prob": ("prob", "logprob", "logits"),
     "logits": ("logits", "logprob", "prob"),
@@ -74,7 +74,7 @@ def why_not(case: Case, caps) -> str | None:
     ndim = len(case.shape)
     if not caps.min_ndim <= ndim <= caps.max_ndim:
         return f"{ndim}-D input outside {caps.min_ndim}..{caps.max_ndim}"
-    if not (set(caps.input_kinds) and set(caps.target_kinds)):
+    if not (set(caps.pred_kinds) and set(caps.target_kinds)):
         return "no input or target kind"
     return None
 
@@ -157,16 +157,16 @@ def translate(case: Case, caps) -> Translated | None:
         return None   # broadcast partner kept a non-last class axis we cannot move
     if not caps.batch_axis and nd >= 2 and out.reduction in _BATCH_REDUCTIONS and out.batch_axis % nd != 0:
         return None
-    if out.input_kind not in caps.input_kinds:
-        dst = next(k for k in _INPUT_PREFERENCE[out.input_kind] if k in caps.input_kinds)
-        pred = convert_encoding(out.pred, out.input_kind, dst, out.dtype, out.class_axis)
-        lossy = dst == "logits" or out.input_kind == "logits"
+    if out.pred_kind not in caps.pred_kinds:
+        dst = next(k for k in _PRED_PREFERENCE[out.pred_kind] if k in caps.pred_kinds)
+        pred = convert_encoding(out.pred, out.pred_kind, dst, out.dtype, out.class_axis)
+        lossy = dst == "logits" or out.pred_kind == "logits"
         how = {("logprob", "prob"): "exp", ("prob", "logprob"): "log", ("prob", "logits"): "log (as logits)",
                ("logprob", "logits"): "identity (log-probs as logits)", ("logits", "prob"): "softmax",
-               ("logits", "logprob"): "log_softmax"}[(out.input_kind, dst)]
-        convs.append(Conversion("pred", f"{out.input_kind} -> {dst} via {how}, rounded to {out.dtype}",
+               ("logits", "logprob"): "log_softmax"}[(out.pred_kind, dst)]
+        convs.append(Conversion("pred", f"{out.pred_kind} -> {dst} via {how}, rounded to {out.dtype}",
                                 lossy=lossy))
-        out = out.replace(pred=pred, input_kind=dst)
+        out = out.replace(pred=pred, pred_kind=dst)
     if out.target_kind not in caps.target_kinds:
         dst = next(k for k in _TARGET_PREFERENCE[out.target_kind] if k in caps.target_kinds)
         target = convert_encoding(out.target, out.target_kind, dst, out.dtype, out.class_axis)

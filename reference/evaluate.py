@@ -99,7 +99,7 @@ def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grad
     pt, a, b = prep.point, prep.a, prep.b
     if pt.swap:
         c.append("KL-ARG-ORDER")
-    if pt.target_as or pt.input_as:
+    if pt.target_as or pt.pred_as:
         c.append("KL-MISREAD-1")
     if prep.case.weight is not None:
         c.append("KL-WEIGHT-SCALAR")

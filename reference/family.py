@@ -26,7 +26,7 @@ ZERO_INF = (
     "zero",  # KL-ZERO-1: 0 * log(0/q) = 0, also where log q or log p is -inf
     "nan",   # KL-ZERO-3: literal IEEE 0 * (-inf) = NaN (e.g. torch kl_div)
 )
-INPUT_KINDS = ("prob", "logprob", "logits")
+PRED_KINDS = ("prob", "logprob", "logits")
 TARGET_KINDS = ("prob", "logprob")
 WEIGHT_LEVELS = (
     "element",       # KL-WEIGHT-ELEMENT: weights multiply the elementwise loss (MXNet)
@@ -47,7 +47,7 @@ class Point:
     # Misread encodings: treat the target / prediction as another kind than the case says
     # (e.g. log-probabilities read as probabilities). None means "as the case says".
     target_as: str | None = None
-    input_as: str | None = None
+    pred_as: str | None = None
     # Additive fields (defaults keep older names and JSON unchanged).
     weight_divisor: str = "count"
     zero_inf: str = "zero"
@@ -67,8 +67,8 @@ class Point:
             raise ValueError(f"zero_inf {self.zero_inf!r} is not one of {ZERO_INF}")
         if self.target_as is not None and self.target_as not in TARGET_KINDS:
             raise ValueError(f"target_as {self.target_as!r} is not one of {TARGET_KINDS}")
-        if self.input_as is not None and self.input_as not in INPUT_KINDS:
-            raise ValueError(f"input_as {self.input_as!r} is not one of {INPUT_KINDS}")
+        if self.pred_as is not None and self.pred_as not in PRED_KINDS:
+            raise ValueError(f"pred_as {self.pred_as!r} is not one of {PRED_KINDS}")
 
     @property
     def name(self) -> str:
@@ -86,8 +86,8 @@ class Point:
             parts.append("swapped")
         if self.target_as:
             parts.append(f"target_as_{self.target_as}")
-        if self.input_as:
-            parts.append(f"input_as_{self.input_as}")
+        if self.pred_as:
+            parts.append(f"pred_as_{self.pred_as}")
         return "+".join(parts)
 
     def to_json(self) -> dict:

@@ -279,7 +279,7 @@ def prepare(case, point: Point | None = None) -> Prepared:
     ca = normalize_axis(case.class_axis, ndim, "class_axis") if ndim else None
     ba = normalize_axis(case.batch_axis, ndim, "batch_axis") if ndim else None
     tkind = point.target_as or case.target_kind
-    ikind = point.input_as or case.input_kind
+    ikind = point.pred_as or case.pred_kind
     target = decode(case.target, tkind, _pred_axis(case, ndim, ca) if tkind == "logits" else None)
     pred = decode(case.pred, ikind, _pred_axis(case, ndim, ca) if ikind == "logits" else None)
     p, lp = np.broadcast_to(target.v, shape), np.broadcast_to(target.lv, shape)

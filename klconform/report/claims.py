@@ -31,7 +31,7 @@ from ..results import AdapterRun, RunResult
 CLAIMS_PATH = Path(__file__).resolve().parent.parent / "claims.toml"
 HOLDS, FAILS, UNCHECKED = "holds", "does not hold", "not checked"
 KINDS = ("fingerprint", "value", "relation", "warning", "unchecked")
-SELECTOR_FIELDS = ("label", "dtype", "reduction", "input_kind", "target_kind")
+SELECTOR_FIELDS = ("label", "dtype", "reduction", "pred_kind", "target_kind")
 _TEMPLATE_FIELDS = {f.name for f in dataclasses.fields(Template)} - {"reductions"}
 
 

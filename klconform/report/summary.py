@@ -190,7 +190,7 @@ def make_example(result: RunResult, run: AdapterRun, case: Case, against: str, *
                 expected += f"; d/d{k} {_fmt_array(grads[k])}"
     else:
         observed = f"{o.status}: {o.error_type or ''} {(o.error_message or '')[:160]}".strip()
-    q = (f"{case.dtype}, P {case.target_kind}{list(case.target.shape)}, Q {case.input_kind}{list(case.pred.shape)}, "
+    q = (f"{case.dtype}, P {case.target_kind}{list(case.target.shape)}, Q {case.pred_kind}{list(case.pred.shape)}, "
          f"reduction {case.reduction}, class_axis {case.class_axis}, batch_axis {case.batch_axis}"
          + (f", weight {case.weight}" if case.weight is not None else "")
          + (f", sample_weight {_fmt_array(case.sample_weight)}" if case.sample_weight is not None else ""))

@@ -60,7 +60,7 @@ def case(label, target, pred, *, dtype="float64", reduction="distribution_mean",
     """A prob/prob case with values rounded into ``dtype`` (the Case needs exact values)."""
     sw = None if sample_weight is None else round_to(sample_weight, dtype)
     return Case(round_to(target, dtype), round_to(pred, dtype), dtype=dtype, target_kind="prob",
-                input_kind="prob", reduction=reduction, sample_weight=sw, label=label)
+                pred_kind="prob", reduction=reduction, sample_weight=sw, label=label)
 
 
 # ----------------------------------------------------------------------------- cases
@@ -412,7 +412,7 @@ def test_declarations_and_known_files_load():
 def test_unsupported_cases_say_why():
     from klconform.adapters.keras_kldivergence import KerasKLDivergenceFn
     a = KerasKLDivergenceFn()
-    lp = Case(np.log(P), np.log(Q), target_kind="logprob", input_kind="logprob", reduction="distribution")
+    lp = Case(np.log(P), np.log(Q), target_kind="logprob", pred_kind="logprob", reduction="distribution")
     o = a.evaluate(lp)
     assert o.status == "unsupported" and "probabilities" in o.error_message
 

@@ -79,24 +79,24 @@ def build_cases() -> dict[str, Case]:
                        ("d4_d1", DIST_4, DIST_1), ("d1_d4", DIST_1, DIST_4)):
         cs.append(tutorial_case(a, b, label=f"seed/{name}"))
     add("seed/logits_d2", round_to([DIST_2], "float32"), round_to([TUTORIAL_LOGITS], "float32"),
-        dtype="float32", input_kind="logits")
+        dtype="float32", pred_kind="logits")
 
     # every dtype x from_logits on the benign batch, gradients on
     for dt in DTYPES:
         p = round_to(P3, dt)
         add(f"benign/{dt}/logprob", p, round_to(np.log(Q3), dt), dtype=dt)
-        add(f"benign/{dt}/logits", p, round_to(np.log(Q3) + 1.5, dt), dtype=dt, input_kind="logits")
+        add(f"benign/{dt}/logits", p, round_to(np.log(Q3) + 1.5, dt), dtype=dt, pred_kind="logits")
 
     # axis (log_softmax's class axis) and batch_axis
     PT, QT = P3.T.copy(), Q3.T.copy()        # (3 classes, 2 samples)
-    add("axis0/logits", PT, np.log(QT) - 0.75, input_kind="logits", class_axis=0, batch_axis=1)
+    add("axis0/logits", PT, np.log(QT) - 0.75, pred_kind="logits", class_axis=0, batch_axis=1)
     add("axis0/logprob", PT, np.log(QT), class_axis=0, batch_axis=1)
     p3d = np.stack([P3, P3[::-1]], axis=1)          # (2, 2, 3): batch 0, class -1
     q3d = np.stack([Q3, Q3[::-1]], axis=1)
     add("batch_axis1/3d", p3d, np.log(q3d), batch_axis=1)
     add("batch_axis-2/3d", p3d, np.log(q3d), batch_axis=-2)
     add("class_axis1/3d/logits", np.moveaxis(p3d, 2, 1), np.moveaxis(np.log(q3d), 2, 1) + 2.0,
-        input_kind="logits", class_axis=1, batch_axis=0)
+        pred_kind="logits", class_axis=1, batch_axis=0)
 
     # weights (KL-WEIGHT-SCALAR, KL-WEIGHT-ELEMENT), each dtype
     for dt in DTYPES:
@@ -122,15 +122,15 @@ def build_cases() -> dict[str, Case]:
     add("f16_target_grad_overflow", [[2.0**-17, 0.5]], round_to(np.log([[0.5, 0.5]]), "float16"), dtype="float16")
     add("empty_batch", np.zeros((0, 3)), np.zeros((0, 3)))
     add("nan_target", [[NAN, 0.5]], [[-1.0, -0.5]])
-    add("f32_logits_two_equal", [[0.5, 0.5]], [[0.0, 0.0]], input_kind="logits", dtype="float32")
-    add("f64_logits_two_equal", [[0.5, 0.5]], [[0.0, 0.0]], input_kind="logits", dtype="float64")
+    add("f32_logits_two_equal", [[0.5, 0.5]], [[0.0, 0.0]], pred_kind="logits", dtype="float32")
+    add("f64_logits_two_equal", [[0.5, 0.5]], [[0.0, 0.0]], pred_kind="logits", dtype="float64")
     for dt in ("float32", "float64"):
         # 1-D: the class axis is also the batch axis, so each term is its own output
-        add(f"nan_logit_row/{dt}", [0.25, 0.75], [NAN, -3.5], input_kind="logits", dtype=dt, grad=False)
+        add(f"nan_logit_row/{dt}", [0.25, 0.75], [NAN, -3.5], pred_kind="logits", dtype=dt, grad=False)
 
     # not expressible in MXNet: the adapter says so
     add("unsupported_reduction", P3, np.log(Q3), reduction="sample_mean")
-    add("unsupported_prob_input", P3, Q3, input_kind="prob")
+    add("unsupported_prob_input", P3, Q3, pred_kind="prob")
     add("unsupported_logprob_target", np.log(P3), np.log(Q3), target_kind="logprob")
     add("unsupported_bfloat16", [[0.5, 0.5]], [[-1.0, -0.5]], dtype="bfloat16")
     labels = [c.label for c in cs]
@@ -224,7 +224,7 @@ def test_capabilities_and_documented_point():
     assert a.name == "mxnet.KLDivLoss" and a.api == "mxnet.gluon.loss.KLDivLoss"
     # the canonical question is each sample's KL (sample_sum); the docs claim an average
     assert caps.reductions == {"sample_sum"} and caps.dtypes == {"float16", "float32", "float64"}
-    assert caps.input_kinds == {"logprob", "logits"} and caps.target_kinds == {"prob"}
+    assert caps.pred_kinds == {"logprob", "logits"} and caps.target_kinds == {"prob"}
     assert caps.weights == {"scalar", "sample"} and caps.gradients == {"pred", "target"}
     assert caps.batch_axis and caps.class_axis and caps.broadcasting
     assert a.doc_version == "1.9.1" and "1.9.1" in a.doc_url and "KLDivLoss" in a.doc_url
@@ -244,7 +244,7 @@ def test_known_file_is_valid_and_cites_real_clauses():
 @needs_main
 def test_unsupported_cases_say_why(main_run):
     _, obs = main_run
-    for label, word in (("unsupported_reduction", "sample_sum"), ("unsupported_prob_input", "input_kind"),
+    for label, word in (("unsupported_reduction", "sample_sum"), ("unsupported_prob_input", "pred_kind"),
                         ("unsupported_logprob_target", "target_kind"), ("unsupported_bfloat16", "bfloat16")):
         assert obs[label].status == "unsupported", label
         assert word in obs[label].error_message, obs[label].error_message
@@ -329,7 +329,7 @@ def test_axes_and_broadcasting(run, label):
     gradients of broadcast inputs are summed to their own shape (KL-GRAD-1)."""
     version, obs = run
     case = CASES[label]
-    grads = ("pred", "target") if case.input_kind == "logprob" else ("pred",)
+    grads = ("pred", "target") if case.pred_kind == "logprob" else ("pred",)
     assert_matches(obs[label], case, mxnet_point(version), grads=grads)
     assert obs[label].grads["pred"].shape == case.pred.shape
     assert obs[label].grads["target"].shape == case.target.shape

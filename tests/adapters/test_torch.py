@@ -123,7 +123,7 @@ def build_cases() -> dict[str, Case]:
     add("f16_finite_large", [[1024.0, 0.5]], [[-20.0, -0.5]], dtype="float16", reduction="sum")
 
     # not expressible in torch: the adapter says so instead of guessing
-    add("unsupported_prob_input", P_BENIGN, Q_BENIGN, input_kind="prob", reduction="sum")
+    add("unsupported_prob_input", P_BENIGN, Q_BENIGN, pred_kind="prob", reduction="sum")
     labels = [c.label for c in cs]
     assert len(labels) == len(set(labels)), "duplicate case labels"
     return {c.label: c for c in cs}
@@ -208,7 +208,7 @@ def test_capabilities_declare_the_options():
     caps = TorchKLDiv().capabilities()
     assert caps.reductions == {"none", "sum", "mean", "batchmean"}
     assert caps.dtypes == set(DTYPES)
-    assert caps.input_kinds == {"logprob"} and caps.target_kinds == {"prob", "logprob"}
+    assert caps.pred_kinds == {"logprob"} and caps.target_kinds == {"prob", "logprob"}
     assert caps.gradients == {"pred", "target"} and caps.broadcasting
     assert TorchKLDiv.name == "torch.kl_div" and TorchKLDivLoss.name == "torch.KLDivLoss"
 

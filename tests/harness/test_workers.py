@@ -64,7 +64,7 @@ def _codec_cases() -> list[Case]:
     return [
         make_case(3),
         Case(target=p, pred=round_to(np.log(p), "bfloat16"), dtype="bfloat16", reduction="sum", grad=False, label="bf16"),
-        Case(target=p, pred=p, dtype="float16", input_kind="prob", reduction="sample_mean",
+        Case(target=p, pred=p, dtype="float16", pred_kind="prob", reduction="sample_mean",
              weight=0.5, sample_weight=np.array([1.0, 2.0]), class_axis=0, batch_axis=1),
         Case(target=np.array(0.5), pred=np.array(-0.5), reduction="none"),
     ]

@@ -38,7 +38,7 @@ def loss(case, point, target=None, pred=None):
     ca = case.class_axis % nd if nd else None
     ba = case.batch_axis % nd if nd else None
     p, lp = decode(t, point.target_as or case.target_kind, None)
-    q, lq = decode(z, point.input_as or case.input_kind,
+    q, lq = decode(z, point.pred_as or case.pred_kind,
                    None if ca is None else ca - (nd - z.ndim))
     if point.swap:
         p, lp, q, lq = q, lq, p, lp

@@ -39,7 +39,7 @@ def grad_cases(draw, kinds=("prob", "logprob", "logits"), targets=("prob", "logp
         sw = np.array(draw(st.lists(st.floats(0.25, 4.0), min_size=shape[0],
                                     max_size=shape[0]))).reshape((shape[0],) + (1,) * (len(shape) - 1))
     weight = draw(st.sampled_from([None, 0.5, 3.0]))
-    return Case(target=target, pred=pred, target_kind=tk, input_kind=ik, reduction=red,
+    return Case(target=target, pred=pred, target_kind=tk, pred_kind=ik, reduction=red,
                 sample_weight=sw, weight=weight)
 
 
@@ -79,7 +79,7 @@ def test_gradient_bounds_cover_float32_model_algorithm():
     rng = np.random.default_rng(7)
     p = rng.dirichlet(np.ones(50), size=4).astype(np.float32).astype(np.float64)
     q = rng.dirichlet(np.ones(50), size=4).astype(np.float32).astype(np.float64)
-    case = Case(target=p, pred=q, dtype="float32", input_kind="prob", reduction="batchmean")
+    case = Case(target=p, pred=q, dtype="float32", pred_kind="prob", reduction="batchmean")
     e = evaluate(case)
     p32, q32 = p.astype(np.float32), q.astype(np.float32)
     d = np.float32(1 / 4)
@@ -95,7 +95,7 @@ def test_gradient_conventions_at_zero_and_minus_inf():
     target's right derivative is −∞ (q > 0) or NaN (q = 0); p > 0, q = 0 gives −∞ / −p."""
     p = np.array([0.0, 0.0, 0.5, 0.5])
     q = np.array([0.5, 0.0, 0.0, 0.5])
-    prob = evaluate(Case(target=p, pred=q, input_kind="prob", reduction="sum"))
+    prob = evaluate(Case(target=p, pred=q, pred_kind="prob", reduction="sum"))
     assert prob.grads["pred"].tolist() == [0.0, 0.0, -np.inf, -1.0]
     gt = prob.grads["target"]
     assert gt[0] == -np.inf and np.isnan(gt[1]) and gt[2] == np.inf
@@ -107,7 +107,7 @@ def test_gradient_conventions_at_zero_and_minus_inf():
     assert lg.grads["target"][0] == 0.0 and np.isnan(lg.grads["target"][1])
     assert np.all(lg.grad_bounds["pred"] >= 0)
     logits = evaluate(Case(target=p, pred=np.array([0.0, -np.inf, -np.inf, 0.0]),
-                           input_kind="logits", reduction="sum"))
+                           pred_kind="logits", reduction="sum"))
     # q = softmax = [.5, 0, 0, .5]; G = q·Σp − p
     np.testing.assert_allclose(logits.grads["pred"], [0.5, 0.0, -0.5, 0.0], atol=1e-16)
 
@@ -116,7 +116,7 @@ def test_clip_gradient_is_zero_outside_interval():
     """KL-GRAD-EPS: clip_both passes gradients on [eps, 1] only (tf.clip_by_value)."""
     p = np.array([0.0, 0.5, 0.5])
     q = np.array([0.5, 1e-9, 0.5])
-    case = Case(target=p, pred=q, input_kind="prob", reduction="sum")
+    case = Case(target=p, pred=q, pred_kind="prob", reduction="sum")
     g = gradients(case, Point("sum", epsilon="clip_both", eps=1e-7))
     assert g["target"][0] == 0.0 and g["pred"][1] == 0.0
     assert g["pred"][2] == pytest.approx(-1.0) and g["pred"][0] == pytest.approx(-1e-7 / 0.5)
@@ -145,7 +145,7 @@ def test_logits_model_algorithm_within_value_and_gradient_bounds(dtype):
         n, b = int(rng.integers(2, 120)), int(rng.integers(1, 4))
         p = round_to(rng.dirichlet(np.ones(n) * rng.uniform(0.1, 2), size=b), dtype)
         z = round_to(rng.normal(0, rng.uniform(0.1, 20), (b, n)), dtype)
-        e = evaluate(Case(target=p, pred=z, dtype=dtype, input_kind="logits", reduction="batchmean"))
+        e = evaluate(Case(target=p, pred=z, dtype=dtype, pred_kind="logits", reduction="batchmean"))
         zz, pp = z.astype(f), p.astype(f)
         m = zz.max(-1, keepdims=True)
         lq = (zz - m) - np.log(np.sum(np.exp(zz - m), -1, keepdims=True, dtype=f))

@@ -37,7 +37,7 @@ def pairs(draw, zeros_in_p=True):
 
 def kl(p, q, **kw):
     kw.setdefault("reduction", "distribution")
-    return evaluate(Case(target=np.atleast_2d(p), pred=np.atleast_2d(q), input_kind="prob",
+    return evaluate(Case(target=np.atleast_2d(p), pred=np.atleast_2d(q), pred_kind="prob",
                          grad=False, **kw))
 
 
@@ -104,7 +104,7 @@ def test_reduction_relations(pq):
     KL-RED-DIST KL-RED-NONE: all reductions are the same sum with their divisors."""
     p, q = pq
     b, c = p.shape
-    v = {r: evaluate(Case(target=p, pred=q, input_kind="prob", reduction=r, grad=False)).value
+    v = {r: evaluate(Case(target=p, pred=q, pred_kind="prob", reduction=r, grad=False)).value
          for r in REDUCTIONS}
     total = v["sum"]
     tol = 8 * U64 * (np.sum(np.abs(v["none"])) + abs(total)) + 1e-300
@@ -124,7 +124,7 @@ def test_weights_are_linear(pq, alpha, beta):
     b = p.shape[0]
     w1 = np.linspace(0.5, 2.0, b)[:, None]
     w2 = np.linspace(3.0, 1.0, b)[:, None]
-    base = Case(target=p, pred=q, input_kind="prob", reduction="distribution_mean", grad=False)
+    base = Case(target=p, pred=q, pred_kind="prob", reduction="distribution_mean", grad=False)
     v = lambda w: evaluate(base.replace(sample_weight=w)).value  # noqa: E731
     mix = v(alpha * w1 + beta * w2)
     lin = alpha * v(w1) + beta * v(w2)
@@ -149,7 +149,7 @@ def any_case(draw):
     red = draw(st.sampled_from(REDUCTIONS))
     pred = q if ik == "prob" else np.log(q) + (draw(st.floats(-50, 50)) if ik == "logits" else 0.0)
     return Case(target=np.log(p) if tk == "logprob" else p, pred=pred, target_kind=tk,
-                input_kind=ik, reduction=red, grad=False)
+                pred_kind=ik, reduction=red, grad=False)
 
 
 @given(any_case(), st.sampled_from([None, ("target_log_eps", 1e-12), ("clip_both", 1e-7)]),

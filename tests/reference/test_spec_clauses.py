@@ -22,7 +22,7 @@ Q = np.array([[0.3, 0.4, 0.1, 0.2], [0.1, 0.2, 0.3, 0.4]])
 
 
 def none_terms(p, q, **kw):
-    kw.setdefault("input_kind", "prob")
+    kw.setdefault("pred_kind", "prob")
     with np.errstate(all="ignore"):
         return evaluate(Case(target=np.array(p, float), pred=np.array(q, float),
                              reduction="none", grad=False, **kw)).value
@@ -40,19 +40,19 @@ def _oracle_close(case, point=None, rtol=4e-16):
 def test_definition_on_given_values_without_normalisation():
     """KL-DEF-1 KL-DEF-2: Σ p log(p/q) on the values as given; unnormalised rows allowed
     (and may be negative); exactly 0 when P == Q."""
-    v = _oracle_close(Case(target=P, pred=Q, input_kind="prob", reduction="distribution"))
+    v = _oracle_close(Case(target=P, pred=Q, pred_kind="prob", reduction="distribution"))
     assert v[0] == pytest.approx(0.0997934720914666, rel=1e-15)
     unnorm = evaluate(Case(target=np.array([0.5, 0.5]), pred=np.array([1.0, 1.0]),
-                           input_kind="prob", reduction="sum")).value
+                           pred_kind="prob", reduction="sum")).value
     assert unnorm == pytest.approx(math.log(0.5), rel=1e-15) and unnorm < 0
-    assert evaluate(Case(target=P, pred=P, input_kind="prob", reduction="sum")).value == 0.0
+    assert evaluate(Case(target=P, pred=P, pred_kind="prob", reduction="sum")).value == 0.0
 
 
 def test_argument_order_and_swap_member():
     """KL-ARG-1 KL-ARG-ORDER: P is the target; swap evaluates KL(Q‖P) of the same inputs."""
-    case = Case(target=P, pred=Q, input_kind="prob", reduction="distribution")
+    case = Case(target=P, pred=Q, pred_kind="prob", reduction="distribution")
     swapped = evaluate(case, Point("distribution", swap=True)).value
-    exchanged = evaluate(Case(target=Q, pred=P, input_kind="prob", reduction="distribution")).value
+    exchanged = evaluate(Case(target=Q, pred=P, pred_kind="prob", reduction="distribution")).value
     np.testing.assert_array_equal(swapped, exchanged)
     assert not np.allclose(swapped, evaluate(case).value)
     _oracle_close(case, Point("distribution", swap=True))
@@ -114,7 +114,7 @@ def test_infinities_follow_limits():
 def test_special_sums_follow_ieee():
     """KL-SPECIAL-SUM-1: +inf and −inf in one output → NaN; NaN poisons its output only."""
     c = Case(target=np.array([[INF, 0.5], [0.5, 0.5]]), pred=np.array([[0.5, INF], [0.5, 0.25]]),
-             input_kind="prob", reduction="distribution")
+             pred_kind="prob", reduction="distribution")
     v = evaluate(c).value
     assert np.isnan(v[0]) and v[1] == pytest.approx(0.5 * math.log(2))
     assert "KL-SPECIAL-SUM-1" in evaluate(c).clauses
@@ -136,7 +136,7 @@ def test_encodings_agree_on_the_same_distributions():
     P and Q given in every encoding give the oracle's value of that encoding."""
     for tk, target in [("prob", P), ("logprob", np.log(P))]:
         for ik, pred in [("prob", Q), ("logprob", np.log(Q)), ("logits", np.log(Q) + 7.0)]:
-            case = Case(target=target, pred=pred, target_kind=tk, input_kind=ik,
+            case = Case(target=target, pred=pred, target_kind=tk, pred_kind=ik,
                         reduction="distribution")
             got = _oracle_close(case, rtol=2e-15)
             np.testing.assert_allclose(got, [0.0997934720914666, 0.25 * math.log(0.25**4 / (0.1 * 0.2 * 0.3 * 0.4))], rtol=1e-13)
@@ -146,18 +146,18 @@ def test_logits_special_rows():
     """KL-INPUT-LOGITS: NaN/+inf rows and all-(−inf) rows are NaN; a −inf logit is q = 0."""
     p = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
     z = np.array([[NAN, 0.0], [INF, 0.0], [-INF, -INF], [0.0, -INF]])
-    v = evaluate(Case(target=p, pred=z, input_kind="logits", reduction="distribution")).value
+    v = evaluate(Case(target=p, pred=z, pred_kind="logits", reduction="distribution")).value
     assert np.all(np.isnan(v[:3])) and v[3] == 0.0
     with pytest.raises(UndefinedCase, match="KL-INPUT-LOGITS"):
         evaluate(Case(target=np.ones((2, 3)) / 3, pred=np.zeros((3, 1))[:, 0],
-                      input_kind="logits", class_axis=0, reduction="sum"))
+                      pred_kind="logits", class_axis=0, reduction="sum"))
 
 
 def test_broadcasting_equals_explicit_broadcast():
     """KL-SHAPE-1: results do not depend on which input was broadcast."""
     q = np.array([0.3, 0.4, 0.1, 0.2])
-    a = evaluate(Case(target=P, pred=q, input_kind="prob", reduction="distribution"))
-    b = evaluate(Case(target=P, pred=np.broadcast_to(q, P.shape), input_kind="prob",
+    a = evaluate(Case(target=P, pred=q, pred_kind="prob", reduction="distribution"))
+    b = evaluate(Case(target=P, pred=np.broadcast_to(q, P.shape), pred_kind="prob",
                       reduction="distribution"))
     np.testing.assert_array_equal(a.value, b.value)
     np.testing.assert_array_equal(a.grads["target"], b.grads["target"])
@@ -169,7 +169,7 @@ def test_broadcasting_equals_explicit_broadcast():
 def test_result_shapes(reduction, shape):
     """KL-SHAPE-2 (batch axis 1, class axis −1)."""
     x = np.full((2, 3, 4), 0.25)
-    e = evaluate(Case(target=x, pred=x, input_kind="prob", reduction=reduction, batch_axis=1))
+    e = evaluate(Case(target=x, pred=x, pred_kind="prob", reduction=reduction, batch_axis=1))
     assert e.value.shape == shape and e.bound.shape == shape
 
 
@@ -177,8 +177,8 @@ def test_misread_encodings_use_the_bytes_as_the_other_kind():
     """KL-MISREAD-1: log-probs read as probs equal a prob case with the same bytes."""
     logq = np.log(Q)
     mis = evaluate(Case(target=P, pred=np.exp(logq), reduction="distribution"),
-                   Point("distribution", input_as="prob"))
-    direct = evaluate(Case(target=P, pred=np.exp(logq), input_kind="prob", reduction="distribution"))
+                   Point("distribution", pred_as="prob"))
+    direct = evaluate(Case(target=P, pred=np.exp(logq), pred_kind="prob", reduction="distribution"))
     np.testing.assert_array_equal(mis.value, direct.value)
     np.testing.assert_array_equal(mis.grads["pred"], direct.grads["pred"])
     t = evaluate(Case(target=P, pred=logq, reduction="sum"), Point("sum", target_as="logprob"))
@@ -199,10 +199,10 @@ def test_reductions_match_oracle_formulas(reduction):
 
 def test_batchmean_on_0d_and_1d():
     """KL-RED-BATCHMEAN: 0-D divides by 1 (= sum); 1-D divides by the class count (= mean)."""
-    one = Case(target=np.array([0.2, 0.8]), pred=np.array([0.5, 0.5]), input_kind="prob",
+    one = Case(target=np.array([0.2, 0.8]), pred=np.array([0.5, 0.5]), pred_kind="prob",
                reduction="batchmean")
     assert evaluate(one).value == pytest.approx(evaluate(one.replace(reduction="mean")).value, rel=1e-15)
-    zero_d = Case(target=np.array(0.2), pred=np.array(0.5), input_kind="prob", reduction="batchmean")
+    zero_d = Case(target=np.array(0.2), pred=np.array(0.5), pred_kind="prob", reduction="batchmean")
     assert evaluate(zero_d).value == pytest.approx(0.2 * math.log(0.4), rel=1e-15)
 
 
@@ -210,13 +210,13 @@ def test_batchmean_on_0d_and_1d():
 def test_axis_reductions_undefined_on_0d(reduction):
     """KL-RED-0D KL-VERDICT-ERROR: no value is defined; the reference raises with the clause."""
     with pytest.raises(UndefinedCase, match="KL-RED-0D"):
-        evaluate(Case(target=np.array(0.2), pred=np.array(0.5), input_kind="prob", reduction=reduction))
+        evaluate(Case(target=np.array(0.2), pred=np.array(0.5), pred_kind="prob", reduction=reduction))
 
 
 # ----------------------------------------------------------------------------- §5
 def test_scalar_weight_scales_every_output():
     """KL-WEIGHT-SCALAR."""
-    base = Case(target=P, pred=Q, input_kind="prob", reduction="distribution")
+    base = Case(target=P, pred=Q, pred_kind="prob", reduction="distribution")
     np.testing.assert_allclose(evaluate(base.replace(weight=3.0)).value,
                                3.0 * evaluate(base).value, rtol=1e-15)
     assert "KL-WEIGHT-SCALAR" in evaluate(base.replace(weight=3.0)).clauses
@@ -225,7 +225,7 @@ def test_scalar_weight_scales_every_output():
 def test_sample_weight_broadcasts_from_the_right():
     """KL-WEIGHT-SHAPE KL-WEIGHT-ELEMENT: (N,1) weights one distribution each; (C,) weights
     classes; non-broadcastable shapes are undefined."""
-    base = Case(target=P, pred=Q, input_kind="prob", reduction="distribution")
+    base = Case(target=P, pred=Q, pred_kind="prob", reduction="distribution")
     per_row = evaluate(base.replace(sample_weight=np.array([[2.0], [0.5]]))).value
     np.testing.assert_allclose(per_row, evaluate(base).value * [2.0, 0.5], rtol=1e-15)
     per_class = base.replace(sample_weight=np.array([1.0, 0.0, 0.0, 0.0]))
@@ -238,7 +238,7 @@ def test_sample_weight_broadcasts_from_the_right():
 def test_distribution_level_weights():
     """KL-WEIGHT-DIST: equal to element level when constant along the class axis;
     undefined when they vary along it."""
-    base = Case(target=P, pred=Q, input_kind="prob", reduction="distribution_mean",
+    base = Case(target=P, pred=Q, pred_kind="prob", reduction="distribution_mean",
                 sample_weight=np.array([[2.0], [0.5]]))
     dist = Point("distribution_mean", weight_level="distribution")
     np.testing.assert_array_equal(evaluate(base, dist).value, evaluate(base).value)
@@ -250,7 +250,7 @@ def test_weights_do_not_change_divisors_unless_weight_sum_member():
     """KL-WEIGHT-DIVISOR KL-WEIGHT-SUMDIV: Keras sum_over_batch_size divides by the number
     of per-sample losses; mean_with_sample_weight divides by Σ weights."""
     sw = np.array([[3.0], [1.0]])
-    base = Case(target=P, pred=Q, input_kind="prob", reduction="distribution_mean", sample_weight=sw)
+    base = Case(target=P, pred=Q, pred_kind="prob", reduction="distribution_mean", sample_weight=sw)
     per = evaluate(base.replace(reduction="distribution", sample_weight=None)).value
     e = evaluate(base)
     assert e.value == pytest.approx((3 * per[0] + per[1]) / 2, rel=1e-15)
@@ -265,7 +265,7 @@ def test_weights_do_not_change_divisors_unless_weight_sum_member():
 # ----------------------------------------------------------------------------- §6
 def test_no_epsilon_is_canonical():
     """KL-EPS-NONE: the canonical point has no epsilon; p tiny stays exact."""
-    c = Case(target=np.array([1e-300, 1.0]), pred=np.array([1e-300, 0.5]), input_kind="prob",
+    c = Case(target=np.array([1e-300, 1.0]), pred=np.array([1e-300, 0.5]), pred_kind="prob",
              reduction="sum")
     assert canonical(c).epsilon == "none"
     assert evaluate(c).value == pytest.approx(math.log(2), rel=1e-15)
@@ -287,10 +287,10 @@ def test_clip_both_variant():
     eps·log(eps/q'); negatives become eps; values above 1 become 1."""
     pt = Point("none", epsilon="clip_both", eps=1e-7)
     v = evaluate(Case(target=np.array([0.0, -1.0, 2.0, 0.5]), pred=np.array([0.5, 0.5, 0.5, 0.0]),
-                      input_kind="prob", reduction="none"), pt).value
+                      pred_kind="prob", reduction="none"), pt).value
     np.testing.assert_allclose(v, [1e-7 * math.log(2e-7), 1e-7 * math.log(2e-7), math.log(2),
                                    0.5 * math.log(0.5 / 1e-7)], rtol=1e-14)
-    _oracle_close(Case(target=P, pred=Q, input_kind="prob", reduction="distribution_mean"),
+    _oracle_close(Case(target=P, pred=Q, pred_kind="prob", reduction="distribution_mean"),
                   Point("distribution_mean", epsilon="clip_both", eps=1e-7), rtol=2e-15)
 
 
@@ -298,9 +298,9 @@ def test_clip_both_variant():
 def test_family_points_roundtrip_and_name():
     """KL-FAM-1: a point round-trips through JSON; its name shows every non-default field."""
     pt = Point("sample_mean", epsilon="target_log_eps", eps=1e-12, swap=True, zero_inf="nan",
-               weight_divisor="count", input_as="prob")
+               weight_divisor="count", pred_as="prob")
     assert Point.from_json(pt.to_json()) == pt
-    assert pt.name == "sample_mean+target_log_eps(1e-12)+0*inf=nan+swapped+input_as_prob"
+    assert pt.name == "sample_mean+target_log_eps(1e-12)+0*inf=nan+swapped+pred_as_prob"
     assert canonical(Case(target=P, pred=Q, reduction="sum")) == Point("sum")
     with pytest.raises(ValueError, match="eps must be > 0"):
         Point("sum", epsilon="clip_both")
@@ -310,7 +310,7 @@ def test_family_points_roundtrip_and_name():
 def test_results_are_float64_and_in_dtype_values_representable():
     """KL-DTYPE-1: the reference reports float64; value_in_dtype is a dtype value."""
     p32 = round_to(P, "float16")
-    e = evaluate(Case(target=p32, pred=round_to(Q, "float16"), input_kind="prob", dtype="float16",
+    e = evaluate(Case(target=p32, pred=round_to(Q, "float16"), pred_kind="prob", dtype="float16",
                       reduction="distribution"))
     assert e.value.dtype == np.float64 and e.bound.dtype == np.float64
     np.testing.assert_array_equal(round_to(e.value_in_dtype, "float16"), e.value_in_dtype)
@@ -322,11 +322,11 @@ def test_internal_float32_of_float16_case_meets_the_bound():
     p, q = round_to(P, "float16"), round_to(Q, "float16")
     bounds = {}
     for dt in ("float64", "float32", "bfloat16", "float16"):
-        bounds[dt] = evaluate(Case(target=round_to(p, dt), pred=round_to(q, dt), input_kind="prob",
+        bounds[dt] = evaluate(Case(target=round_to(p, dt), pred=round_to(q, dt), pred_kind="prob",
                                    dtype=dt, reduction="distribution")).bound
     assert np.all(bounds["float64"] < bounds["float32"]) and np.all(bounds["float32"] < bounds["float16"])
     assert np.all(bounds["float16"] < bounds["bfloat16"])
-    e = evaluate(Case(target=p, pred=q, input_kind="prob", dtype="float16", reduction="distribution"))
+    e = evaluate(Case(target=p, pred=q, pred_kind="prob", dtype="float16", reduction="distribution"))
     p32, q32 = p.astype(np.float32), q.astype(np.float32)
     internal = np.sum(p32 * (np.log(p32) - np.log(q32)), axis=-1).astype(np.float16).astype(np.float64)
     assert np.all(np.abs(internal - e.value) <= e.bound)
@@ -336,7 +336,7 @@ def test_overflowing_results_are_expected_infinite_in_dtype():
     """KL-DTYPE-3 KL-BOUND-4: a float16 result above 65504 is expected as +inf, bound 0."""
     p = np.full(4000, 1.0)
     q = np.full(4000, 2.0**-24)  # smallest float16 subnormal: each term ≈ 16.6
-    e = evaluate(Case(target=p, pred=q, input_kind="prob", dtype="float16", reduction="sum", grad=False))
+    e = evaluate(Case(target=p, pred=q, pred_kind="prob", dtype="float16", reduction="sum", grad=False))
     assert np.isfinite(e.value) and e.value > 65504
     assert e.value_in_dtype == INF and e.bound == 0.0 and "KL-DTYPE-3" in e.clauses
 
@@ -359,7 +359,7 @@ def test_model_algorithm_within_bound_and_bound_is_informative(dtype):
     for p in rows:
         p = round_to(p, dtype)
         q = round_to(np.clip(p * (1 + rng.normal(0, 1e-2, p.size)), 2.0**-14, 1), dtype)
-        e = evaluate(Case(target=p[None], pred=q[None], input_kind="prob", dtype=dtype,
+        e = evaluate(Case(target=p[None], pred=q[None], pred_kind="prob", dtype=dtype,
                           reduction="distribution", grad=False))
         got = _model_algorithm(p[None], q[None], dt)
         assert np.all(np.abs(got - e.value) <= e.bound)
@@ -374,7 +374,7 @@ def test_reference_error_far_below_float64_bound():
     p = np.array([[0.3, 0.3, 0.4]])
     q = p * (1 + np.array([[1e-12, -2e-12, 0.75e-12]]))
     for ik, pred in [("prob", q), ("logprob", np.log(q)), ("logits", np.log(q) - 3)]:
-        case = Case(target=p, pred=pred, input_kind=ik, reduction="sum", grad=False)
+        case = Case(target=p, pred=pred, pred_kind=ik, reduction="sum", grad=False)
         e = evaluate(case)
         assert abs(e.value - mpf.value(case, canonical(case))) <= e.bound / 64
 
@@ -382,7 +382,7 @@ def test_reference_error_far_below_float64_bound():
 def test_specials_have_zero_bound():
     """KL-BOUND-4 KL-VERDICT-SPECIAL: non-finite expectations compare exactly (bound 0)."""
     e = evaluate(Case(target=np.array([[0.5, 0.5], [0.5, 0.5]]), pred=np.array([[0.0, 1.0], [NAN, 1.0]]),
-                      input_kind="prob", reduction="distribution"))
+                      pred_kind="prob", reduction="distribution"))
     assert e.value[0] == INF and np.isnan(e.value[1]) and e.bound.tolist() == [0.0, 0.0]
 
 
@@ -420,16 +420,16 @@ def test_this_platform_detection_matches_longdouble_width():
 
 
 @pytest.mark.parametrize("case_kw, point", [
-    (dict(input_kind="logprob"), None),                                 # log encoding
-    (dict(input_kind="logits"), None),                                  # logits
-    (dict(input_kind="prob"), Point(reduction="sum", epsilon="clip_both", eps=1e-7)),
+    (dict(pred_kind="logprob"), None),                                 # log encoding
+    (dict(pred_kind="logits"), None),                                  # logits
+    (dict(pred_kind="prob"), Point(reduction="sum", epsilon="clip_both", eps=1e-7)),
 ])
 def test_without_extended_precision_float64_variants_are_refused(monkeypatch, case_kw, point):
     # KL-BOUND-5: longdouble = float64 cannot hold non-core float64 values within B/16.
     _no_extended_precision(monkeypatch)
     p = np.array([[0.25, 0.75], [0.5, 0.5]])
     q = np.array([[0.5, 0.5], [0.125, 0.875]])
-    pred = {"prob": q, "logprob": np.log(q), "logits": np.log(q) + 3.0}[case_kw["input_kind"]]
+    pred = {"prob": q, "logprob": np.log(q), "logits": np.log(q) + 3.0}[case_kw["pred_kind"]]
     case = Case(target=p, pred=pred, reduction="sum", grad=False, **case_kw)
     with pytest.raises(UndefinedCase) as info:
         evaluate(case, point)
@@ -442,7 +442,7 @@ def test_without_extended_precision_float64_gradients_are_refused(monkeypatch):
     from klconform.reference import gradients
     _no_extended_precision(monkeypatch)
     p = np.array([[0.25, 0.75]])
-    case = Case(target=p, pred=np.array([[0.5, 0.5]]), input_kind="prob", reduction="sum")
+    case = Case(target=p, pred=np.array([[0.5, 0.5]]), pred_kind="prob", reduction="sum")
     for fn in (evaluate, gradients):
         with pytest.raises(UndefinedCase) as info:
             fn(case)
@@ -455,7 +455,7 @@ def test_without_extended_precision_core_values_and_lower_dtypes_still_evaluate(
     _no_extended_precision(monkeypatch)
     p = np.array([[0.25, 0.75], [0.5, 0.5]])
     q = np.array([[0.5, 0.5], [0.125, 0.875]])
-    core = Case(target=p, pred=q, input_kind="prob", reduction="sum", grad=False)
+    core = Case(target=p, pred=q, pred_kind="prob", reduction="sum", grad=False)
     _oracle_close(core)
     low = Case(target=p, pred=round_to(np.log(q), "float32"), dtype="float32", reduction="sum")
     got = evaluate(low)

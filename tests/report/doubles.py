@@ -34,7 +34,7 @@ class PointAdapter(Adapter):
     def capabilities(self) -> Capabilities:
         return Capabilities(dtypes=frozenset({"float16", "bfloat16", "float32", "float64"}),
                             reductions=frozenset(self.reductions),
-                            input_kinds=frozenset({"prob", "logprob", "logits"}),
+                            pred_kinds=frozenset({"prob", "logprob", "logits"}),
                             target_kinds=frozenset({"prob", "logprob"}),
                             weights=frozenset({"scalar", "sample"}), gradients=frozenset({"pred", "target"}),
                             batch_axis=True, class_axis=True, broadcasting=True)

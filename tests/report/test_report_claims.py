@@ -94,7 +94,7 @@ def test_value_and_relation_checks(recorded):
                   expect={"point": {"reduction": "sum"}, "factor": 0.5})
     assert status(recorded, wrong, "double.canonical") == FAILS
     order = claim("double.canonical", kind="relation", left={"label": "curated/seed_mxnet_d2_vs_d1"},
-                  right={"label": "curated/seed_mxnet_d3_vs_d1"}, op="<", pair_on=["dtype", "reduction", "input_kind"])
+                  right={"label": "curated/seed_mxnet_d3_vs_d1"}, op="<", pair_on=["dtype", "reduction", "pred_kind"])
     assert status(recorded, order, "double.canonical") == HOLDS
     order_rev = dict(order.check, op=">")
     assert status(recorded, claim("double.canonical", **order_rev), "double.canonical") == FAILS

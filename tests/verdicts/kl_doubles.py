@@ -34,7 +34,7 @@ class ReferenceAdapter(Adapter):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(dtypes=frozenset({"float16", "bfloat16", "float32", "float64"}),
-                            reductions=ALL, input_kinds=frozenset({"prob", "logprob", "logits"}),
+                            reductions=ALL, pred_kinds=frozenset({"prob", "logprob", "logits"}),
                             target_kinds=frozenset({"prob", "logprob"}),
                             weights=frozenset({"scalar", "sample"}), gradients=frozenset({"pred", "target"}),
                             batch_axis=True, class_axis=True, broadcasting=True)

@@ -49,7 +49,7 @@ def test_corpus_sends_n_distinct_generated_cases_to_each_adapter():
     from klconform.adapters.base import Capabilities
     from klconform.translate import translate
     narrow = Capabilities(dtypes=frozenset({"float32"}), reductions=frozenset({"sum"}),
-                          input_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}), min_ndim=1)
+                          pred_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}), min_ndim=1)
     wide = D.ReferenceAdapter().capabilities()
     corpus = engine.build_corpus(4, 80, [wide, narrow])
     for caps in (wide, narrow):

@@ -62,7 +62,7 @@ def test_matching_respects_every_condition():
     rec = known_records.parse_records({"discrepancy": [{
         "id": "a", "class": "semantic", "against": "canonical", "clauses": ["KL-RED-SUM"],
         "when": "w", "citation": "c", "match": {"dtype": ["float16", "bfloat16"], "label": "zero_*"}}]}, "f")[0]
-    c = Case(target=np.array([[0.0, 1.0]]), pred=np.array([[0.5, 0.5]]), input_kind="prob",
+    c = Case(target=np.array([[0.0, 1.0]]), pred=np.array([[0.5, 0.5]]), pred_kind="prob",
              dtype="float16", label="zero_target/2d")
     v = Verdict(adapter="x", case=c.digest, against="canonical", cls="semantic", clauses=("KL-RED-SUM",))
     assert known_records.record_matches(rec, v, facts(c, v))

@@ -74,18 +74,18 @@ def test_cases_are_valid_and_labelled(case):
     if case.sample_weight is not None:
         np.broadcast_shapes(case.sample_weight.shape, case.shape)
     if case.label.startswith("large_logits"):
-        assert case.input_kind == "logits"
+        assert case.pred_kind == "logits"
 
 
 NARROW = Capabilities(dtypes=frozenset({"float16", "float32"}), reductions=frozenset({"sum", "none"}),
-                      input_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}),
+                      pred_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}),
                       weights=frozenset({"sample"}), gradients=frozenset({"pred"}), min_ndim=1, max_ndim=3)
 
 
 @given(S.cases_for(NARROW))
 def test_cases_for_stays_inside_capabilities(case):
     assert case.dtype in NARROW.dtypes and case.reduction in NARROW.reductions
-    assert case.input_kind == "prob" and case.target_kind == "prob" and case.weight is None
+    assert case.pred_kind == "prob" and case.target_kind == "prob" and case.weight is None
     assert 1 <= len(case.shape) <= 3 and case.target.shape == case.pred.shape
     assert case.class_axis == -1 and case.batch_axis == 0
     t = translate(case, NARROW)

@@ -7,21 +7,21 @@ from klconform.reference.dtypes import representable
 from klconform.translate import translate, why_not
 
 PROB_ONLY = Capabilities(dtypes=frozenset({"float32", "float64"}), reductions=frozenset({"sum", "batchmean"}),
-                         input_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}))
+                         pred_kinds=frozenset({"prob"}), target_kinds=frozenset({"prob"}))
 LOGPROB = Capabilities(dtypes=frozenset({"float32"}), reductions=frozenset({"sum"}),
-                       input_kinds=frozenset({"logprob"}), target_kinds=frozenset({"prob", "logprob"}))
+                       pred_kinds=frozenset({"logprob"}), target_kinds=frozenset({"prob", "logprob"}))
 
 
 def _case(**kw):
     base = dict(target=np.array([[0.25, 0.75]]), pred=np.log(np.array([[0.5, 0.5]])), dtype="float64",
-                input_kind="logprob", reduction="sum")
+                pred_kind="logprob", reduction="sum")
     base.update(kw)
     return Case(**base)
 
 
 def test_logprob_to_prob_is_exp_rounded_and_recorded():
     t = translate(_case(), PROB_ONLY)
-    assert t.case.input_kind == "prob"
+    assert t.case.pred_kind == "prob"
     np.testing.assert_allclose(t.case.pred, [[0.5, 0.5]], rtol=1e-15)
     assert any(c.what == "pred" and "exp" in c.how for c in t.conversions)
     assert t.to_json()["canonical"] == t.canonical.digest
@@ -29,13 +29,13 @@ def test_logprob_to_prob_is_exp_rounded_and_recorded():
 
 def test_prob_to_logprob_rounds_into_dtype():
     c = Case(target=np.array([[0.25, 0.75]]), pred=np.array([[0.1, 0.9]], dtype=np.float32).astype(float),
-             dtype="float32", input_kind="prob", reduction="sum")
+             dtype="float32", pred_kind="prob", reduction="sum")
     t = translate(c, LOGPROB)
-    assert t.case.input_kind == "logprob" and representable(t.case.pred, "float32")
+    assert t.case.pred_kind == "logprob" and representable(t.case.pred, "float32")
 
 
 def test_unchanged_when_expressible():
-    c = _case(input_kind="prob", pred=np.array([[0.5, 0.5]]), grad=False)
+    c = _case(pred_kind="prob", pred=np.array([[0.5, 0.5]]), grad=False)
     t = translate(c, PROB_ONLY)
     assert t.case is c and t.conversions == ()
 
@@ -51,7 +51,7 @@ def test_broadcast_and_axes_rewritten_for_plain_apis():
              reduction="batchmean", dtype="float64")
     t = translate(c, PROB_ONLY)
     assert t.case.target.shape == t.case.pred.shape == (2, 2)
-    c2 = Case(target=np.full((2, 3), 0.5), pred=np.full((2, 3), 0.25), input_kind="prob",
+    c2 = Case(target=np.full((2, 3), 0.5), pred=np.full((2, 3), 0.25), pred_kind="prob",
               reduction="batchmean", class_axis=0, batch_axis=1)
     t2 = translate(c2, PROB_ONLY)
     assert t2.case.target.shape == (3, 2) and t2.case.class_axis == -1 and t2.case.batch_axis == 0

@@ -145,7 +145,7 @@ def test_a_wider_bound_alone_explains_nothing():
     from klconform.reference.dtypes import round_to
     from klconform.reference.evaluate import evaluate
     p = round_to(np.full((2, 40), 1 / 40), "float32")
-    c = Case(target=p, pred=p, input_kind="prob", dtype="float32", reduction="sample_mean", grad=False)
+    c = Case(target=p, pred=p, pred_kind="prob", dtype="float32", reduction="sample_mean", grad=False)
     mean, total = evaluate(c, Point("sample_mean")), evaluate(c, Point("sample_sum"))
     assert np.all(total.bound > 20 * mean.bound)
     out = _exact_outcome(c, Point("sample_mean"), value=mean.value_in_dtype + 20 * mean.bound)

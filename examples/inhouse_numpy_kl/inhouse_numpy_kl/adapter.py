@@ -21,7 +21,7 @@ class NumpyKL(Adapter):
         return Capabilities(
             dtypes=frozenset({"float16", "float32", "float64"}),      # numpy has no bfloat16
             reductions=frozenset({"none", "sum", "mean", "batchmean", "distribution"}),
-            input_kinds=frozenset({"logprob"}),
+            pred_kinds=frozenset({"logprob"}),
             target_kinds=frozenset({"prob"}),
             gradients=frozenset({"pred"}),
             broadcasting=True,
@@ -42,7 +42,7 @@ class NumpyKL(Adapter):
 
     def evaluate(self, case) -> Outcome:
         np, kernel = self._np, self._kernel
-        if case.dtype == "bfloat16" or case.input_kind != "logprob" or case.target_kind != "prob" \
+        if case.dtype == "bfloat16" or case.pred_kind != "logprob" or case.target_kind != "prob" \
                 or case.weight is not None or case.sample_weight is not None \
                 or (case.reduction == "distribution" and case.class_axis not in (-1, len(case.shape) - 1)):
             return Outcome(status="unsupported", error_message="outside NumpyKL's capabilities")
