@@ -79,6 +79,10 @@ class Adapter:
     doc_url: ClassVar[str] = ""
     #: framework version the documentation describes (None: current docs)
     doc_version: ClassVar[str | None] = None
+    #: reviewed known-discrepancy files (format: klconform/records.py): paths (relative ones
+    #: against this adapter's module) or package resources "package:path/in/package.toml".
+    #: Empty: klconform's own klconform/known/<name, "." -> "_">.toml, if any.
+    known_records: ClassVar[tuple[str, ...]] = ()
 
     def capabilities(self) -> Capabilities:
         raise NotImplementedError

@@ -406,7 +406,7 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     t0 = time.perf_counter()
     adapter = target.adapter
     if records is None:
-        records = known_mod.load(target.run_id)
+        records = known_mod.load_for(adapter)
     session = AdapterSession(target, evaluator=evaluator, batch_size=batch_size, records=records)
     sent, seen = [], set()
     for c in canonical_cases:
@@ -489,7 +489,7 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
             if isinstance(t, AdapterRun):
                 runs.append(t)
                 continue
-            records = known_mod.load(t.run_id, known_dir)
+            records = known_mod.load_for(t.adapter, known_dir)
             run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
                                          batch_size=batch_size, shrink_rounds=shrink_rounds, progress=progress)
             for e in evaluated:

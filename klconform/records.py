@@ -3,9 +3,15 @@
 The files are data and live apart from this code, in klconform/known/ (shipped as package
 data ``known/*.toml``).
 
-File: ``klconform/known/<adapter name with "." replaced by "_">.toml`` (e.g.
-``torch_kl_div.toml`` for ``torch.kl_div``; a side-interpreter run ``name@env`` reads the
-file of ``name`` and tells versions apart with the ``version`` / ``run`` conditions).
+Which files an adapter's records come from (:func:`sources_for`): the files its class
+names in ``Adapter.known_records`` (paths, relative ones against the adapter's module, or
+package resources ``"package:path/in/package.toml"``), so an in-house adapter ships its own
+reviewed records and adapters sharing one implementation share one file (torch.kl_div and
+torch.KLDivLoss: ``klconform:known/torch.toml``); otherwise
+``klconform/known/<adapter name with "." replaced by "_">.toml`` (e.g.
+``mxnet_KLDivLoss.toml`` for ``mxnet.KLDivLoss``), if it exists.  A side-interpreter run
+``name@env`` reads the files of ``name`` and tells versions apart with the ``version`` /
+``run`` conditions; ``run`` also scopes a record of a shared file to one of its adapters.
 
 Each entry::
 
@@ -63,6 +69,9 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib.resources
+import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
@@ -185,6 +194,61 @@ def load(adapter_name: str, directory: Path | None = None) -> list[Record]:
     return load_file(file_for(adapter_name, directory))
 
 
+_RESOURCE = re.compile(r"^([A-Za-z_][\w.]*):(.+)$")
+
+
+def sources_for(adapter) -> list[Path]:
+    """The record files of ``adapter`` (an Adapter class or instance): its
+    ``known_records`` entries resolved to paths, or ``[file_for(adapter.name)]``."""
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    entries = getattr(cls, "known_records", ()) or ()
+    if isinstance(entries, (str, Path)):
+        entries = (entries,)
+    if not entries:
+        return [file_for(cls.name)]
+    out = []
+    for entry in entries:
+        m = _RESOURCE.match(entry) if isinstance(entry, str) else None
+        if m:
+            try:
+                out.append(Path(str(importlib.resources.files(m.group(1)).joinpath(m.group(2)))))
+            except (ModuleNotFoundError, TypeError) as exc:
+                raise KnownError(f"{cls.__name__}.known_records: {entry!r}: package {m.group(1)!r} "
+                                 f"not importable ({exc})") from None
+            continue
+        path = Path(entry)
+        if not path.is_absolute():
+            module = sys.modules.get(cls.__module__)
+            base = Path(module.__file__).parent if module and getattr(module, "__file__", None) else Path.cwd()
+            path = base / path
+        out.append(path)
+    return out
+
+
+def load_for(adapter, directory: Path | None = None) -> list[Record]:
+    """Records for ``adapter`` (class or instance) from :func:`sources_for`; with
+    ``directory`` (tests) the file of its name in that directory instead.  A file its
+    class names must exist (a missing one is a broken promise, not "no records"), and
+    ids must be unique across its files."""
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    if directory is not None:
+        return load(cls.name, directory)
+    paths = sources_for(cls)
+    declared = bool(getattr(cls, "known_records", ()))
+    out: list[Record] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        if declared and not path.is_file():
+            raise KnownError(f"{cls.__name__}.known_records: {path} does not exist")
+        for rec in load_file(path):
+            if rec.id in seen:
+                raise KnownError(f"{path.name}: record {rec.id!r} also in {seen[rec.id]} "
+                                 f"(ids are unique across {cls.name}'s files)")
+            seen[rec.id] = path.name
+            out.append(rec)
+    return out
+
+
 def load_all(directory: Path | None = None) -> dict[str, list[Record]]:
     """Every file in ``directory``: file stem -> records (validates them all)."""
     d = directory or KNOWN_DIR
@@ -230,6 +294,22 @@ def applies(record: Record, *, run: str, version: str | None) -> bool:
 def applicable(records: Iterable[Record], *, run: str, version: str | None) -> list[Record]:
     """The records of ``records`` that :func:`applies` to the run (file order kept)."""
     return [r for r in records if applies(r, run=run, version=version)]
+
+
+# Facts of the sent case alone (klconform.facts): whether a record's condition *can* hold
+# in a corpus depends on these; the rest (verdict, outcome, run) is only known once run.
+CASE_FIELDS = ("dtype", "reduction", "pred_kind", "target_kind", "ndim", "size", "empty", "broadcast",
+               "has_zero_target", "has_zero_pred", "has_nonfinite", "has_nan", "has_negative", "has_weight",
+               "has_sample_weight", "grad", "family", "label")
+
+
+def can_occur(record: Record, case_facts: Iterable[dict[str, Any]]) -> bool:
+    """True when some case of ``case_facts`` (the facts of the cases sent) meets every
+    case-level condition of ``record``.  A record that cannot occur in the corpus run
+    (``--dtypes float64`` and a float16 record, a ``--corpus`` file without such cases)
+    is *not applicable*: it is neither required to be observed nor a failure."""
+    conds = [(k, c) for k, c in record.match.items() if k in CASE_FIELDS]
+    return any(all(_value_matches(c, f.get(k)) for k, c in conds) for f in case_facts)
 
 
 def find_record(records: Iterable[Record], verdict, facts: dict[str, Any]) -> Record | None:

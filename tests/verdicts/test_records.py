@@ -1,4 +1,6 @@
 """Known-discrepancy files: validation with one-line errors, matching, strict CI semantics."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,46 @@ def test_record_for_this_version_must_be_observed(tmp_path):
     t = engine.Target(run_id=a.name, adapter=a, runner=engine.InProcessRunner(a), env={"version": "1.8.0"})
     run, _ = engine.run_adapter(t, corpus, records=recs, shrink_rounds=0)
     assert set(run.unmatched_known) == {"sums-instead-of-batchmean", "old-version-only"}
+
+
+def test_adapters_name_their_record_files(tmp_path, monkeypatch):
+    """Adapter.known_records: a package resource, a path relative to the adapter's module,
+    the shared torch file (both torch APIs read the very same records), a missing declared
+    file is an error, and an adapter without the attribute reads klconform/known/<name>."""
+    from klconform.adapters.base import Adapter
+    from klconform.adapters.torch_kl_div import TorchKLDiv, TorchKLDivLoss
+    torch_files = known_records.sources_for(TorchKLDiv)
+    assert torch_files == known_records.sources_for(TorchKLDivLoss)
+    assert [p.name for p in torch_files] == ["torch.toml"] and torch_files[0].is_file()
+    assert [r.id for r in known_records.load_for(TorchKLDiv)] == [r.id for r in known_records.load_for(TorchKLDivLoss)]
+    assert known_records.load_for(TorchKLDiv)
+
+    (tmp_path / "mine.toml").write_text(
+        '[[discrepancy]]\nid = "mine-1"\nclass = "semantic"\nagainst = "canonical"\nclauses = ["KL-RED-MEAN"]\n'
+        'when = "w"\nmatch = { reduction = "mean" }\ncitation = "https://example.invalid"\n')
+
+    class Relative(Adapter):
+        name = "inhouse.relative"
+        known_records = ("mine.toml",)
+    Relative.__module__ = "fake_inhouse_module"
+    fake = type(sys)("fake_inhouse_module")
+    fake.__file__ = str(tmp_path / "adapter.py")
+    monkeypatch.setitem(sys.modules, "fake_inhouse_module", fake)
+    assert [r.id for r in known_records.load_for(Relative)] == ["mine-1"]
+
+    class Missing(Adapter):
+        name = "inhouse.missing"
+        known_records = (str(tmp_path / "nope.toml"),)
+    with pytest.raises(known_records.KnownError, match="nope.toml does not exist"):
+        known_records.load_for(Missing)
+
+    class Twice(Adapter):
+        name = "inhouse.twice"
+        known_records = (str(tmp_path / "mine.toml"), str(tmp_path / "mine.toml"))
+    with pytest.raises(known_records.KnownError, match="mine-1"):
+        known_records.load_for(Twice)
+
+    class Default(Adapter):
+        name = "mxnet.KLDivLoss"
+    assert known_records.sources_for(Default) == [known_records.file_for("mxnet.KLDivLoss")]
+    assert known_records.load_for(Default)
