@@ -18,7 +18,8 @@ from .neighbourhood import EPSILON_VARIANTS, one_field_changes
 # Cost of changing one field of a point (SPEC.md §Family): misreading the arguments or
 # their encodings is a bigger claim than a different reduction, epsilon or convention.
 _FIELD_COSTS = (("reduction", 1), ("epsilon", 1), ("eps", 0), ("weight_level", 1),
-                ("weight_divisor", 1), ("zero_inf", 1), ("swap", 2), ("target_as", 2), ("pred_as", 2))
+                ("weight_divisor", 1), ("zero_inf", 1), ("generalised", 1), ("normalise", 1),
+                ("negative", 1), ("swap", 2), ("target_as", 2), ("pred_as", 2))
 _WEIGHT_FIELDS = ("weight_level", "weight_divisor")
 
 

@@ -52,6 +52,9 @@ class Template:
     pred_as: str | None = None
     weight_level: str = "element"
     weight_divisor: str = "count"
+    generalised: bool = False      # SPEC.md §11 (KL-GEN-1, KL-NORM-1, KL-NEG-INF)
+    normalise: bool = False
+    negative: str = "nan"
     reductions: tuple[tuple[str, str], ...] = ()   # (asked, applied), only where they differ
 
     def applied(self, asked: str) -> str:
@@ -79,7 +82,8 @@ class Template:
         red = ", ".join(f"{a}→{b}" for a, b in self.reductions) or "reduction as asked"
         pt = Point(reduction=red, epsilon=self.epsilon, eps=self.eps, zero_inf=self.zero_inf,
                    swap=self.swap, target_as=self.target_as, pred_as=self.pred_as,
-                   weight_level=self.weight_level, weight_divisor=self.weight_divisor)
+                   weight_level=self.weight_level, weight_divisor=self.weight_divisor,
+                   generalised=self.generalised, normalise=self.normalise, negative=self.negative)
         return pt.name
 
     def to_json(self) -> dict[str, Any]:
@@ -106,6 +110,7 @@ def point_for(t: Template, case: Case) -> Point:
         pred_as=None if t.pred_as == case.pred_kind else t.pred_as,
         weight_level=t.weight_level if case.sample_weight is not None else "element",
         weight_divisor=t.weight_divisor if weighted and reduction in _DIVISOR_REDUCTIONS else "count",
+        generalised=t.generalised, normalise=t.normalise, negative=t.negative,
     )
 
 
@@ -117,7 +122,8 @@ def template_from_points(points: Mapping[str, Point]) -> Template:
     first = points[sorted(points)[0]]
     t = Template(epsilon=first.epsilon, eps=first.eps, zero_inf=first.zero_inf, swap=first.swap,
                  target_as=first.target_as, pred_as=first.pred_as, weight_level=first.weight_level,
-                 weight_divisor=first.weight_divisor)
+                 weight_divisor=first.weight_divisor, generalised=first.generalised,
+                 normalise=first.normalise, negative=first.negative)
     for asked, p in sorted(points.items()):
         t = t.with_reduction(asked, p.reduction)
     return t

@@ -55,6 +55,7 @@ def value_bound(prep: Prepared, value: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         logs = _finite(np.abs(la2)) + _finite(np.abs(lb2)) + 1 + lam
         per = np.where(a2 == 0, LD(0), np.abs(a2) * logs) + 3 * t + lam * t
+        per = per + _new_points_budget(prep, a2, la2, b2, lb2, t)
         c = np.abs(prep.coef)
         budget = reduce_sum(_finite(c * per), prep)
         absum = reduce_sum(_finite(c * t), prep)
@@ -64,6 +65,49 @@ def value_bound(prep: Prepared, value: np.ndarray) -> np.ndarray:
              + (4 * k + 1) * eta / d)
     b = np.asarray(b, dtype=np.float64)
     return np.where(np.isfinite(value), b, 0.0)
+
+
+def _new_points_budget(prep: Prepared, a2, la2, b2, lb2, t) -> np.ndarray:
+    """KL-BOUND-6: the extra first-order error (in units of u) of the generalised term's
+    ``- a + b`` (two roundings of at most |a log(a/b)| + |a| + |b|) and of normalised inputs
+    (relative errors ν_a, ν_b of a and b perturb T by at most (ν_a + ν_b)(|a| + |b| + |T|))."""
+    pt = prep.point
+    extra = np.zeros(prep.shape, dtype=LD)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mag = _finite(np.abs(a2)) + _finite(np.abs(b2))
+        if pt.generalised:
+            extra = extra + mag + _finite(np.abs(np.where(a2 == 0, LD(0), a2 * (la2 - lb2))))
+        if pt.normalise and prep.a_nu is not None:
+            extra = extra + (prep.a_nu + prep.b_nu) * (mag + t)
+    return _finite(extra)
+
+
+def normalise_backward(prep: Prepared, side: str, log_space: bool, g: np.ndarray,
+                       gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL-GRAD-NORM on S: the gradient ``g`` w.r.t. a normalised side (log or value) carried
+    back through the normalisation along the class axis, and its bound (KL-BOUND-6)."""
+    vh = prep.a if side == "a" else prep.b
+    s = prep.a_sum if side == "a" else prep.b_sum
+    nu = prep.a_nu if side == "a" else prep.b_nu
+    ax = prep.ca
+    u = LD(unit_roundoff(prep.case.dtype))
+    n_c = prep.shape[ax]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if log_space:
+            sg = np.sum(g, axis=ax, keepdims=True)
+            res = g - vh * sg
+            b = (gb + _finite(np.abs(vh)) * np.sum(gb, axis=ax, keepdims=True)
+                 + 2 * u * _finite(np.abs(vh)) * (nu + n_c) * np.sum(_finite(np.abs(g)), axis=ax, keepdims=True)
+                 + 2 * u * (_finite(np.abs(res)) + _finite(np.abs(vh * sg))))
+        else:
+            gv = np.where(vh == 0, LD(0), g * vh)
+            sgv = np.sum(gv, axis=ax, keepdims=True)
+            res = (g - sgv) / s
+            b = ((gb + np.sum(gb * _finite(np.abs(vh)), axis=ax, keepdims=True)
+                  + 2 * u * (nu + n_c) * np.sum(_finite(np.abs(gv)), axis=ax, keepdims=True)
+                  + 2 * u * (_finite(np.abs(g)) + _finite(np.abs(sgv)))) / _finite(np.abs(s))
+                 + 2 * u * _finite(np.abs(res)))
+    return res, _finite(b)
 
 
 def grad_bound(prep: Prepared, side: str, log_space: bool, partial: np.ndarray,
@@ -83,6 +127,9 @@ def grad_bound(prep: Prepared, side: str, log_space: bool, partial: np.ndarray,
         else:
             e = np.abs(_finite(a2)) + dp if log_space else 2 * dp
         ac = np.abs(coef)
+        if prep.point.normalise and prep.a_nu is not None:
+            # KL-BOUND-6: the partial evaluated at normalised a, b off by ν_a u, ν_b u relative
+            e = e + (prep.a_nu + prep.b_nu) * (1 + dp)
         per = _finite(ac * e) + 3 * _finite(np.abs(grad_s))
         k_b = LD(max(1, int(np.prod(prep.shape, dtype=np.int64)))
                  / max(1, int(np.prod(shape, dtype=np.int64))))

@@ -55,6 +55,7 @@ class Expected:
 def _use_core(prep: Prepared) -> bool:
     pt = prep.point
     return (pt.epsilon == "none" and pt.zero_inf == "zero"
+            and not pt.generalised and not pt.normalise and pt.negative == "nan"
             and prep.target.kind == "prob" and prep.pred.kind == "prob")
 
 
@@ -92,6 +93,7 @@ def value_ld(prep: Prepared) -> np.ndarray:
 def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grads: bool):
     c = ["KL-DEF-1", "KL-DEF-2", "KL-ARG-1", "KL-SHAPE-1", "KL-SHAPE-2", "KL-DTYPE-1",
          "KL-FAM-1", "KL-BOUND-1", "KL-BOUND-2", "KL-BOUND-4", "KL-BOUND-5",
+         *(["KL-BOUND-6"] if prep.point.generalised or prep.point.normalise else []),
          "KL-TARGET-PROB" if prep.target.kind == "prob" else "KL-TARGET-LOGPROB",
          {"prob": "KL-INPUT-PROB", "logprob": "KL-INPUT-LOGPROB",
           "logits": "KL-INPUT-LOGITS"}[prep.pred.kind],
@@ -109,20 +111,31 @@ def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grad
         if pt.reduction in _DIVIDING:
             c.append("KL-WEIGHT-SUMDIV" if pt.weight_divisor == "weight_sum"
                      else "KL-WEIGHT-DIVISOR")
+    if pt.generalised:
+        c.append("KL-GEN-1")
+    if pt.normalise:
+        c.append("KL-NORM-1")
+        if not np.all(np.isfinite(a) & np.isfinite(b)):
+            c.append("KL-NORM-2")
+    if pt.generalised or pt.normalise or pt.negative != "nan":
+        c.append("KL-FAM-2")
     with np.errstate(invalid="ignore"):
         invalid = np.isnan(a) | np.isnan(b) | (a < 0) | (b < 0)
         if np.any(invalid):
-            c.append("KL-INVALID-1")
+            c.append("KL-NEG-INF" if pt.negative == "inf" and np.any((a < 0) | (b < 0))
+                     else "KL-INVALID-1")
         if pt.epsilon != "clip_both":
             zero = (a == 0) & ~invalid
             if np.any(zero):
                 c.append("KL-ZERO-1")
+                if pt.generalised:
+                    c.append("KL-GEN-2")
                 if pt.zero_inf == "nan":
                     c.append("KL-ZERO-3")
             if np.any((a > 0) & (b == 0) & ~invalid):
                 c.append("KL-ZERO-2")
         if np.any(np.isinf(a) | np.isinf(b)):
-            c.append("KL-INF-1")
+            c.append("KL-GEN-2" if pt.generalised else "KL-INF-1")
     if prep.axes is not None and not np.all(np.isfinite(value)):
         c.append("KL-SPECIAL-SUM-1")
     if prep.axes is not None and any(prep.shape[i] == 0 for i in prep.axes):
@@ -135,11 +148,16 @@ def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grad
         c.append("KL-DTYPE-2")
     if grads:
         c += ["KL-GRAD-1", "KL-GRAD-RED", "KL-BOUND-3",
+              *(["KL-BOUND-6"] if pt.generalised or pt.normalise else []),
               "KL-GRAD-TARGET-PROB" if prep.target.kind == "prob" else "KL-GRAD-TARGET-LOGPROB",
               {"prob": "KL-GRAD-PRED-PROB", "logprob": "KL-GRAD-PRED-LOGPROB",
                "logits": "KL-GRAD-PRED-LOGITS"}[prep.pred.kind]]
         if pt.epsilon != "none":
             c.append("KL-GRAD-EPS")
+        if pt.generalised:
+            c.append("KL-GRAD-GEN")
+        if pt.normalise:
+            c.append("KL-GRAD-NORM")
         if "KL-ZERO-1" in c:
             c.append("KL-GRAD-ZERO")
         if "KL-ZERO-2" in c or "KL-INF-1" in c or "KL-INVALID-1" in c:
@@ -152,7 +170,8 @@ def evaluate(case, point: Point | None = None) -> Expected:
     """The expected result of ``case`` under ``point`` (default: ``canonical(case)``).
 
     Raises :class:`UndefinedCase` (a ValueError carrying the clause id) where the spec
-    defines no value (KL-RED-0D, KL-WEIGHT-DIST, KL-WEIGHT-SUMDIV, KL-INPUT-LOGITS), and its
+    defines no value (KL-RED-0D, KL-WEIGHT-DIST, KL-WEIGHT-SUMDIV, KL-INPUT-LOGITS,
+    KL-NORM-1 on a 0-D case), and its
     subclass ``ExtendedPrecisionUnavailable`` (KL-BOUND-5) for a float64 case that needs
     extended precision on a platform whose longdouble is float64.
     """

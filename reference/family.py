@@ -28,6 +28,10 @@ ZERO_INF = (
 )
 PRED_KINDS = ("prob", "logprob", "logits")
 TARGET_KINDS = ("prob", "logprob")
+NEGATIVE = (
+    "nan",  # KL-INVALID-1: a negative p or q gives a NaN term
+    "inf",  # KL-NEG-INF: a negative p or q gives +inf (scipy.special.rel_entr / kl_div)
+)
 WEIGHT_LEVELS = (
     "element",       # KL-WEIGHT-ELEMENT: weights multiply the elementwise loss (MXNet)
     "distribution",  # KL-WEIGHT-DIST: weights multiply per-distribution losses (Keras)
@@ -51,6 +55,12 @@ class Point:
     # Additive fields (defaults keep older names and JSON unchanged).
     weight_divisor: str = "count"
     zero_inf: str = "zero"
+    # Functions that are not the canonical KL (SPEC.md §11): the generalised KL term
+    # p log(p/q) - p + q (KL-GEN-1), inputs divided by their class-axis sums first
+    # (KL-NORM-1), and the scipy.special convention for negative entries (KL-NEG-INF).
+    generalised: bool = False
+    normalise: bool = False
+    negative: str = "nan"
 
     def __post_init__(self):
         if self.epsilon not in EPSILON_POLICIES:
@@ -65,6 +75,8 @@ class Point:
             raise ValueError(f"weight_divisor {self.weight_divisor!r} is not one of {WEIGHT_DIVISORS}")
         if self.zero_inf not in ZERO_INF:
             raise ValueError(f"zero_inf {self.zero_inf!r} is not one of {ZERO_INF}")
+        if self.negative not in NEGATIVE:
+            raise ValueError(f"negative {self.negative!r} is not one of {NEGATIVE}")
         if self.target_as is not None and self.target_as not in TARGET_KINDS:
             raise ValueError(f"target_as {self.target_as!r} is not one of {TARGET_KINDS}")
         if self.pred_as is not None and self.pred_as not in PRED_KINDS:
@@ -82,6 +94,12 @@ class Point:
             parts.append(f"div_{self.weight_divisor}")
         if self.zero_inf != "zero":
             parts.append(f"0*inf={self.zero_inf}")
+        if self.generalised:
+            parts.append("generalised")
+        if self.normalise:
+            parts.append("normalised")
+        if self.negative != "nan":
+            parts.append(f"negative={self.negative}")
         if self.swap:
             parts.append("swapped")
         if self.target_as:

@@ -35,8 +35,20 @@ def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
     with np.errstate(invalid="ignore", over="ignore"):
         grad_s = coef * partial
     own = tuple(np.shape(dec.raw))
-    g = sum_to_shape(grad_s, own)
-    gb = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, own)
+    if prep.point.normalise:
+        # KL-GRAD-NORM: back through the normalisation on S, then to the input's shape
+        gb_s = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, prep.shape)
+        g_s, gb_s = _bounds.normalise_backward(prep, side, log_space, grad_s, gb_s)
+        g = sum_to_shape(g_s, own)
+        k_b = LD(max(1, int(np.prod(prep.shape, dtype=np.int64)))
+                 / max(1, int(np.prod(own, dtype=np.int64))))
+        u = LD(_bounds.unit_roundoff(prep.case.dtype))
+        with np.errstate(invalid="ignore", over="ignore"):
+            gb = sum_to_shape(gb_s, own) + 2 * u * (k_b - 1) * sum_to_shape(
+                np.where(np.isfinite(g_s), np.abs(g_s), LD(0)), own)
+    else:
+        g = sum_to_shape(grad_s, own)
+        gb = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, own)
     if dec.kind == "logits":
         with np.errstate(invalid="ignore", over="ignore"):
             result = g - dec.v * np.sum(g, axis=dec.axis, keepdims=True)

@@ -121,26 +121,43 @@ def effective_logs(point: Point, a: np.ndarray, la: np.ndarray, b: np.ndarray, l
 
 
 def terms(point: Point, a, la, b, lb, a_is_log: bool) -> np.ndarray:
-    """Elementwise T of ``point`` (longdouble) with the §2 conventions."""
+    """Elementwise T of ``point`` (longdouble) with the §2 conventions (§11 for the
+    generalised term and the negative=inf convention)."""
     a2, la2, b2, lb2 = effective_logs(point, a, la, b, lb)
     with np.errstate(invalid="ignore", over="ignore"):
         t = a2 * (la2 - lb2)
+        if point.generalised:                                      # KL-GEN-1
+            t = t - a2 + b2
+            # KL-GEN-2: one infinite side (the other finite, >= 0) is +inf (the limit)
+            inf_a, inf_b = a2 == np.inf, b2 == np.inf
+            t = np.where((inf_a & (b2 >= 0) & ~inf_b) | (inf_b & (a2 >= 0) & ~inf_a), LD(np.inf), t)
     if point.epsilon == "clip_both":
         return t  # no zeros, no negatives remain; NaN propagates (KL-EPS-CLIP)
     zero = a == 0
-    t = np.where(zero, LD(0), t)                                   # KL-ZERO-1
+    t = np.where(zero, b if point.generalised else LD(0), t)       # KL-ZERO-1, KL-GEN-2
     if point.zero_inf == "nan":                                    # KL-ZERO-3
         lit = zero & (b == 0)
         if point.epsilon == "none" and a_is_log:
             lit = lit | zero
         t = np.where(lit, LD(np.nan), t)
-    return np.where(invalid_mask(a, b), LD(np.nan), t)             # KL-INVALID-1
+    return apply_invalid(point, a, b, t)
+
+
+def apply_invalid(point: Point, a, b, t) -> np.ndarray:
+    """KL-INVALID-1 (NaN or negative -> NaN), or KL-NEG-INF (NaN -> NaN, negative -> +inf)."""
+    if point.negative == "inf":
+        with np.errstate(invalid="ignore"):
+            t = np.where((a < 0) | (b < 0), LD(np.inf), t)
+        return np.where(np.isnan(a) | np.isnan(b), LD(np.nan), t)
+    return np.where(invalid_mask(a, b), LD(np.nan), t)
 
 
 def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
-    """∂T/∂a, ∂T/∂(log a), ∂T/∂b, ∂T/∂(log b) (SPEC.md §8), longdouble, IEEE elsewhere."""
+    """∂T/∂a, ∂T/∂(log a), ∂T/∂b, ∂T/∂(log b) (SPEC.md §8, KL-GRAD-GEN), longdouble,
+    IEEE elsewhere."""
     nan = LD(np.nan)
     zero = a == 0
+    gen = LD(1) if point.generalised else LD(0)    # the generalised term's -a + b
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if point.epsilon == "clip_both":
             eps = LD(point.eps)
@@ -148,20 +165,20 @@ def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
             b2, lb2 = clipped(b, lb, point.eps)
             ina = (a >= eps) & (a <= 1)
             inb = (b >= eps) & (b <= 1)
-            a_val = np.where(ina, la2 - lb2 + 1, LD(0))
-            b_val = np.where(inb, -a2 / b2, LD(0))
+            a_val = np.where(ina, la2 - lb2 + 1 - gen, LD(0))
+            b_val = np.where(inb, gen - a2 / b2, LD(0))
             a_val = np.where(np.isnan(a) | np.isnan(b), nan, a_val)
             b_val = np.where(np.isnan(a) | np.isnan(b), nan, b_val)
             a_log = np.where(ina, a * a_val, LD(0))
             b_log = np.where(inb, b * b_val, LD(0))
             return {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}
         if point.epsilon == "target_log_eps":
-            a_val = np.log(a + LD(point.eps)) - lb + a / (a + LD(point.eps))
+            a_val = np.log(a + LD(point.eps)) - lb + a / (a + LD(point.eps)) - gen
         else:
-            a_val = la - lb + 1          # at a = 0: -inf for b > 0, NaN for b = 0 (KL-GRAD-ZERO)
+            a_val = la - lb + 1 - gen    # at a = 0: -inf for b > 0, NaN for b = 0 (KL-GRAD-ZERO)
         a_log = np.where(zero, np.where(b == 0, nan, LD(0)), a * a_val)
-        b_val = np.where(zero, LD(0), -a / b)
-        b_log = np.where(zero, LD(0), -a)
+        b_val = np.where(zero, gen, gen - a / b)
+        b_log = np.where(zero, gen * b, gen * b - a)
     bad = invalid_mask(a, b)
     return {k: np.where(bad, nan, v) for k, v in
             {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}.items()}
@@ -195,6 +212,13 @@ class Prepared:
     axes: tuple[int, ...] | None    # axes summed for each output (None: no sum)
     divisor: float                  # D
     terms_per_output: int           # k
+    # Point.normalise (KL-NORM-1): each side's class-axis sum on S (keepdims; None where the
+    # side was normalised in log space or not at all) and its normalisation error factor ν
+    # (relative error of the normalised value / absolute error of its log, in units of u).
+    a_sum: np.ndarray | None = None
+    b_sum: np.ndarray | None = None
+    a_nu: np.ndarray | None = None
+    b_nu: np.ndarray | None = None
 
     @property
     def coef(self) -> np.ndarray:
@@ -284,15 +308,44 @@ def prepare(case, point: Point | None = None) -> Prepared:
     pred = decode(case.pred, ikind, _pred_axis(case, ndim, ca) if ikind == "logits" else None)
     p, lp = np.broadcast_to(target.v, shape), np.broadcast_to(target.lv, shape)
     q, lq = np.broadcast_to(pred.v, shape), np.broadcast_to(pred.lv, shape)
+    p_sum = q_sum = p_nu = q_nu = None
+    if point.normalise:
+        if ca is None:
+            raise UndefinedCase("normalising needs a class axis, but the loss is 0-D", "KL-NORM-1")
+        p, lp, p_sum, p_nu = normalised(p, lp, tkind, ca)
+        q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca)
     if point.swap:
         a, la, b, lb, a_is_log = q, lq, p, lp, ikind != "prob"
+        sides = (q_sum, p_sum, q_nu, p_nu)
     else:
         a, la, b, lb, a_is_log = p, lp, q, lq, tkind != "prob"
+        sides = (p_sum, q_sum, p_nu, q_nu)
     W = _sample_weights(case, point, shape, ca)
     axes, divisor, k = _reduction_layout(point, shape, ca, ba, W)
     weight = 1.0 if case.weight is None else float(case.weight)
     return Prepared(case, point, shape, ca, ba, target, pred, a, la, b, lb, a_is_log,
-                    weight, W, axes, divisor, k)
+                    weight, W, axes, divisor, k, *sides)
+
+
+def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int):
+    """KL-NORM-1/2 on S: (v / Σ v, its log, Σ v keepdims, ν) for probabilities (IEEE
+    division), (exp ls, ls, None, ν) with ls = log_softmax(log v) for log encodings."""
+    n_c = v.shape[ca]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "prob":
+            s = np.sum(v, axis=ca, keepdims=True)
+            vh = v / s
+            lvh = np.log(vh)
+            nu = LD(n_c + 1) * np.sum(np.abs(v), axis=ca, keepdims=True) / np.abs(s)
+        else:
+            lvh = log_softmax(lv, ca)
+            vh = np.exp(lvh)
+            s = None
+            fin = np.where(np.isfinite(lv), lv, LD(-np.inf))
+            m = np.max(fin, axis=ca, keepdims=True) if n_c else np.zeros_like(lv)
+            nu = np.abs(lv - m) + n_c + np.log(LD(max(n_c, 1))) + np.abs(lvh)
+    nu = np.where(np.isfinite(nu), nu, LD(0))
+    return vh, lvh, s, np.broadcast_to(nu, v.shape)
 
 
 def reduce_sum(x: np.ndarray, prep: Prepared) -> np.ndarray:

@@ -1,7 +1,9 @@
 """An independent arbitrary-precision oracle of the family (SPEC.md §1–§7), for tests.
 
 Written from the spec text, not from reference/: object arrays of mpmath numbers, finite
-positive inputs only (special values are tested against the clauses directly).
+positive inputs only (special values are tested against the clauses directly).  §11:
+``generalised`` (KL-GEN-1) and ``normalise`` (KL-NORM-1); ``negative`` only matters for
+negative inputs, which this oracle does not take.
 """
 from __future__ import annotations
 
@@ -40,9 +42,15 @@ def loss(case, point, target=None, pred=None):
     p, lp = decode(t, point.target_as or case.target_kind, None)
     q, lq = decode(z, point.pred_as or case.pred_kind,
                    None if ca is None else ca - (nd - z.ndim))
+    p, lp, q, lq = (np.broadcast_to(v, shape) for v in (p, lp, q, lq))
+    if getattr(point, "normalise", False):
+        # KL-NORM-1: each side divided by its class-axis sum on S (finite positive inputs,
+        # so dividing probabilities and log_softmax of logs agree)
+        p = p / np.sum(p, axis=ca, keepdims=True)
+        q = q / np.sum(q, axis=ca, keepdims=True)
+        lp, lq = _log(p), _log(q)
     if point.swap:
         p, lp, q, lq = q, lq, p, lp
-    p, lp, q, lq = (np.broadcast_to(v, shape) for v in (p, lp, q, lq))
     if point.epsilon == "target_log_eps":
         lp = _log(p + mp.mpf(point.eps))
     elif point.epsilon == "clip_both":
@@ -51,6 +59,8 @@ def loss(case, point, target=None, pred=None):
         p, q = clip(p), clip(q)
         lp, lq = _log(p), _log(q)
     T = p * (lp - lq)
+    if getattr(point, "generalised", False):
+        T = T - p + q                                   # KL-GEN-1
     X = T * (mp.mpf(1) if case.weight is None else mp.mpf(case.weight))
     if case.sample_weight is not None:
         X = X * np.broadcast_to(to_mp(case.sample_weight), shape)
