@@ -166,7 +166,10 @@ class MXNetKLDivLoss(Adapter):
         # float64 values are exact in dtype (Case invariant): the conversion is exact
         arrays = [case.pred, case.target] + ([] if case.sample_weight is None else [case.sample_weight])
         try:
-            args = [mx.nd.array(a, dtype=case.dtype) for a in arrays]   # pred, label[, sample_weight]
+            # MXNet 2 Gluon blocks take only mx.np arrays ("Block's inputs must be of type
+            # mxnet.numpy.ndarray"); 1.x takes the legacy NDArray
+            array = mx.np.array if int(mx.__version__.split(".")[0]) >= 2 else mx.nd.array
+            args = [array(a, dtype=case.dtype) for a in arrays]   # pred, label[, sample_weight]
             value, grads = self._run(loss_fn, args, case.grad)
         except mx.base.MXNetError as exc:
             return Outcome(status="error", error_type="MXNetError", error_message=mxnet_error_line(exc),

@@ -1,8 +1,12 @@
 """``klconform`` command line: the main job and report re-rendering.
 
-    python -m klconform run    [options]              # every available adapter -> reports/latest/
+    python -m klconform run    [options]              # every available adapter, frozen corpus -> reports/latest/
+    python -m klconform explore [options]             # new Hypothesis cases: what the frozen corpus misses
+    python -m klconform corpus freeze|add|coverage    # maintain and measure the frozen corpus (docs/corpus.md)
     python -m klconform report RESULTS.json [--out DIR]  # re-render report.md / report.html
     python -m klconform list                           # the adapters a run would use
+    python -m klconform diff OLD NEW                   # changes between two results/baseline files
+    python -m klconform baseline check|update RESULTS.json [--baselines DIR]   # upgrade checks
 
 Exit status (documented in the README and in every report):
   0  no unexpected discrepancy
@@ -105,17 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run every available adapter and write results.json, report.md, report.html")
     r.add_argument("--frameworks", metavar="NAMES",
-                   help="comma-separated adapter names (e.g. torch.kl_div,mxnet.KLDivLoss@mxnet180) or framework "
-                        "prefixes (torch); default: every registered adapter, plus NAME@ENV for each configured side "
-                        "interpreter whose ENV starts with the adapter's framework prefix")
+                   help="comma-separated adapter names (e.g. torch.kl_div,mxnet.KLDivLoss@mxnet180), framework "
+                        "prefixes (torch) or 'all' (every registered adapter, plus NAME@ENV for each configured side "
+                        "interpreter whose ENV starts with the adapter's framework prefix); default: all, or only "
+                        "the --adapter ones when --adapter is given")
     r.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS",
-                   help="add a third-party adapter (repeatable; MODULE:CLASS@ENV for a side interpreter)")
+                   help="a third-party adapter (repeatable; MODULE:CLASS@ENV for a side interpreter); without "
+                        "--frameworks only these run (--frameworks all adds the registered ones)")
     r.add_argument("--python", action="append", default=[], metavar="ENV=PATH",
                    help="interpreter for side environment ENV (repeatable; also KLCONFORM_PYTHON_<ENV>)")
     r.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep (default: all)")
-    r.add_argument("--examples", type=_int_in(0, MAX_EXAMPLES), default=1000, metavar="N",
-                   help=f"generated cases per adapter (default 1000, at most {MAX_EXAMPLES}), besides the curated cases")
-    r.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    r.add_argument("--corpus", metavar="FILE", default=None,
+                   help="a corpus file in the frozen format (default: the frozen corpus, klconform/data/frozen-corpus.jsonl)")
+    r.add_argument("--jobs", type=_int_in(1, 64), default=None, metavar="N",
+                   help="adapters run at once, each in its own worker (default: the number of CPUs)")
     r.add_argument("--out", default=None, metavar="DIR",
                    help=f"output directory, relative to where the command was typed (default {DEFAULT_OUT} of the project)")
     r.add_argument("--formats", default="json,md,html", metavar="LIST", help="any of json,md,html (default all)")
@@ -132,6 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", metavar="RESULTS.json")
     rep.add_argument("--out", default=None, metavar="DIR", help="output directory (default: the results file's)")
     rep.add_argument("--formats", default="md,html", metavar="LIST", help="any of json,md,html (default md,html)")
+    add_upgrade_parsers(sub)
+    x = sub.add_parser("explore", help="draw new cases with Hypothesis and show what the frozen corpus misses")
+    for flag in ("--frameworks", "--adapter", "--python", "--dtypes", "--case-timeout", "--setup-timeout",
+                 "--worker-memory", "--batch-size", "--shrink-rounds", "--quiet", "--jobs"):
+        action = next(a for a in r._actions if flag in a.option_strings)
+        x._add_action(action)
+    x.add_argument("--examples", type=_int_in(1, MAX_EXAMPLES), default=1000, metavar="N",
+                   help=f"generated cases per adapter (default 1000, at most {MAX_EXAMPLES})")
+    x.add_argument("--seed", type=int, default=1, help="Hypothesis seed (default 1; the frozen corpus was drawn with 0)")
+    x.add_argument("--save", metavar="FILE", help="write the minimal new cases to FILE in the frozen format")
+    c = sub.add_parser("corpus", help="maintain and measure the frozen corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)
+    fr = csub.add_parser("freeze", help="(maintainers) draw the frozen corpus anew from the generator")
+    fr.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    fr.add_argument("--examples", type=_int_in(1, MAX_EXAMPLES), default=1000, metavar="N",
+                    help="generated cases per built-in adapter (default 1000, the ci size)")
+    fr.add_argument("--out", metavar="FILE", default=None, help="where to write (default: the frozen corpus)")
+    ad = csub.add_parser("add", help="merge the cases of FILE (frozen format) into the frozen corpus")
+    ad.add_argument("file", metavar="FILE")
+    ad.add_argument("--corpus", metavar="FILE", default=None, help="the corpus to add to (default: the frozen corpus)")
+    cv = csub.add_parser("coverage", help="cases per SPEC clause, capability value and special value, per adapter")
+    cv.add_argument("--frameworks", metavar="NAMES", help="as for run")
+    cv.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS", help="as for run")
+    cv.add_argument("--corpus", metavar="FILE", default=None, help="as for run")
     ls = sub.add_parser("list", help="list the adapters a run would use")
     ls.add_argument("--frameworks", metavar="NAMES", help="as for run")
     ls.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS", help="as for run")
@@ -180,11 +211,14 @@ def configured_envs(pythons: dict[str, str]) -> list[str]:
     return sorted(e for e in envs if e)
 
 
+ALL = "all"   # --frameworks all: every registered adapter (and side-interpreter variants)
+
+
 def expand_names(names: list[str] | None, known: dict[str, str], pythons: dict[str, str]) -> list[str]:
     """Adapter names to run: ``names`` with framework prefixes expanded (``torch`` ->
-    every registered ``torch.*``); for None every registered adapter plus ``NAME@ENV`` for
-    each configured side environment whose name starts with NAME's framework prefix
-    (``mxnet180`` -> ``mxnet.KLDivLoss@mxnet180``)."""
+    every registered ``torch.*``); for None or ``all`` every registered adapter plus
+    ``NAME@ENV`` for each configured side environment whose name starts with NAME's
+    framework prefix (``mxnet180`` -> ``mxnet.KLDivLoss@mxnet180``)."""
     if names is None:
         out = list(known)
         for env in configured_envs(pythons):
@@ -192,6 +226,9 @@ def expand_names(names: list[str] | None, known: dict[str, str], pythons: dict[s
         return out
     out = []
     for n in names:
+        if n == ALL:
+            out += expand_names(None, known, pythons)
+            continue
         base, at, env = n.partition("@")
         if base not in known and ":" not in base and any(k.split(".", 1)[0] == base for k in known):
             out += [k + at + env for k in known if k.split(".", 1)[0] == base]
@@ -201,16 +238,34 @@ def expand_names(names: list[str] | None, known: dict[str, str], pythons: dict[s
 
 
 def resolve_specs(frameworks: str | None, adapters: list[str], pythons_opt: list[str]):
+    """The WorkerSpecs a run uses: ``--frameworks`` (default ``all``, or none when
+    ``--adapter`` is given: a user who names an adapter means that adapter), then the
+    ``--adapter`` ones."""
     from . import registry
     try:
         pythons = registry.parse_python_options(pythons_opt)
         known = registry.builtin_adapters()
-        names = expand_names(_csv(frameworks), known, pythons)
+        wanted = _csv(frameworks) if frameworks is not None else ([] if adapters else [ALL])
+        names = expand_names(wanted, known, pythons)
         if frameworks is not None and not names and not adapters:
             raise UsageError(f"--frameworks {frameworks!r}: no adapter named")
         return registry.resolve(names, adapters, pythons=pythons, known=known)
     except registry.RegistryError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
+
+
+def asked_for(frameworks: str | None, adapters: list[str], pythons_opt: list[str], specs) -> set[str]:
+    """The keys (run id or reference) of the specs the user named, as opposed to those
+    that came with ``all`` (the default without --adapter): a named adapter that cannot
+    run is exit 3 (and one that cannot be loaded a usage error), a registered one that
+    came with ``all`` a recorded skip."""
+    wanted = _csv(frameworks) if frameworks is not None else ([] if adapters else [ALL])
+    everything = set()
+    if ALL in wanted:
+        everything = {s.run_id or s.adapter_ref for s in resolve_specs(ALL, [], pythons_opt)}
+        if wanted == [ALL] and not adapters:
+            return set()
+    return {s.run_id or s.adapter_ref for s in specs} - everything
 
 
 # ----------------------------------------------------------------------------- progress
@@ -246,9 +301,12 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- writing
-def write_outputs(result, out: Path, formats: list[str]) -> tuple[list[Path], list[str]]:
+def write_outputs(result, out: Path, formats: list[str], *, replace_set: bool = False):
     """Render the requested files and replace them in ``out`` together
-    (:func:`klconform.resultsio.write_set`); returns ``(written, one-line problems)``."""
+    (:func:`klconform.resultsio.write_set`); returns its :class:`~klconform.resultsio.WrittenSet`.
+    ``replace_set`` (a run): this run's files are the whole set, so the files of the
+    formats not asked for (left by an earlier run, now out of date) are removed with it;
+    and a stop asked for before the replacements start leaves the previous set."""
     from .report.html import render_html
     from .report.markdown import render_markdown
     from .report.summary import build_model
@@ -268,7 +326,10 @@ def write_outputs(result, out: Path, formats: list[str]) -> tuple[list[Path], li
     renders = {"json": results_json, "md": lambda: render_markdown(result, the_model()),
                "html": lambda: render_html(result, the_model())}
     from .resultsio import write_set
-    return write_set(out, {FILES[f]: renders[f] for f in formats})
+    if not replace_set:
+        return write_set(out, {FILES[f]: renders[f] for f in formats})
+    return write_set(out, {FILES[f]: renders[f] for f in formats},
+                     remove=[FILES[f] for f in FORMATS if f not in formats], stop_requested=_STOP.is_set)
 
 
 def exit_status(result) -> int:
@@ -279,7 +340,9 @@ def exit_status(result) -> int:
 def reproduction_command(args) -> str:
     """The command that reproduces this run's results (output directory left out: the
     results do not depend on it)."""
-    cmd = ["python", "-m", "klconform", "run", "--seed", str(args.seed), "--examples", str(args.examples)]
+    cmd = ["python", "-m", "klconform", "run"]
+    if args.corpus:
+        cmd += ["--corpus", args.corpus]
     if args.frameworks is not None:
         cmd += ["--frameworks", args.frameworks]
     for a in args.adapter:
@@ -329,6 +392,21 @@ def warn_unused_pythons(pythons_opt: list[str], specs) -> None:
                              f"environment {env!r} (name it as ADAPTER@{env})\n")
 
 
+def load_corpus(path: str | None):
+    """The cases of the corpus file ``path`` (default: the frozen corpus) and what the
+    results record about it; a bad file is a UsageError naming file:line."""
+    from . import frozen
+    file = frozen.FROZEN_PATH if path is None else out_path(path)
+    try:
+        cases = frozen.load(file)
+        head = frozen.read_header(file)
+    except frozen.FrozenCorpusError as exc:
+        raise UsageError(str(exc)) from None
+    return cases, {"corpus": "frozen" if path is None else "file", "file": str(path or "klconform/data/frozen-corpus.jsonl"),
+                   "made_by": head.get("made_by", ""), "format_version": head["version"], "cases": head["cases"],
+                   "digest": head["digest"]}
+
+
 def cmd_run(args) -> int:
     formats = parse_formats(args.formats)
     dtypes = parse_dtypes(args.dtypes)
@@ -336,8 +414,8 @@ def cmd_run(args) -> int:
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
     if not specs:
         raise UsageError("no adapter to run")
-    named = args.frameworks is not None or bool(args.adapter)
-    adapters = load_adapters(specs, named)
+    named = asked_for(args.frameworks, args.adapter, args.python, specs)
+    adapters = load_adapters(specs, bool(named))
     warn_unused_pythons(args.python, specs)
     from .resultsio import OutputBusy, OutputLock
     try:
@@ -350,68 +428,72 @@ def cmd_run(args) -> int:
         lock.__exit__(None, None, None)
 
 
-def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: bool) -> int:
+def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[str]) -> int:
     from . import engine, workers
     from .provenance import reference_identity
     from .results import AdapterRun, RunResult
     from .resultsio import write_results
-    import hypothesis
 
     progress = Progress(args.quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
-    caps = [a.capabilities() for a, s in zip(adapters, specs) if not s.unavailable and not isinstance(a, Exception)]
-    progress.line(f"building the corpus (seed {args.seed}, {args.examples} generated cases per adapter)")
-    cases = engine.build_corpus(args.seed, args.examples, caps)
+    cases, corpus_source = load_corpus(args.corpus)
     if dtypes:
         cases = [c for c in cases if c.dtype in dtypes]
-    hyp = {"version": hypothesis.__version__, "seed": args.seed, "max_examples": args.examples,
-           "phases": ["generate"], "database": None, "derandomize": False,
-           "strategy": "klconform.strategies.cases / cases_for per adapter (klconform.engine.build_corpus)",
-           "curated": "klconform.curated.all_curated", "dtypes": dtypes or "all"}
-    result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=args.seed, hypothesis=hyp,
+    corpus_source["dtypes"] = dtypes or "all"
+    result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=0, hypothesis=corpus_source,
                        corpus_digest=engine.corpus_digest(cases), cases={c.digest: c.to_json() for c in cases},
                        runs=[], command=reproduction_command(args), started_at=started, complete=False,
                        reference=dict(reference_identity()))
-    progress.line(f"{len(cases)} cases, {len(specs)} adapter(s)")
+    jobs = args.jobs or os.cpu_count() or 1
+    progress.line(f"{len(cases)} cases ({corpus_source['file']}), {len(specs)} adapter(s), {jobs} at a time")
     partial = out / PARTIAL
     partial_written = False
-    worker_options = dict(case_timeout=args.case_timeout, setup_timeout=args.setup_timeout,
-                          memory_limit=args.worker_memory)
-    try:
-        for i, (spec, adapter) in enumerate(zip(specs, adapters), 1):
-            if isinstance(adapter, Exception):
-                run_id = spec.run_id or spec.adapter_ref
-                progress.line(f"[{i}/{len(specs)}] {run_id}: skipped (import_error: {adapter})")
-                result.runs.append(AdapterRun(adapter=run_id, api="", env={}, status="import_error", reason=str(adapter)))
-                continue
-            run_id = spec.run_id or adapter.name
-            progress.line(f"[{i}/{len(specs)}] {run_id}: starting worker")
-            target = engine.open_target(spec, batch_size=args.batch_size, **worker_options)
-            if not isinstance(target, engine.Target):
-                progress.line(f"[{i}/{len(specs)}] {run_id}: skipped ({target.status}: {target.reason})")
-                result.runs.append(target)
+    worker_options = dict(setup_timeout=args.setup_timeout, memory_limit=args.worker_memory)
+    asked = set()     # run ids of the adapters the user named
+    done: dict[int, AdapterRun] = {}     # spec index -> run (the results keep the specs' order)
+    runnable: list[tuple[int, object]] = []
+    lock = _threading.Lock()
+    for i, (spec, adapter) in enumerate(zip(specs, adapters)):
+        if (spec.run_id or spec.adapter_ref) in named:
+            asked.add(spec.run_id or (spec.adapter_ref if isinstance(adapter, Exception) else adapter.name))
+        if isinstance(adapter, Exception):
+            run_id = spec.run_id or spec.adapter_ref
+            progress.line(f"[{i + 1}/{len(specs)}] {run_id}: skipped (import_error: {adapter})")
+            done[i] = AdapterRun(adapter=run_id, api="", env={}, status="import_error", reason=str(adapter))
+        else:
+            runnable.append((i, spec))
+
+    def finished(j: int, run) -> None:     # called by the engine's threads as each adapter ends
+        nonlocal partial_written
+        i = runnable[j][0]
+        with lock:
+            done[i] = run
+            result.runs = [done[k] for k in sorted(done)]
+            if run.status != "ok":
+                progress.line(f"[{i + 1}/{len(specs)}] {run.adapter}: skipped ({run.status}: {run.reason})")
             else:
-                res = engine.run_conformance([], cases, seed=args.seed, targets=[target], batch_size=args.batch_size,
-                                             shrink_rounds=args.shrink_rounds, progress=progress.cases,
-                                             hypothesis_settings=hyp, command=result.command)
-                for d, cj in res.cases.items():
-                    result.cases.setdefault(d, cj)
-                run = res.runs[0]
-                result.runs.append(run)
                 n_bad = sum(v.cls != "match" for v in run.verdicts)
-                progress.line(f"[{i}/{len(specs)}] {run_id}: {len(run.outcomes)} outcomes, {n_bad} discrepancy verdicts, "
-                              f"observed {run.fingerprint.get('observed', {}).get('name', '?')}")
+                progress.line(f"[{i + 1}/{len(specs)}] {run.adapter}: {len(run.outcomes)} outcomes, {n_bad} "
+                              f"discrepancy verdicts, observed {run.fingerprint.get('observed', {}).get('name', '?')}")
             result.elapsed_s = time.perf_counter() - t0
+            _raise_if_stopped()
             if any(r.status == "ok" for r in result.runs):
                 write_results(result, partial, check=False)   # what is complete survives an interruption
                 partial_written = True
+
+    try:
+        res = engine.run_conformance([s for _, s in runnable], cases, batch_size=args.batch_size,
+                                     case_timeout=args.case_timeout, shrink_rounds=args.shrink_rounds,
+                                     progress=progress.cases, hypothesis_settings=corpus_source,
+                                     command=result.command, jobs=jobs, worker_options=worker_options,
+                                     on_run=finished)
+        for d, cj in res.cases.items():
+            result.cases.setdefault(d, cj)
+        result.runs = [done[k] for k in sorted(done)]
+        _raise_if_stopped()
     except (KeyboardInterrupt, workers.RunAborted):
-        workers.abort_all()
-        kept = (f"{sum(r.status == 'ok' for r in result.runs)} completed adapter(s) kept in {partial}; "
-                if partial_written else "no adapter had completed; ")
-        sys.stderr.write(f"\nklconform: interrupted; {kept}the previous report in {out} is intact\n")
-        return EXIT_INTERRUPTED
+        return _interrupted(result, partial if partial_written else None, out)
     not_run = [r for r in result.runs if r.status != "ok"]
     if len(not_run) == len(result.runs):
         if partial_written:
@@ -423,15 +505,28 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: bool) 
     result.complete = True
     result.elapsed_s = time.perf_counter() - t0
     progress.line("writing " + ", ".join(FILES[f] for f in formats))
-    written, problems = write_outputs(result, out, formats)
+    try:
+        written_set = write_outputs(result, out, formats, replace_set=True)
+    except (KeyboardInterrupt, workers.RunAborted):
+        return _interrupted(result, partial if partial_written else None, out)
+    written, problems = written_set.written, written_set.problems
     if partial_written and not problems:
         partial.unlink(missing_ok=True)
     status = exit_status(result)
+    if written_set.removed:
+        progress.line(f"removed {', '.join(str(p) for p in written_set.removed)} (an earlier run's, "
+                      f"not among --formats {args.formats})")
     progress.line(f"wrote {', '.join(str(p) for p in written) or 'nothing'}; exit status {status}")
+    if written_set.held:
+        import signal
+        names = ", ".join(signal.Signals(s).name for s in written_set.held)
+        sys.stderr.write(f"klconform: {names} arrived while the output files were being replaced: the new "
+                         f"set in {out} is complete, and the exit status is the run's\n")
     if problems:
         _error_line("; ".join(problems))
         return EXIT_USAGE
-    if named and not_run:
+    not_run = [r for r in not_run if r.adapter in asked]
+    if not_run:
         _error_line("adapter(s) asked for could not run: "
                     + "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run))
         return EXIT_NOT_CHECKED
@@ -450,11 +545,96 @@ def cmd_report(args) -> int:
     from .report.summary import reference_note
     if (result.reference or {}).get("digest") != reference_identity()["digest"]:
         sys.stderr.write(f"klconform: note: {reference_note(result)}\n")
-    written, problems = write_outputs(result, out, formats)
+    problems = write_outputs(result, out, formats).problems
     if problems:
         _error_line("; ".join(problems))
         return EXIT_USAGE
     return exit_status(result)
+
+
+def cmd_explore(args) -> int:
+    """Draw new cases, run them beside the frozen corpus, print per adapter the discrepancy
+    kinds only the new cases show (unrecorded first) with the smallest case of each."""
+    from . import engine, explore, frozen, workers
+    dtypes = parse_dtypes(args.dtypes)
+    specs = resolve_specs(args.frameworks, args.adapter, args.python)
+    adapters = [a for a in load_adapters(specs, True)]
+    progress = Progress(args.quiet)
+    base, _ = load_corpus(None)
+    progress.line(f"drawing {args.examples} cases per adapter (seed {args.seed})")
+    drawn = explore.build_corpus(args.seed, args.examples, [a.capabilities() for a in adapters], curated=False)
+    known = {c.digest for c in base}
+    drawn = [c for c in drawn if c.digest not in known and (not dtypes or c.dtype in dtypes)]
+    cases = [c for c in base if not dtypes or c.dtype in dtypes] + drawn
+    progress.line(f"{len(drawn)} new cases beside {len(cases) - len(drawn)} frozen ones, {len(specs)} adapter(s)")
+    try:
+        res = engine.run_conformance(specs, cases, seed=args.seed, batch_size=args.batch_size,
+                                     case_timeout=args.case_timeout, shrink_rounds=args.shrink_rounds,
+                                     progress=progress.cases, jobs=args.jobs or os.cpu_count() or 1,
+                                     worker_options=dict(setup_timeout=args.setup_timeout,
+                                                         memory_limit=args.worker_memory))
+    except (KeyboardInterrupt, workers.RunAborted):
+        workers.abort_all()
+        sys.stderr.write("\nklconform: interrupted\n")
+        return EXIT_INTERRUPTED
+    findings = explore.new_findings(res, {c.digest for c in base})
+    from .case import Case
+    save: list = []
+    for run in res.runs:
+        if run.status != "ok":
+            print(f"{run.adapter}: not run ({run.status}: {run.reason})")
+            continue
+        for f in findings.get(run.adapter, []):
+            case = Case.from_json(res.cases[f["case"]])
+            print(f"{run.adapter}: {'NEW' if not f['known'] else 'recorded ' + f['known']} {f['cls']} vs "
+                  f"{f['against']}{' (' + f['explained_by'] + ')' if f['explained_by'] else ''}: {f['count']} "
+                  f"case(s), smallest {case!r}")
+            save.append(Case.from_json(res.cases[f["canonical"]]))
+        if not findings.get(run.adapter):
+            print(f"{run.adapter}: nothing the frozen corpus does not show")
+    if args.save:
+        frozen.dump(explore.dedupe(save), out_path(args.save),
+                    made_by=f"klconform explore --seed {args.seed} --examples {args.examples}")
+        print(f"wrote {len(explore.dedupe(save))} case(s) to {args.save}")
+    if all(r.status != "ok" for r in res.runs):
+        return EXIT_NOT_CHECKED
+    return EXIT_DISCREPANCY if any(not f["known"] for fs in findings.values() for f in fs) else EXIT_OK
+
+
+def cmd_corpus(args) -> int:
+    from . import frozen
+    if args.corpus_command == "freeze":
+        from . import explore
+        cases, made_by = explore.freeze(args.seed, args.examples)
+        path = frozen.dump(cases, out_path(args.out) if args.out else frozen.FROZEN_PATH, made_by=made_by)
+        print(f"{path}: {len(cases)} cases, {path.stat().st_size} bytes")
+        return EXIT_OK
+    if args.corpus_command == "add":
+        base_path = out_path(args.corpus) if args.corpus else frozen.FROZEN_PATH
+        base, _ = load_corpus(str(base_path))
+        more, _ = load_corpus(args.file)
+        merged = frozen.merge(base, more)
+        head = frozen.read_header(base_path)
+        frozen.dump(merged, base_path, made_by=head.get("made_by", ""))
+        print(f"{base_path}: {len(merged) - len(base)} case(s) added, {len(merged)} in all")
+        return EXIT_OK
+    from . import coverage
+    from .evaluator import make_evaluator
+    from .translate import translate_all
+    cases, _ = load_corpus(args.corpus)
+    specs = resolve_specs(args.frameworks, args.adapter, [])
+    ev = make_evaluator()
+    low = 0
+    for spec, adapter in zip(specs, load_adapters(specs, True)):
+        caps = adapter.capabilities()
+        cov = coverage.count([t.case for t in translate_all(cases, caps)], caps, evaluate=ev)
+        under = coverage.below_floor(cov, caps)
+        low += bool(under)
+        print(f"{spec.run_id or adapter.name}:")
+        for section, counts in cov.items():
+            print(f"  {section}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        print("  below the floor: " + ("; ".join(under) if under else "nothing"))
+    return EXIT_DISCREPANCY if low else EXIT_OK
 
 
 def cmd_list(args) -> int:
@@ -465,33 +645,125 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- upgrade checks
+def add_upgrade_parsers(sub) -> None:
+    """``diff`` and ``baseline check|update`` (docs/upgrade-checks.md)."""
+    d = sub.add_parser("diff", help="what changed between two results.json or baseline files, in words")
+    d.add_argument("old", metavar="OLD")
+    d.add_argument("new", metavar="NEW")
+    b = sub.add_parser("baseline", help="check a results.json against the committed baselines, or update them")
+    b.add_argument("action", choices=("check", "update"))
+    b.add_argument("results", metavar="RESULTS.json")
+    b.add_argument("--baselines", default=None, metavar="DIR", help="baselines directory (default: klconform's own)")
+
+
+def _print_changes(changes) -> int:
+    from .diff import render_text
+    if changes:
+        print(render_text(changes))
+    real = [c for c in changes if c.is_change]
+    print(f"{len(real)} change{'s' if len(real) != 1 else ''}" + (" (notes marked =)" if len(real) < len(changes) else ""))
+    return EXIT_DISCREPANCY if real else EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from .baseline import BaselineError, check_compatible, load_side
+    from .diff import compare_baselines, pair_baselines
+    try:
+        old, new = load_side(args.old), load_side(args.new)
+        changes = []
+        for a, b in pair_baselines(old, new):
+            check_compatible(a, b)
+            changes += compare_baselines(a, b)
+    except BaselineError as exc:
+        raise UsageError(str(exc)) from None
+    return _print_changes(changes)
+
+
+def cmd_baseline(args) -> int:
+    from . import baseline
+    from .resultsio import ResultsError, read_results
+    directory = Path(args.baselines) if args.baselines else baseline.BASELINE_DIR
+    try:
+        result = read_results(args.results)
+        if args.action == "update":
+            for path in baseline.update(result, directory):
+                print(path)
+            return EXIT_OK
+        return _print_changes(baseline.check(result, directory))
+    except (ResultsError, baseline.BaselineError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+
+
 def _error_line(message: str) -> None:
     text = re.sub(r"\s+", " ", message).strip()
     sys.stderr.write(f"klconform: error: {text}\n")
 
 
+# A stop asked for by SIGINT/SIGTERM.  Set before anything else the handler does, and
+# checked again between adapters and before the output files are replaced: a
+# KeyboardInterrupt swallowed on its way up (a library's gc callback, say) cannot make
+# the run go on and write a new report.
+import threading as _threading
+_STOP = _threading.Event()
+_EXITING = _threading.Event()     # main() is returning: its status stands
+
+
+def _raise_if_stopped() -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt
+
+
+def _interrupted(result, partial: Path | None, out: Path) -> int:
+    """The run was stopped before its output set was replaced: kill the workers, say what
+    was kept (a partial file only when one was written), exit 130."""
+    from . import workers
+    workers.abort_all()
+    kept = (f"{sum(r.status == 'ok' for r in result.runs)} completed adapter(s) kept in {partial}; "
+            if partial is not None and partial.exists() else "no adapter had completed; ")
+    sys.stderr.write(f"\nklconform: interrupted; {kept}the previous report in {out} is intact\n")
+    return EXIT_INTERRUPTED
+
+
 def _stop_on_signal(signum, frame) -> None:
     """SIGINT/SIGTERM: kill every worker now (no waiting for a batch), then unwind the
-    controller with KeyboardInterrupt; further signals are ignored while it cleans up."""
+    controller with KeyboardInterrupt; further signals are ignored while it cleans up.
+    Once the output files are being replaced the signal is only recorded (the set is
+    completed; :func:`klconform.resultsio.write_set`), and once main() returns ignored."""
     import signal
     from . import workers
+    from .resultsio import COMMIT
+    if _EXITING.is_set():
+        return
+    if COMMIT.active:
+        COMMIT.held.append(signum)
+        return
+    _STOP.set()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     workers.abort_all()
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; never ends in a traceback (exit statuses: module docstring)."""
+def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = False) -> int:
+    """The command line; never ends in a traceback (exit statuses: module docstring).
+    ``keep_signal_handlers`` (``python -m klconform``): leave the handlers installed when
+    returning, so that a signal arriving while the process exits is ignored instead of
+    becoming a KeyboardInterrupt traceback; in-process callers get theirs back."""
     import signal
     import threading
+    from .resultsio import COMMIT
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _STOP.clear()
+    _EXITING.clear()
+    COMMIT.reset()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
+                "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus}[args.command](args)
     except UsageError as exc:
         _error_line(str(exc))
         return EXIT_USAGE
@@ -507,7 +779,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error_line(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}")
         return EXIT_USAGE
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _EXITING.set()
+        if not keep_signal_handlers:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _STOP.clear()
+            COMMIT.reset()
         from . import workers
         workers.reset_abort()
