@@ -235,7 +235,11 @@ def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
 def serve(channel) -> None:
     """The worker's main loop (called by the bootstrap with the execnet channel)."""
     config = channel.receive()
-    # Mapped before the hello: the controller unlinks the file once it has the hello.
+    # From here on the worker's fd 2 goes to a file, setup included: native start-up
+    # messages (TensorFlow's oneDNN/CUDA/absl lines) become the run's setup warnings.
+    stderr = StderrCapture()
+    # Opened before the hello: a file-backed record is unlinked by the controller once it
+    # has the hello (an anonymous one, /proc/<controller>/fd/N, has no name to unlink).
     progress = ProgressRecord(config["progress"]) if config.get("progress") else None
     bind_to_controller()
     channel.send(("hello", {"pid": os.getpid(), "python": sys.executable}))
@@ -253,8 +257,10 @@ def serve(channel) -> None:
     if adapter is None:
         channel.send(("unavailable", *result))
         return
+    setup_lines = stderr.new_lines(StderrCapture.MAX_SETUP_LINES)
+    if setup_lines:
+        result["setup_warnings"] = setup_lines
     channel.send(("ready", result))
-    stderr = StderrCapture()
     while True:
         msg = channel.receive()
         if msg is None:
@@ -292,11 +298,14 @@ class StderrCapture:
     """Redirects the worker's file descriptor 2 into a temporary file, so that native
     framework messages (MXNet's C++ warnings, TensorFlow's absl logging) become per-case
     warnings instead of noise on the controller's terminal.  Timestamps and thread ids are
-    stripped so that identical runs record identical warnings.  Import-time chatter, which
-    came before the capture started, is discarded."""
+    stripped so that identical runs record identical warnings.  The capture starts before
+    the adapter's setup: what the framework prints while importing becomes the run's
+    ``setup_warnings`` (environment report), capped like a case's."""
 
-    _STAMP = re.compile(r"^(\[\d\d:\d\d:\d\d\] |[IWEF]\d{4} [\d:.]+\s+\d+ )")
+    _STAMP = re.compile(r"^(\[\d\d:\d\d:\d\d\] |[IWEF]\d{4} [\d:.]+\s+\d+ |"
+                        r"\d{4}-\d\d-\d\d [\d:.]+: (?=[IWEF] ))")
     MAX_LINES = 5
+    MAX_SETUP_LINES = 40  # a framework's start-up (TensorFlow: ~18 lines) is kept whole
     MAX_BYTES = 8192     # read per case; the rest is counted, not kept (a flood stays small)
 
     def __init__(self):
@@ -310,7 +319,7 @@ class StderrCapture:
         fcntl.fcntl(self._file.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         os.dup2(self._file.fileno(), 2)
 
-    def new_lines(self) -> list:
+    def new_lines(self, max_lines: int = MAX_LINES) -> list:
         fd = self._file.fileno()
         size = os.fstat(fd).st_size
         if size == 0:              # the common case: one fstat per case
@@ -320,9 +329,9 @@ class StderrCapture:
         text = data.decode("utf-8", "replace")
         lines = [self._STAMP.sub("", ln).strip() for ln in text.splitlines()]
         lines = [ln for ln in lines if ln]
-        kept = lines[: self.MAX_LINES]
+        kept = lines[:max_lines]
         dropped = size - len(data)
-        if len(lines) > self.MAX_LINES or dropped:
+        if len(lines) > max_lines or dropped:
             kept.append(f"[{len(lines) - len(kept)} more line(s) and {dropped} byte(s) of stderr dropped]")
         return kept
 
@@ -341,11 +350,34 @@ class ProgressRecord:
         import mmap
         import struct
         self._struct = struct
+        self._owned_fd = None
+        self.path = path
         if create:
             with open(path, "wb") as fh:
                 fh.write(struct.pack("<dq", 0.0, -1))
         self._file = open(path, "r+b")
         self._map = mmap.mmap(self._file.fileno(), self.SIZE)
+
+    @classmethod
+    def anonymous(cls):
+        """Controller side: a record that no directory entry ever names (a memfd), so that
+        nothing is left behind whenever the controller dies.  The worker opens it as
+        ``/proc/<controller pid>/fd/<n>`` (``.path``).  None where that is not possible
+        (no memfd or no /proc): the caller falls back to a named temp file."""
+        if not hasattr(os, "memfd_create"):
+            return None
+        import struct
+        fd = None
+        try:
+            fd = os.memfd_create("klconform-progress")     # close-on-exec: no other child gets it
+            os.write(fd, struct.pack("<dq", 0.0, -1))
+            record = cls(f"/proc/{os.getpid()}/fd/{fd}")  # reopened through /proc, as the worker will
+        except OSError:
+            if fd is not None:
+                os.close(fd)
+            return None
+        record._owned_fd = fd
+        return record
 
     def start(self, seq: int) -> None:
         self._struct.pack_into("<d", self._map, 0, time.monotonic())
@@ -364,3 +396,6 @@ class ProgressRecord:
             self._map.close()
         finally:
             self._file.close()
+            if self._owned_fd is not None:
+                os.close(self._owned_fd)
+                self._owned_fd = None

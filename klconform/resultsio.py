@@ -13,13 +13,15 @@ run always produces the same bytes apart from the fields in
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from .results import TIMING_FIELDS, RunResult
 from .wire import NONFINITE, json_float
@@ -271,21 +273,66 @@ class OutputLock:
             self._fd = None
 
 
-def write_set(out: str | os.PathLike, renders: dict[str, Any]) -> tuple[list[Path], list[str]]:
+class _Commit:
+    """Whether this process is replacing (or has replaced) an output set, and the signals
+    held meanwhile.  A signal handler (the command line's) consults ``active``: from the
+    moment the replacements start, the new set is going to be complete, so a SIGINT/SIGTERM
+    is recorded in ``held`` instead of interrupting the run."""
+
+    def __init__(self):
+        self.active = False
+        self.held: list[int] = []
+
+    def reset(self) -> None:
+        self.active = False
+        self.held = []
+
+
+COMMIT = _Commit()
+# Test hook: seconds to sleep between two files while staging and while replacing, so
+# that a test can signal a run in the middle of writing its outputs.
+WRITE_DELAY_ENV = "KLCONFORM_TEST_WRITE_DELAY_S"
+
+
+@dataclasses.dataclass
+class WrittenSet:
+    """What :func:`write_set` did: files ``written``, files ``removed`` (of the previous
+    set, not part of this one), one-line ``problems``, and the signals ``held`` back while
+    the files were replaced (the set is complete; the caller decides what they mean)."""
+
+    written: list[Path]
+    problems: list[str]
+    removed: list[Path] = dataclasses.field(default_factory=list)
+    held: list[int] = dataclasses.field(default_factory=list)
+
+
+def _test_delay() -> None:
+    delay = os.environ.get(WRITE_DELAY_ENV)
+    if delay:
+        import time
+        time.sleep(float(delay))
+
+
+def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterable[str] = (),
+              stop_requested: Callable[[], bool] | None = None) -> WrittenSet:
     """Write the files ``{name: render}`` of one output set into directory ``out``, as a
     set: every file is first rendered and written to a temp file beside its target, and
-    only then are the targets replaced, one ``os.replace`` each, with SIGINT/SIGTERM held
-    back meanwhile.  An interruption or a failure while rendering or writing (a full disk)
-    therefore leaves the previous set as it was.  A file that cannot be rendered, written
-    or replaced (e.g. a directory in its place) is skipped and reported while the others
-    are still written.  ``render`` is a text, or a callable returning it.
+    only then are the targets replaced, one ``os.replace`` each, and the files named in
+    ``remove`` that are not part of this set (other formats of an earlier run) deleted,
+    with SIGINT/SIGTERM held back meanwhile.  An interruption or a failure while rendering
+    or writing (a full disk) therefore leaves the previous set as it was; so does a stop
+    asked for before the replacements start (``stop_requested()`` true: KeyboardInterrupt).
+    A signal that arrives once they have started is held until the set is complete and
+    returned in ``held`` (also kept in :data:`COMMIT`).  A file that cannot be rendered,
+    written or replaced (e.g. a directory in its place) is skipped and reported while the
+    others are still written.  ``render`` is a text, or a callable returning it.
 
-    Returns ``(written paths, one-line problems)``; temp files never outlive the call."""
+    Temp files never outlive the call."""
     import signal
     out = Path(out)
     staged: dict[str, str] = {}
-    problems: list[str] = []
-    written: list[Path] = []
+    result = WrittenSet([], [])
+    problems = result.problems
     try:
         for name, render in renders.items():
             target = out / name
@@ -302,22 +349,46 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any]) -> tuple[list[Pat
                 staged[name] = stage_text(out, name, text)
             except OSError as exc:
                 problems.append(f"{target}: not written ({exc.strerror or exc})")
+            _test_delay()
         hold = {signal.SIGINT, signal.SIGTERM}
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, hold)
+        main = threading.current_thread() is threading.main_thread()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, hold) if main else None
         try:
+            if stop_requested is not None and stop_requested():
+                raise KeyboardInterrupt
+            COMMIT.active = True
             for name, tmp in list(staged.items()):
                 try:
                     os.replace(tmp, out / name)
-                    written.append(out / name)
+                    result.written.append(out / name)
                     del staged[name]
                 except OSError as exc:
                     problems.append(f"{out / name}: not replaced ({exc.strerror or exc})")
+                _test_delay()
+            for name in remove:
+                if name in renders:
+                    continue
+                try:
+                    os.unlink(out / name)
+                    result.removed.append(out / name)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    problems.append(f"{out / name}: not part of this set, not removed ({exc.strerror or exc})")
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            if blocked is not None:
+                # Signals that came while blocked are taken here, not delivered on unblocking:
+                # once replacing has started, the set is completed and the caller told.
+                if COMMIT.active:
+                    for sig in sorted(signal.sigpending() & hold):
+                        if signal.sigtimedwait([sig], 0) is not None:
+                            COMMIT.held.append(sig)
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     finally:
         for tmp in staged.values():
             _unlink(tmp)
-    return written, problems
+    result.held = list(COMMIT.held)
+    return result
 
 
 def stage_text(directory: Path, name: str, text: str) -> str:

@@ -47,18 +47,70 @@ from .adapters.base import Outcome
 
 from ._worker_remote import ProgressRecord
 
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_DIR = Path(__file__).resolve().parent
 
-# Runs in the worker: its only job is to make the project importable there (the worker
-# interpreter need not have klconform installed) and hand over to the worker module.
+# Runs in the worker: its only job is to make the klconform package importable there (the
+# worker interpreter need not have klconform installed) and hand over to the worker module.
+# It receives a directory that holds only the package (a local worker), or the package's
+# sources (a remote gateway: ssh=, socket=), which it writes to a temporary directory.
 _BOOTSTRAP = """
 import sys
 root = channel.receive()
+if isinstance(root, dict):
+    import atexit, os, shutil, tempfile
+    d = tempfile.mkdtemp(prefix="klconform-worker-")
+    atexit.register(shutil.rmtree, d, True)
+    for rel, data in root["files"].items():
+        path = os.path.join(d, *rel.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+    root = d
 if root not in sys.path:
     sys.path.insert(0, root)
 from klconform._worker_remote import serve
 serve(channel)
 """
+_package_path_dir: str | None = None
+
+
+def package_path_dir() -> str:
+    """A directory whose only entry is ``klconform`` (a symlink to this package), put on
+    the worker's sys.path.  Not the package's parent: for an installed klconform that is
+    the controller's whole site-packages, whose numpy/torch would shadow the ones of the
+    worker's own environment (--python train=...).  Made once per process."""
+    global _package_path_dir
+    if _package_path_dir is None or not os.path.isdir(_package_path_dir):
+        import atexit
+        import shutil
+        d = tempfile.mkdtemp(prefix="klconform-path-")
+        os.symlink(PACKAGE_DIR, os.path.join(d, "klconform"))
+        atexit.register(shutil.rmtree, d, True)
+        _package_path_dir = d
+    return _package_path_dir
+
+
+def package_sources() -> dict[str, bytes]:
+    """``{"klconform/...py": bytes}``: every Python source of the package (its reference
+    and adapters included), what a remote worker writes out and imports."""
+    files = {}
+    for root, dirs, names in os.walk(PACKAGE_DIR, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for n in sorted(names):
+            if n.endswith(".py"):
+                full = os.path.join(root, n)
+                files["klconform/" + os.path.relpath(full, PACKAGE_DIR).replace(os.sep, "/")] = Path(full).read_bytes()
+    return files
+
+
+def is_gateway_spec(python: str) -> bool:
+    """True for an execnet gateway spec (``ssh=host//python=...``, ``popen//python=...``,
+    ``socket=...``) rather than an interpreter path."""
+    return "//" in python or python.startswith(("ssh=", "socket=", "popen", "vagrant_ssh="))
+
+
+def _is_remote(spec: str) -> bool:
+    return spec.startswith(("ssh=", "socket=", "vagrant_ssh="))
 
 # Batches and outcomes cross the channel as one pickle each: execnet's own serializer is
 # pure Python (~120 us per case dict both ways, measured) while pickle of the same plain
@@ -391,25 +443,28 @@ class AdapterWorker:
             raise RunAborted("run interrupted")
         if spec.unavailable:
             raise AdapterUnavailable(spec.unavailable, "missing")
-        if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
+        gateway = is_gateway_spec(self.python)
+        remote = gateway and _is_remote(self.python)
+        if not gateway and not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
             raise AdapterUnavailable(f"interpreter not found or not executable: {self.python}", "missing")
         self._group = execnet.Group()
         try:
-            self._gateway = self._group.makegateway(f"popen//python={self.python}")
+            self._gateway = self._group.makegateway(self.python if gateway else f"popen//python={self.python}")
             self._channel = self._gateway.remote_exec(_BOOTSTRAP)
-            self._channel.send(PROJECT_ROOT)
-            fd, self._progress_path = tempfile.mkstemp(prefix="klconform-progress-")
-            os.close(fd)
-            self._progress = ProgressRecord(self._progress_path, create=True)
+            self._channel.send({"files": package_sources()} if remote else package_path_dir())
+            self._progress = self._new_progress()
             _LIVE.add(self)
+            # A remote worker cannot map this host's progress file: it runs without one, and a
+            # hang or crash is charged to its first unfinished case (outcomes come in order).
             self._channel.send({"ref": spec.adapter_ref, "env": dict(_DEFAULT_ENV), "paths": [],
-                                "progress": self._progress_path, "memory_limit": self.memory_limit})
+                                "progress": None if remote else self._progress.path,
+                                "memory_limit": self.memory_limit})
             kind, hello = self._receive_setup("starting the worker")
             if kind != "hello":
                 raise RuntimeError(f"worker protocol: expected hello, got {kind!r}")
             self.pid = int(hello["pid"])
-            # The worker mapped the progress file before its hello: unlinked now, it cannot
-            # outlive the run, even one that is killed.
+            # A file-backed record (no memfd here) was mapped by the worker before its
+            # hello: unlinked now, it cannot outlive the run.
             self._unlink_progress()
             reply = self._receive_setup(f"setting up {spec.adapter_ref}")
         except BaseException as exc:  # noqa: BLE001 - the worker must not outlive a failed start
@@ -465,6 +520,18 @@ class AdapterWorker:
             return _exit_text(popen.wait(timeout=5))
         except Exception:  # noqa: BLE001 - still running: the channel broke some other way
             return "worker connection lost (process still running)"
+
+    def _new_progress(self) -> ProgressRecord:
+        """The progress record shared with a new worker: anonymous (a memfd the worker
+        opens through /proc; nothing on disk, so a controller killed at any moment leaves
+        nothing behind), else a temp file ``klconform-progress-*`` unlinked at the hello
+        (there, a controller SIGKILLed before the hello leaves the file)."""
+        record = ProgressRecord.anonymous()
+        if record is not None:
+            return record
+        fd, self._progress_path = tempfile.mkstemp(prefix="klconform-progress-")
+        os.close(fd)
+        return ProgressRecord(self._progress_path, create=True)
 
     def _unlink_progress(self) -> None:
         if self._progress_path is not None:

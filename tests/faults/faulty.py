@@ -43,3 +43,21 @@ class StderrFlood(GoodKL):
     def misbehave(self, case):
         import os
         os.write(2, b"x" * 100 + b"\n" * 1 + b"y" * (1 << 20))
+
+
+# What TensorFlow prints on fd 2 while it is imported (absl/oneDNN/CUDA start-up lines).
+NOISY_SETUP_LINES = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    b"I0000 00:00:1795910848.512457   25318 port.cc:153] oneDNN custom operations are on.\n"
+    b"2025-01-01 12:00:00.123456: I external/local_xla/cudart_stub.cc:31] Could not find cuda drivers.\n"
+)
+
+
+class NoisySetup(GoodKL):
+    """Writes native start-up lines to fd 2 in setup(), as importing TensorFlow does."""
+    name = "fault.noisy_setup"
+
+    def setup(self):
+        import os
+        os.write(2, NOISY_SETUP_LINES)
+        return super().setup()

@@ -26,7 +26,24 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD = "tests.harness.misbehaving:GoodKL"
 F = "tests.faults.faulty:"
 M = "tests.harness.misbehaving:"
-SMALL = ["--examples", "2", "--dtypes", "float64", "--shrink-rounds", "0", "--quiet"]
+
+
+def _tiny_corpus() -> str:
+    """A corpus file of 4 float64 batchmean cases (what the doubles support), so that a
+    run takes about a second; removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+    from klconform import frozen
+    cases = [c for c in frozen.load() if c.dtype == "float64" and c.reduction == "batchmean"
+             and c.target_kind == "prob" and c.pred_kind == "logprob"][:4]
+    d = tempfile.mkdtemp(prefix="klconform-test-corpus-")
+    atexit.register(shutil.rmtree, d, True)
+    return str(frozen.dump(cases, os.path.join(d, "tiny.jsonl"), made_by="tests/faults"))
+
+
+TINY_CORPUS = _tiny_corpus()
+SMALL = ["--corpus", TINY_CORPUS, "--dtypes", "float64", "--shrink-rounds", "0", "--quiet"]
 
 
 def cli_run(args, capsys):
