@@ -5,6 +5,7 @@
     python3 bootstrap.py test [pytest options]          # the test suite (Hypothesis profile "ci")
     python3 bootstrap.py env  [NAME ...]                # build side environments into .venvs/NAME
     python3 bootstrap.py lock [NAME ...]                # regenerate requirements/*.lock
+    python3 bootstrap.py matrix [klconform run options] # every worker env, every ADAPTER@ENV -> reports/matrix/
 
 Every environment is declared once, in tox.ini: the main one (.venv) by [testenv]'s deps,
 each side one (.venvs/NAME, framework versions that cannot share the main interpreter) by
@@ -189,7 +190,28 @@ def _exec(argv: list[str]) -> "NoReturn":  # noqa: F821
     os.execve(argv[0], argv, env)
 
 
+def matrix(rest: list[str]) -> "NoReturn":  # noqa: F821
+    """The upgrade matrix: build every [testenv:worker-*] environment (a failed one costs only
+    its own adapters), then one `klconform run` of every adapter plus each ADAPTER@ENV whose
+    ENV starts with the adapter's framework (cli.expand_names) into reports/matrix/, whose
+    report has the "Versions side by side" section (docs/upgrade-checks.md)."""
+    py = main_env()
+    for name in worker_env_names():
+        try:
+            os.environ.setdefault(f"KLCONFORM_PYTHON_{name.upper()}", str(side_env(name)))
+        except (subprocess.CalledProcessError, StaleLock) as exc:
+            print(f"bootstrap: side environment {name} failed to build ({exc}); its adapters will be skipped",
+                  file=sys.stderr)
+    out = [] if "--out" in rest else ["--out", str(ROOT / "reports" / "matrix")]
+    _exec([str(py), "-m", "klconform", "run", *out, *rest])
+
+
 def main(argv: list[str]) -> None:
+    if argv and argv[0] == "matrix":
+        try:
+            matrix(argv[1:])
+        except StaleLock as exc:
+            sys.exit(f"bootstrap: {exc.args[0]}")
     if not argv or argv[0] not in ("run", "test", "env", "lock"):
         sys.exit(__doc__)
     cmd, rest = argv[0], argv[1:]

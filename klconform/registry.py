@@ -141,6 +141,8 @@ def interpreter_for(env: str, pythons: Mapping[str, str] | None = None) -> tuple
     path = (pythons or {}).get(env) or os.environ.get(variable)
     if not path:
         return None, f"interpreter for @{env} not configured (set {variable} or pass --python {env}=PATH)"
+    if "//" in path or path.startswith(("ssh=", "socket=", "popen")):
+        return path, None     # an execnet gateway spec (ssh=host//python=...): checked when it starts
     path = os.path.expanduser(path)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         return None, f"interpreter for @{env} not found: {path}"
