@@ -1,14 +1,14 @@
 """The conformance engine shared by pytest (tests/conformance/) and ``klconform run``.
 
-    corpus = build_corpus(seed, n, capabilities=[...])        # curated + generated, canonical
-    result = run_conformance(specs, corpus, seed=seed, max_examples=n)   # -> RunResult
+    result = run_conformance(specs)             # the frozen corpus (klconform.frozen) -> RunResult
+    result = run_conformance(specs, cases)      # any canonical cases (exploration, tests)
 
 For each adapter: every canonical case it can express is translated
 (:mod:`klconform.translate`), sent in batches to its worker (one round trip per batch;
 the next batch runs in the worker while this one is classified), classified against the
 canonical and the documented point (:mod:`klconform.verdicts`), matched against the
 known-discrepancy records that apply to the run (:mod:`klconform.records`: run id and
-framework version), and for every discrepancy class the smallest case showing it is
+framework version, and a case condition some sent case meets), and for every discrepancy class the smallest case showing it is
 shrunk further into ``AdapterRun.counterexamples``.  The shrinker is a batched greedy one
 (one round trip per step, :func:`shrink`), not Hypothesis' own: a counterexample is
 reproduced from its ``blob`` (the sent case itself, :func:`case_from_blob`) and ``seed``.
@@ -19,28 +19,26 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import json
+import threading
 import time
 import zlib
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
 
 from klconform.reference.family import canonical as canonical_point
 
 from . import records as known_mod
 from . import wire
 from .case import Case
-from .curated import all_curated
+from . import coverage as coverage_mod
+from . import frozen
+from .frozen import corpus_digest  # noqa: F401  (its home: the frozen corpus)
 from .reference.dtypes import DTYPES, round_to
 from .registry import load_adapter
 from .results import AdapterRun, RunResult, Verdict
-from .strategies import cases as cases_strategy
-from .strategies import cases_for
-from .translate import Translated, translate
+from .translate import Translated, translate, translate_all
 from .annotate import annotate
 from .evaluator import make_evaluator
 from .facts import facts
@@ -52,118 +50,6 @@ DISCREPANCY = lambda v: v.cls != "match"   # noqa: E731
 
 
 # ----------------------------------------------------------------------------- corpus
-@contextlib.contextmanager
-def _without_local_constants():
-    """Hypothesis (>= 6.131) mixes in numbers found in the source of every *local* module
-    imported so far ("constant pooling"), so the same seed draws different examples in a
-    session that has imported other project modules (the full suite vs the conformance
-    tests alone).  The corpus must depend on the seed only: while drawing it, that pool is
-    empty (Hypothesis' own global constants stay).  Internal API, hence the guards: on a
-    Hypothesis without the pool this does nothing."""
-    try:
-        from hypothesis.internal.conjecture import providers
-        from hypothesis.internal.constants_ast import Constants
-    except ImportError:
-        yield
-        return
-    get = getattr(providers, "_get_local_constants", None)
-    cache = getattr(providers, "CONSTANTS_CACHE", None)
-    if get is None or cache is None:
-        yield
-        return
-    empty = Constants()
-    providers._get_local_constants = lambda: empty
-    cache.cache.clear()        # keyed by choice type only: entries hold the local pool
-    try:
-        yield
-    finally:
-        providers._get_local_constants = get
-        cache.cache.clear()
-
-
-def draw_examples(strategy, n: int, seed: int) -> list:
-    """``n`` examples of ``strategy`` drawn by Hypothesis' generation phase with a fixed
-    ``seed`` (no database, no shrinking, no source-dependent constants: see
-    :func:`_without_local_constants`): the same list for the same seed and Hypothesis
-    version, whatever else the process imported.  Early examples are Hypothesis' simplest
-    ones, later ones are varied."""
-    out: list = []
-    if n <= 0:
-        return out
-
-    @hypothesis_seed(seed)
-    @settings(max_examples=n, database=None, derandomize=False, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(strategy)
-    def collect(x):
-        out.append(x)
-
-    with _without_local_constants():
-        collect()
-    return out[:n]
-
-
-def _dedupe(cases: Iterable[Case]) -> list[Case]:
-    seen, out = set(), []
-    for c in cases:
-        if c.digest not in seen:
-            seen.add(c.digest)
-            out.append(c)
-    return out
-
-
-def _sent_digests(cases: Iterable[Case], caps) -> set[str]:
-    """Digests of what an adapter with ``caps`` is sent for ``cases`` (after translation,
-    so two canonical cases that become the same sent case count once)."""
-    out = set()
-    for c in cases:
-        t = translate(c, caps)
-        if t is not None:
-            out.add(t.case.digest)
-    return out
-
-
-# Top-up rounds per adapter before build_corpus gives up (each draws what is still missing
-# plus a margin; duplicates and cases another adapter's translation merges are redrawn).
-_TOP_UP_ROUNDS = 12
-
-
-def build_corpus(seed: int, n: int, capabilities: Sequence = (), *, curated: bool = True) -> list[Case]:
-    """The canonical corpus: the curated cases (when ``curated``), ``n // 4`` cases from the
-    unrestricted :func:`klconform.strategies.cases`, then, for each capability set in turn,
-    cases from :func:`~klconform.strategies.cases_for` until that adapter is sent at least
-    ``n`` *distinct* generated cases (counted after translation and de-duplication, as
-    :func:`run_adapter` sends them).  Every case goes to every adapter that can express it.
-    Deterministic in ``(seed, n, capabilities)``: every draw has a fixed seed and the
-    number of draws depends only on earlier draws.  An adapter whose capabilities are too
-    narrow for ``n`` distinct cases gets what :data:`_TOP_UP_ROUNDS` rounds found (the
-    conformance suite's budget test then fails for that adapter alone)."""
-    corpus = list(all_curated()) if curated else []
-    generated = _dedupe(draw_examples(cases_strategy(), n // 4 if capabilities else n, seed))
-    for i, caps in enumerate(capabilities):
-        taken = _sent_digests(corpus, caps)      # run_adapter sends curated cases first
-        have = _sent_digests(generated, caps) - taken
-        for attempt in range(_TOP_UP_ROUNDS):
-            missing = n - len(have)
-            if missing <= 0:
-                break
-            more = _dedupe(draw_examples(cases_for(caps), missing + 8 + missing // 4,
-                                         seed * 10000 + 100 * i + attempt + 1))
-            known = {c.digest for c in generated}
-            more = [c for c in more if c.digest not in known]
-            generated += more
-            have |= _sent_digests(more, caps) - taken
-    return _dedupe(corpus + generated)
-
-
-def corpus_digest(cases: Sequence[Case]) -> str:
-    """Hash over the case digests, in order."""
-    h = hashlib.sha256()
-    for c in cases:
-        h.update(c.digest.encode())
-    return h.hexdigest()[:16]
-
-
 def case_blob(case: Case) -> str:
     """A self-contained reproduction blob of ``case`` (base64 of zlib'd ``Case.to_json()``)."""
     return base64.b64encode(zlib.compress(json.dumps(case.to_json(), sort_keys=True).encode())).decode()
@@ -408,12 +294,7 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     if records is None:
         records = known_mod.load_for(adapter)
     session = AdapterSession(target, evaluator=evaluator, batch_size=batch_size, records=records)
-    sent, seen = [], set()
-    for c in canonical_cases:
-        tr = translate(c, session.caps)
-        if tr is not None and tr.case.digest not in seen:
-            seen.add(tr.case.digest)
-            sent.append(tr)
+    sent = translate_all(canonical_cases, session.caps)
     evaluated = session.evaluate_pipelined(
         sent, progress=(lambda done: progress(target.run_id, done, len(sent))) if progress else None)
     run = AdapterRun(adapter=target.run_id, api=adapter.api, env=dict(target.env),
@@ -438,13 +319,18 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
             "found_as": e.sent.case.digest, "shrink_rounds": rounds, "seed": seed,
             "blob": case_blob(small.sent.case), "verdict": v.to_json(),
         }
-    # strict: every record that applies to this run (run id, version) must be observed
-    hits: dict[str, int] = {r.id: 0 for r in session.records}
+    # strict: every record that applies to this run (run id, version) and can occur in the
+    # cases sent must be observed; one that cannot occur is not applicable
+    case_facts = [facts(t.case) for t in sent]
+    possible = [r for r in session.records if known_mod.can_occur(r, case_facts)]
+    run.not_applicable_known = [r.id for r in session.records if r not in possible]
+    hits: dict[str, int] = {r.id: 0 for r in possible}
     for v in run.verdicts:
-        if v.known:
+        if v.known in hits:
             hits[v.known] += 1
     run.unmatched_known = [rid for rid, n in hits.items() if n == 0]
     run.fingerprint = fingerprint(run.verdicts)
+    run.coverage = coverage_mod.count([t.case for t in sent], session.caps, evaluate=session.ev)
     run.elapsed_s = time.perf_counter() - t0
     return run, evaluated + extra
 
@@ -468,39 +354,65 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                     case_timeout: float = 20.0, batch_size: int = 64, shrink_rounds: int = 6,
                     known_dir=None, targets: Sequence[Target] = (), evaluator=None,
                     hypothesis_settings: dict[str, Any] | None = None, command: str = "",
-                    progress: Callable[[str, int, int], None] | None = None) -> RunResult:
-    """Run every adapter of ``specs`` (WorkerSpecs; plus already opened ``targets``) on
-    ``cases`` (default: :func:`build_corpus` for ``seed``/``max_examples`` over the adapters'
-    capabilities) and return the :class:`RunResult`, each run annotated for the reports
-    (:func:`klconform.annotate.annotate`: documented points, cited records, fingerprint)."""
+                    progress: Callable[[str, int, int], None] | None = None, jobs: int = 1,
+                    worker_options: dict[str, Any] | None = None,
+                    on_run: Callable[[int, AdapterRun], None] | None = None) -> RunResult:
+    """Run every adapter of ``specs`` (WorkerSpecs; after already opened ``targets``) on
+    ``cases`` (default: the frozen corpus, :func:`klconform.frozen.load`) and return the
+    :class:`RunResult`, each run annotated for the reports (:func:`klconform.annotate.annotate`:
+    documented points, cited records, fingerprint), runs in the order given.
+
+    ``jobs`` adapters run at once, each in its own thread driving its own worker process:
+    the frameworks compute in their processes while this one classifies (the reference
+    and verdicts hold the GIL, so more threads than cores gain nothing).  ``on_run(i, run)``
+    is called as each adapter finishes (any order).  ``max_examples`` only labels results
+    of cases drawn elsewhere."""
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    opened: list[Target | AdapterRun] = list(targets)
-    for spec in specs:
-        opened.append(open_target(spec, case_timeout=case_timeout, batch_size=batch_size))
     if cases is None:
-        caps = [t.adapter.capabilities() for t in opened if isinstance(t, Target)]
-        cases = build_corpus(seed, max_examples, caps)
+        cases = frozen.load()
+    items: list[Any] = list(targets) + list(specs)
     ev = make_evaluator(evaluator)
-    runs: list[AdapterRun] = []
+    runs: list[AdapterRun | None] = [None] * len(items)
     all_cases: dict[str, dict[str, Any]] = {c.digest: c.to_json() for c in cases}
-    try:
-        for t in opened:
+    lock = threading.Lock()
+
+    def one(i: int, item) -> None:
+        t = item if isinstance(item, Target) else open_target(
+            item, case_timeout=case_timeout, batch_size=batch_size, **(worker_options or {}))
+        try:
             if isinstance(t, AdapterRun):
-                runs.append(t)
-                continue
-            records = known_mod.load_for(t.adapter, known_dir)
-            run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
-                                         batch_size=batch_size, shrink_rounds=shrink_rounds, progress=progress)
-            for e in evaluated:
-                all_cases.setdefault(e.sent.case.digest, e.sent.to_json())
-            annotate(run, t.adapter, all_cases, records)
-            runs.append(run)
-    finally:
-        for t in opened:
+                run = t
+            else:
+                records = known_mod.load_for(t.adapter, known_dir)
+                run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
+                                             batch_size=batch_size, shrink_rounds=shrink_rounds, progress=progress)
+                with lock:      # annotate reads the cases other threads add to
+                    for e in evaluated:
+                        all_cases.setdefault(e.sent.case.digest, e.sent.to_json())
+                    annotate(run, t.adapter, all_cases, records)
+        finally:
             if isinstance(t, Target):
                 t.runner.close()
+        runs[i] = run
+        if on_run:
+            on_run(i, run)
+
+    if jobs <= 1 or len(items) <= 1:
+        for i, item in enumerate(items):
+            one(i, item)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(one, i, item) for i, item in enumerate(items)]
+            try:
+                for f in concurrent.futures.as_completed(futures):
+                    f.result()      # the first failure propagates (the others are waited for)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
     return RunResult(schema_version=SCHEMA_VERSION, seed=seed,
                      hypothesis=dict(hypothesis_settings or {"max_examples": max_examples, "seed": seed}),
-                     corpus_digest=corpus_digest(cases), cases=all_cases, runs=runs, command=command,
-                     started_at=started, elapsed_s=time.perf_counter() - t0, reference=dict(reference_identity()))
+                     corpus_digest=corpus_digest(cases), cases=all_cases, runs=[r for r in runs if r is not None],
+                     command=command, started_at=started, elapsed_s=time.perf_counter() - t0,
+                     reference=dict(reference_identity()))

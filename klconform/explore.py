@@ -112,3 +112,34 @@ def freeze(seed: int = 0, n: int = FREEZE_EXAMPLES, adapters: dict[str, object] 
     made_by = (f"klconform corpus freeze --seed {seed} --examples {n}: klconform.curated.all_curated + "
                f"klconform.explore.build_corpus for {', '.join(adapters)} (hypothesis {hypothesis.__version__})")
     return cases, made_by
+
+
+def new_findings(result, frozen_digests: set[str]) -> dict[str, list[dict]]:
+    """Per adapter run: the discrepancy kinds (comparison, class, explaining point) that no
+    case of the frozen corpus (canonical digests ``frozen_digests``) showed, each with its
+    count, the smallest case showing it (sent and canonical digest) and the record that
+    covers it (None: unrecorded); unrecorded kinds first."""
+    from .engine import _size_key
+    out: dict[str, list[dict]] = {}
+    for run in result.runs:
+        groups: dict[tuple, list] = {}
+        seen_frozen: set[tuple] = set()
+        for v in run.verdicts:
+            if v.cls == "match":
+                continue
+            key = (v.against, v.cls, v.explained_by or "")
+            canon = result.cases[v.case].get("canonical", v.case)
+            if canon in frozen_digests:
+                seen_frozen.add(key)
+            else:
+                groups.setdefault(key, []).append(v)
+        found = []
+        for key, vs in groups.items():
+            if key in seen_frozen:
+                continue
+            small = min(vs, key=lambda v: _size_key(Case.from_json(result.cases[v.case])))
+            found.append({"against": key[0], "cls": key[1], "explained_by": key[2], "count": len(vs),
+                          "case": small.case, "canonical": result.cases[small.case].get("canonical", small.case),
+                          "known": small.known})
+        out[run.adapter] = sorted(found, key=lambda f: (bool(f["known"]), f["against"], f["cls"], f["explained_by"]))
+    return out

@@ -79,6 +79,12 @@ class AdapterRun:
     # report needs nothing but results.json.
     documented: dict[str, Any] = dataclasses.field(default_factory=dict)
     known_records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Additive: known records whose case condition no case sent could meet
+    # (klconform.records.can_occur): neither observed nor required.
+    not_applicable_known: list[str] = dataclasses.field(default_factory=list)
+    # Additive: how many sent cases exercise each SPEC clause, capability value and special
+    # value (klconform.coverage.count).
+    coverage: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

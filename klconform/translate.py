@@ -177,3 +177,16 @@ def translate(case: Case, caps) -> Translated | None:
         out = out.replace(grad=False)
         convs.append(Conversion("grad", "gradients not requested (adapter differentiates nothing)"))
     return Translated(case=out, canonical=case, conversions=tuple(convs))
+
+
+def translate_all(cases, caps) -> list[Translated]:
+    """What an adapter with ``caps`` is sent for ``cases``, in order: each case it can
+    express, translated, once per sent digest (two canonical cases that become the same
+    sent case are sent once)."""
+    out, seen = [], set()
+    for c in cases:
+        tr = translate(c, caps)
+        if tr is not None and tr.case.digest not in seen:
+            seen.add(tr.case.digest)
+            out.append(tr)
+    return out

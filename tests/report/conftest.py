@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from klconform import engine
+from klconform import engine, explore
 from klconform.curated import all_curated
 
 from tests.report import doubles
@@ -18,8 +18,8 @@ def small_corpus(seed: int = 7, n: int = 6):
     """Curated float32/float64 cases for four reductions, plus a few generated ones."""
     keep = ("batchmean", "sum", "mean", "sample_mean")
     cur = [c for c in all_curated() if c.dtype in ("float32", "float64") and c.reduction in keep]
-    gen = [c for c in engine.build_corpus(seed, n, curated=False) if c.reduction in keep]
-    return engine._dedupe(cur + gen)
+    gen = [c for c in explore.build_corpus(seed, n, curated=False) if c.reduction in keep]
+    return explore.dedupe(cur + gen)
 
 
 def run_doubles(classes, cases, seed: int = 7):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kl_doubles as D
-from klconform import engine, records as known_records
+from klconform import engine, explore, records as known_records
 from klconform.case import Case
 from klconform.results import Verdict
 from klconform.facts import facts
@@ -74,7 +74,7 @@ def test_matching_respects_every_condition():
 
 
 def _run(adapter, records):
-    corpus = engine.build_corpus(5, 60, [adapter.capabilities()], curated=False)
+    corpus = explore.build_corpus(5, 60, [adapter.capabilities()], curated=False)
     t = engine.Target(run_id=adapter.name, adapter=adapter, runner=engine.InProcessRunner(adapter), env={})
     run, _ = engine.run_adapter(t, corpus, records=records, shrink_rounds=0)
     return run
@@ -125,7 +125,7 @@ def test_record_for_another_version_is_neither_matched_nor_unobserved(tmp_path):
 def test_record_for_this_version_must_be_observed(tmp_path):
     recs = known_records.load_file(write(tmp_path, "double_reference.toml", VERSIONED))
     a = D.ReferenceAdapter()
-    corpus = engine.build_corpus(5, 60, [a.capabilities()], curated=False)
+    corpus = explore.build_corpus(5, 60, [a.capabilities()], curated=False)
     t = engine.Target(run_id=a.name, adapter=a, runner=engine.InProcessRunner(a), env={"version": "1.8.0"})
     run, _ = engine.run_adapter(t, corpus, records=recs, shrink_rounds=0)
     assert set(run.unmatched_known) == {"sums-instead-of-batchmean", "old-version-only"}

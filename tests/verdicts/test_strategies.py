@@ -93,6 +93,6 @@ def test_cases_for_stays_inside_capabilities(case):
 
 
 def test_every_family_is_drawn():
-    from klconform.engine import draw_examples
+    from klconform.explore import draw_examples
     seen = {c.label.split("/")[0] for c in draw_examples(S.cases(), 400, 3)}
     assert seen == set(S.FAMILIES)

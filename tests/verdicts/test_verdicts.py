@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import kl_doubles as D
-from klconform import engine
+from klconform import engine, explore
 from klconform.case import Case
 from klconform.compare import compare_arrays
 from klconform.evaluator import make_evaluator
@@ -18,7 +18,7 @@ SMALL_CORPUS_SIZE = 120
 def corpus():
     from klconform.curated import curated_cases
     some_curated = curated_cases(dtypes=("float64",), reductions=("batchmean", "sum", "none"))
-    return some_curated + engine.build_corpus(7, SMALL_CORPUS_SIZE, [D.ReferenceAdapter().capabilities()],
+    return some_curated + explore.build_corpus(7, SMALL_CORPUS_SIZE, [D.ReferenceAdapter().capabilities()],
                                               curated=False)
 
 
