@@ -312,8 +312,10 @@ def prepare(case, point: Point | None = None) -> Prepared:
     if point.normalise:
         if ca is None:
             raise UndefinedCase("normalising needs a class axis, but the loss is 0-D", "KL-NORM-1")
-        p, lp, p_sum, p_nu = normalised(p, lp, tkind, ca)
-        q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca)
+        from .dtypes import FINFO
+        tiny = FINFO[case.dtype][1]
+        p, lp, p_sum, p_nu = normalised(p, lp, tkind, ca, tiny)
+        q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca, tiny)
     if point.swap:
         a, la, b, lb, a_is_log = q, lq, p, lp, ikind != "prob"
         sides = (q_sum, p_sum, q_nu, p_nu)
@@ -327,9 +329,11 @@ def prepare(case, point: Point | None = None) -> Prepared:
                     weight, W, axes, divisor, k, *sides)
 
 
-def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int):
+def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 0.0):
     """KL-NORM-1/2 on S: (v / Σ v, its log, Σ v keepdims, ν) for probabilities (IEEE
-    division), (exp ls, ls, None, ν) with ls = log_softmax(log v) for log encodings."""
+    division), (exp ls, ls, None, ν) with ls = log_softmax(log v) for log encodings.
+    ν includes ``tiny / |v̂|`` (KL-BOUND-6): a normalised value that is subnormal in the
+    case's dtype (smallest normal ``tiny``) carries an absolute error η = tiny·u."""
     n_c = v.shape[ca]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "prob":
@@ -344,6 +348,8 @@ def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int):
             fin = np.where(np.isfinite(lv), lv, LD(-np.inf))
             m = np.max(fin, axis=ca, keepdims=True) if n_c else np.zeros_like(lv)
             nu = np.abs(lv - m) + n_c + np.log(LD(max(n_c, 1))) + np.abs(lvh)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = nu + np.where((vh != 0) & (np.abs(vh) < LD(tiny)), LD(tiny) / np.abs(vh), LD(0))
     nu = np.where(np.isfinite(nu), nu, LD(0))
     return vh, lvh, s, np.broadcast_to(nu, v.shape)
 
