@@ -108,7 +108,7 @@ def stale_clause_ids(name: str, text: str, clauses: set[str]) -> tuple[list[str]
 
 
 # A command mention sets the context of the options that follow it in the same paragraph.
-COMMAND_RE = re.compile(r"(?:bootstrap\.py|klconform)\s+(run|report|list|test|env|lock)\b|\bpytest\b|\bpip(?:-compile)?\b|\buv\b")
+COMMAND_RE = re.compile(r"(?:bootstrap\.py|klconform)\s+(run|report|list|explore|corpus|test|env|lock)\b|\bpytest\b|\bpip(?:-compile)?\b|\buv\b")
 OPTION_RE = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 UNCHECKED = "other tool"
 
@@ -127,7 +127,7 @@ def option_mentions(text: str):
         for _, kind, m in sorted(events, key=lambda e: e[0]):
             if kind == "cmd":
                 sub = m.group(1)
-                context = sub if sub in ("run", "report", "list") else UNCHECKED
+                context = sub if sub in ("run", "report", "list", "explore") else UNCHECKED
             else:
                 yield no, m.group(0), context
 

@@ -18,6 +18,7 @@ import pytest
 from klconform import cli, engine, registry, resultsio
 
 ROOT = Path(__file__).resolve().parents[2]
+SMALL_CORPUS = str(ROOT / "tests" / "data" / "small-corpus.jsonl")
 CANON = "tests.report.doubles:PointAdapter"
 EPS = "tests.report.doubles:TargetEps"
 
@@ -40,7 +41,7 @@ def run_cli(args, capsys):
 
 
 def small(out, *refs, extra=()):
-    return ["run", "--frameworks", ",".join(refs), "--examples", "3", "--dtypes", "float32", "--seed", "3",
+    return ["run", "--frameworks", ",".join(refs), "--corpus", SMALL_CORPUS, "--dtypes", "float32",
             "--shrink-rounds", "0", "--quiet", "--out", str(out), *extra]
 
 
@@ -48,7 +49,8 @@ def small(out, *refs, extra=()):
     (["run", "--frameworks", "no.such_adapter"], "unknown adapter 'no.such_adapter'"),
     (["run", "--formats", "json,pdf"], "--formats 'json,pdf'"),
     (["run", "--dtypes", "float8"], "unknown dtype float8"),
-    (["run", "--examples", "many"], "invalid int value"),
+    (["run", "--jobs", "many"], "invalid int value"),
+    (["run", "--examples", "3"], "unrecognized arguments: --examples"),
     (["run", "--python", "novalue"], "expected ENV=PATH"),
     (["frobnicate"], "invalid choice"),
     (["run", "--adapter", "no_such_module:Adapter"], "module 'no_such_module' not found"),
@@ -98,7 +100,7 @@ def test_run_writes_three_files_and_exit_status(in_process, capsys, tmp_path):
     assert run.fingerprint["status"] == "exact" and run.fingerprint["observed"]["name"] == "reduction as asked"
     assert run.documented["name"] == "reduction as asked"
     assert {c["dtype"] for c in res.cases.values()} == {"float32"}
-    assert res.command == ("python -m klconform run --seed 3 --examples 3 --frameworks " + CANON + " --dtypes float32")
+    assert res.command == ("python -m klconform run --corpus " + SMALL_CORPUS + " --frameworks " + CANON + " --dtypes float32")
     # a deviating double has discrepancies no known record covers: exit 1
     rc, _ = run_cli(small(tmp_path / "eps", EPS), capsys)
     assert rc == cli.EXIT_DISCREPANCY
@@ -125,7 +127,7 @@ def test_same_seed_same_results_apart_from_timing(in_process, capsys, tmp_path):
 
 def test_interrupted_run_keeps_previous_report_and_completed_results(in_process, monkeypatch, capsys, tmp_path):
     (tmp_path / "report.md").write_text("previous report")
-    real = engine.run_conformance
+    real = engine.run_adapter
     calls = []
 
     def interrupted(*a, **kw):
@@ -133,8 +135,8 @@ def test_interrupted_run_keeps_previous_report_and_completed_results(in_process,
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*a, **kw)
-    monkeypatch.setattr(engine, "run_conformance", interrupted)
-    rc, err = run_cli(small(tmp_path, CANON, EPS), capsys)
+    monkeypatch.setattr(engine, "run_adapter", interrupted)
+    rc, err = run_cli(small(tmp_path, CANON, EPS, extra=("--jobs", "1")), capsys)   # one adapter after the other
     assert rc == cli.EXIT_INTERRUPTED and "interrupted" in err
     assert (tmp_path / "report.md").read_text() == "previous report"
     partial = resultsio.read_results(tmp_path / cli.PARTIAL)
@@ -146,14 +148,15 @@ def test_progress_on_stderr(in_process, capsys, tmp_path):
     argv = [a for a in small(tmp_path, CANON) if a != "--quiet"]
     rc, err = run_cli(argv, capsys)
     assert rc == 0
-    assert "building the corpus" in err and "double.canonical: starting worker" in err and "exit status 0" in err
+    assert "32 cases (" in err and "1 adapter(s)" in err and "double.canonical: 32/32 cases" in err
+    assert "exit status 0" in err
 
 
 def test_end_to_end_in_a_worker_process(tmp_path):
     """``python -m klconform run`` with a third-party adapter (--adapter) in a real worker."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "klconform", "run", "--frameworks", "", "--adapter", CANON,
-                           "--examples", "2", "--dtypes", "float64", "--shrink-rounds", "0", "--out", str(tmp_path)],
+                           "--corpus", SMALL_CORPUS, "--dtypes", "float64", "--shrink-rounds", "0", "--out", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = resultsio.read_results(tmp_path / "results.json")
