@@ -87,8 +87,8 @@ def _layer(module: str) -> str:
         return "adapters"
     if module.startswith("klconform.report"):
         return "report"
-    if module in ("klconform.cli", "klconform.__main__"):
-        return "cli"
+    if module in ("klconform.cli", "klconform.__main__", "klconform.pytest_plugin"):
+        return "cli"   # the front ends: command line and pytest plugin
     return "harness"
 
 

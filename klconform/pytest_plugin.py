@@ -1,0 +1,619 @@
+"""klconform's pytest plugin: the conformance suite as test items of anyone's pytest run.
+
+Registered under the ``pytest11`` entry point (name ``klconform.pytest_plugin``), so an
+installed klconform loads it in every pytest run -- where it costs this module (pytest only)
+and adds nothing until a run asks for adapters: ``--klconform-frameworks NAMES|all`` or
+``--klconform-adapter MODULE:CLASS`` (or a conftest's :func:`pytest_klconform_defaults`
+hook, how this repository enables its own tests/conformance/).  Every option is in
+docs/plugin.md.
+
+Items, under one session-level collector ``klconform``:
+
+* ``klconform::<run id>::<area>`` -- one per adapter and report area
+  (:data:`klconform.areas.AREAS`): fails on a discrepancy no known record covers
+  (:func:`klconform.unexpected.unexpected_findings`), with the verdict class, SPEC clause
+  ids, the smallest case and its reproduction blob in the failure and as JUnit properties;
+* ``klconform::<run id>::known::<record id>`` -- one per known record of the adapter
+  (``Adapter.known_records``): an expected failure (``xfail(strict=True)``) while the
+  record is observed, a failure (XPASS strict) once no case shows it any more; skipped
+  where the record's ``run``/``version`` conditions exclude the run.
+
+Markers (registered, so ``--strict-markers`` works): ``klconform`` on every item,
+``klconform_known`` on record items, ``kl_<run id>`` per adapter and ``kl_area_<area>`` per
+area (non-identifier characters become ``_``); ``-k`` matches run ids, areas and record ids.
+
+Each adapter runs once per session (its worker, the corpus, classification, records),
+lazily, by the first item that needs it.  Under pytest-xdist the controller hands every
+worker one shared directory (:func:`pytest_configure_node`); a result is computed by the
+first worker that needs it, under an ``fcntl`` lock released by the OS even if that worker
+dies, and read (pickled) by the others; a worker waiting for one adapter computes another
+not yet started meanwhile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ALL = "all"
+FROZEN = "frozen"
+SHARED_DIR_KEY = "klconform_shared_dir"     # xdist workerinput key
+DEFAULT_CASES = 1000
+DEFAULT_CASE_TIMEOUT = 20.0
+DEFAULT_SHRINK_ROUNDS = 4
+# option dest -> environment variable that is its default (docs/plugin.md)
+ENV_DEFAULTS = {
+    "klconform_seed": "KLCONFORM_SEED",
+    "klconform_cases": "KLCONFORM_CASES",
+    "klconform_reference_backend": "KLCONFORM_REFERENCE_BACKEND",
+    "klconform_torch_device": "KLCONFORM_TORCH_DEVICE",
+}
+
+
+# ----------------------------------------------------------------------------- hooks: options
+class KLConformHooks:
+    """Hook specifications this plugin adds."""
+
+    @pytest.hookspec(firstresult=True)
+    def pytest_klconform_defaults(self, config) -> dict[str, Any] | None:
+        """Defaults for the ``--klconform-*`` options a run did not give, as ``{dest: value}``
+        (e.g. ``{"klconform_frameworks": "all"}``).  Called when collection ends, so a
+        conftest.py of a test directory enables klconform only for runs that collect it."""
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(KLConformHooks)
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("klconform", "klconform: KL-divergence conformance (docs/plugin.md)")
+    g.addoption("--klconform-frameworks", metavar="NAMES", default=None,
+                help="run the conformance items for these adapters: comma-separated registered names "
+                     "(torch.kl_div), framework prefixes (torch), module:Class refs or NAME@ENV; 'all' = every "
+                     "registered adapter plus NAME@ENV for each configured side interpreter. Without this or "
+                     "--klconform-adapter the plugin adds no item.")
+    g.addoption("--klconform-adapter", action="append", default=[], metavar="MODULE:CLASS",
+                help="also run this adapter (importable module:Class, or module:Class@ENV); repeatable")
+    g.addoption("--klconform-python", action="append", default=[], metavar="ENV=PATH",
+                help="interpreter for side environment ENV (NAME@ENV runs); repeatable; "
+                     "default: environment variable KLCONFORM_PYTHON_<ENV>")
+    g.addoption("--klconform-corpus", metavar="FILE", default=None,
+                help="replay the cases of this corpus file (klconform.frozen format); 'frozen' = the corpus "
+                     "shipped with klconform. Default: draw a corpus from --klconform-seed/--klconform-cases")
+    g.addoption("--klconform-seed", type=int, default=None, metavar="N",
+                help="seed of the drawn corpus (default: $KLCONFORM_SEED or 0)")
+    g.addoption("--klconform-cases", type=int, default=None, metavar="N",
+                help=f"generated cases each adapter receives at least, drawn corpus only "
+                     f"(default: $KLCONFORM_CASES or {DEFAULT_CASES})")
+    g.addoption("--klconform-baseline", metavar="DIR", default=None,
+                help="also compare each adapter's answers with the behaviour baselines in DIR "
+                     "(klconform.baseline.check): one more item per adapter, failing on a change")
+    g.addoption("--klconform-reference-backend", choices=("auto", "numba", "numpy"), default=None,
+                help="the reference's fast path (default: $KLCONFORM_REFERENCE_BACKEND or auto)")
+    g.addoption("--klconform-torch-device", metavar="DEVICE", default=None,
+                help="device the torch adapters run on, cpu or cuda (default: $KLCONFORM_TORCH_DEVICE or cpu)")
+    g.addoption("--klconform-case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="S",
+                help=f"seconds one case may take in a worker (default {DEFAULT_CASE_TIMEOUT:g})")
+    g.addoption("--klconform-shrink-rounds", type=int, default=DEFAULT_SHRINK_ROUNDS, metavar="N",
+                help=f"shrinking rounds per minimal counterexample (default {DEFAULT_SHRINK_ROUNDS})")
+
+
+# ----------------------------------------------------------------------------- selection
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a run asked for, options resolved (command line, then defaults hook, then env)."""
+
+    frameworks: str | None
+    adapters: tuple[str, ...]
+    pythons: tuple[str, ...]
+    corpus: str | None
+    seed: int
+    cases: int
+    baseline: str | None
+    case_timeout: float
+    shrink_rounds: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.frameworks) or bool(self.adapters)
+
+
+class UsageError(Exception):
+    """A bad option value: reported as one line (pytest.UsageError)."""
+
+
+def _value(config, dest: str, defaults: dict[str, Any]):
+    given = getattr(config.option, dest, None)
+    if given not in (None, []):
+        return given
+    if dest in defaults:
+        return defaults[dest]
+    env = ENV_DEFAULTS.get(dest)
+    return os.environ.get(env) if env else given
+
+
+def _int(config, dest: str, defaults, fallback: int) -> int:
+    v = _value(config, dest, defaults)
+    try:
+        return fallback if v in (None, "") else int(v)
+    except ValueError:
+        raise pytest.UsageError(f"--{dest.replace('_', '-')}: {v!r} is not an integer "
+                                f"(from ${ENV_DEFAULTS.get(dest)})") from None
+
+
+def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
+    d = dict(defaults or {})
+    unknown = set(d) - {o for o in vars(config.option) if o.startswith("klconform_")}
+    if unknown:
+        raise pytest.UsageError(f"pytest_klconform_defaults: unknown option(s) {sorted(unknown)}")
+    cases = _int(config, "klconform_cases", d, DEFAULT_CASES)
+    if not 0 <= cases <= 100_000:
+        raise pytest.UsageError(f"--klconform-cases: {cases} is not in 0..100000")
+    return Selection(
+        frameworks=_value(config, "klconform_frameworks", d),
+        adapters=tuple(_value(config, "klconform_adapter", d) or ()),
+        pythons=tuple(_value(config, "klconform_python", d) or ()),
+        corpus=_value(config, "klconform_corpus", d), seed=_int(config, "klconform_seed", d, 0), cases=cases,
+        baseline=_value(config, "klconform_baseline", d),
+        case_timeout=float(_value(config, "klconform_case_timeout", d)),
+        shrink_rounds=int(_value(config, "klconform_shrink_rounds", d)))
+
+
+# ----------------------------------------------------------------------------- one adapter's run
+class AdapterResult:
+    """One adapter's run: the AdapterRun, the evaluated cases, the facts per verdict."""
+
+    def __init__(self, run, evaluated, unavailable: str = ""):
+        self.run, self.evaluated, self.unavailable = run, evaluated, unavailable
+        self.cases = {e.sent.case.digest: e.sent.case for e in evaluated}   # digest -> sent Case
+
+    def facts_and_verdicts(self):
+        from klconform.facts import facts
+        version = str(self.run.env.get("version", "")) or None
+        for e in self.evaluated:
+            for v in e.verdicts:
+                yield facts(e.sent.case, v, e.outcome, run=self.run.adapter, version=version), v, e
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^\w.-]", "_", text)
+
+
+def _once(directory: Path | None, key: str, compute: Callable[[], Any], *, blocking: bool = True):
+    """``compute()`` once across the xdist workers sharing ``directory`` (None: no sharing).
+    The lock is an ``fcntl.flock`` (the OS drops it when its holder dies, so a crashed
+    worker never blocks the others); the value is pickled and renamed into place whole.
+    With ``blocking=False``: None at once when another worker holds the lock."""
+    if directory is None:
+        return compute()
+    import fcntl
+    lock, path = directory / f"{key}.lock", directory / f"{key}.pickle"
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return None
+        try:
+            if path.exists():
+                return pickle.loads(path.read_bytes())
+            value = compute()
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.replace(path)
+            return value
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class ConformanceRuns:
+    """The session's adapters, corpus and (lazily) each adapter's run."""
+
+    def __init__(self, config, sel: Selection, shared: Path | None):
+        from klconform import registry
+        from klconform.cli import expand_names
+        self.config, self.sel, self.shared = config, sel, shared
+        try:
+            pythons = registry.parse_python_options(sel.pythons)
+            if sel.frameworks in (None, ""):
+                names: list[str] | None = []
+            elif sel.frameworks.strip() == ALL:
+                names = None
+            else:
+                names = [n.strip() for n in sel.frameworks.split(",") if n.strip()]
+            known = registry.builtin_adapters()
+            self.all_mode = names is None
+            specs = registry.resolve(expand_names(names, known, pythons), extra_refs=sel.adapters,
+                                     pythons=pythons, known=known)
+            self.specs = {self.run_id(s): s for s in specs}
+            self.classes = {rid: registry.load_adapter_class(s.adapter_ref) for rid, s in self.specs.items()}
+        except (registry.RegistryError, ValueError) as exc:
+            raise pytest.UsageError(f"klconform: {exc}") from None
+        self._corpus = None
+        self._memo: dict[str, AdapterResult] = {}
+        self._evaluator = None
+
+    @staticmethod
+    def run_id(spec) -> str:
+        from klconform import registry
+        return getattr(spec, "run_id", None) or registry.load_adapter_class(spec.adapter_ref).name
+
+    @property
+    def run_ids(self) -> list[str]:
+        return list(self.specs)
+
+    def records(self, run_id: str) -> list:
+        from klconform import records
+        return records.load_for(self.classes[run_id])
+
+    # --------------------------------------------------------------- corpus
+    def corpus_path(self) -> Path | None:
+        if not self.sel.corpus:
+            return None
+        from klconform import frozen
+        return frozen.FROZEN_PATH if self.sel.corpus == FROZEN else Path(self.sel.corpus)
+
+    def corpus_description(self) -> str:
+        path = self.corpus_path()
+        if path is not None:
+            from klconform import frozen
+            head = frozen.read_header(path)
+            return f"corpus {path.name}: {head['cases']} cases, digest {head['digest']}"
+        return f"corpus drawn: seed {self.sel.seed}, >= {self.sel.cases} generated cases per adapter + curated"
+
+    def corpus(self) -> list:
+        if self._corpus is None:
+            path = self.corpus_path()
+            if path is not None:
+                from klconform import frozen
+                self._corpus = frozen.load(path)      # cheap to parse: no sharing needed
+            else:
+                from klconform.explore import build_corpus
+                caps = [cls().capabilities() for cls in self.classes.values()]
+                key = f"corpus-{self.sel.seed}-{self.sel.cases}-{_key('-'.join(sorted(self.specs)))}"
+                self._corpus = _once(self.shared, key, lambda: build_corpus(self.sel.seed, self.sel.cases, caps))
+        return self._corpus
+
+    # --------------------------------------------------------------- runs
+    def _compute(self, run_id: str) -> AdapterResult:
+        from klconform import engine
+        from klconform.evaluator import make_evaluator
+        if self._evaluator is None:
+            # one reference cache: adapters sent byte-identical cases reuse its answers
+            self._evaluator = make_evaluator()
+        opened = engine.open_target(self.specs[run_id], case_timeout=self.sel.case_timeout, batch_size=64)
+        if not isinstance(opened, engine.Target):
+            return AdapterResult(opened, [], unavailable=f"{opened.status}: {opened.reason}")
+        try:
+            run, evaluated = engine.run_adapter(opened, self.corpus(), seed=self.sel.seed,
+                                                shrink_rounds=self.sel.shrink_rounds, evaluator=self._evaluator)
+        finally:
+            opened.runner.close()
+        return AdapterResult(run, evaluated)
+
+    def result(self, run_id: str) -> AdapterResult:
+        """The run of ``run_id``, computed here or read from the xdist worker that did."""
+        if self.shared is None:
+            if run_id not in self._memo:
+                self._memo[run_id] = self._compute(run_id)
+            return self._memo[run_id]
+        from klconform import engine
+        digest = engine.corpus_digest(self.corpus())
+        key = lambda rid: f"run-{_key(rid)}-{digest}"   # noqa: E731
+        while run_id not in self._memo:
+            res = _once(self.shared, key(run_id), lambda: self._compute(run_id), blocking=False)
+            if res is not None:
+                self._memo[run_id] = res
+                break
+            for other in self.specs:      # run_id is being computed elsewhere: start another
+                if other not in self._memo and not (self.shared / f"{key(other)}.pickle").exists():
+                    res = _once(self.shared, key(other), lambda: self._compute(other), blocking=False)
+                    if res is not None:
+                        self._memo[other] = res
+                        break
+            else:
+                self._memo[run_id] = _once(self.shared, key(run_id), lambda: self._compute(run_id))
+        return self._memo[run_id]
+
+    def usable(self, run_id: str) -> AdapterResult:
+        """The run of ``run_id`` for an item: skipped when its framework is unavailable in
+        ``all`` mode, a failure when the run named it (as ``klconform run``'s exit 3)."""
+        res = self.result(run_id)
+        if res.unavailable:
+            if self.all_mode or "@" in run_id:
+                pytest.skip(f"{run_id} unavailable ({res.unavailable})")
+            pytest.fail(f"{run_id} could not run ({res.unavailable})", pytrace=False)
+        return res
+
+
+_RUNS = pytest.StashKey[ConformanceRuns | None]()
+_SHARED = pytest.StashKey[Path]()
+
+
+def runs_for(config) -> ConformanceRuns | None:
+    """The session's :class:`ConformanceRuns`, or None when no adapter was asked for."""
+    if _RUNS not in config.stash:
+        defaults = config.hook.pytest_klconform_defaults(config=config) or {}
+        sel = selection(config, defaults)
+        if not sel.enabled:
+            return None   # not cached: a conftest's defaults may still arrive with collection
+        _apply_environment(config, defaults)
+        shared = getattr(config, "workerinput", {}).get(SHARED_DIR_KEY)
+        config.stash[_RUNS] = ConformanceRuns(config, sel, Path(shared) if shared else None)
+    return config.stash[_RUNS]
+
+
+def _apply_environment(config, defaults) -> None:
+    """Options whose home is an environment variable the reference / a worker reads."""
+    backend = _value(config, "klconform_reference_backend", defaults)
+    if backend:
+        os.environ["KLCONFORM_REFERENCE_BACKEND"] = backend
+        accurate = sys.modules.get("klconform.reference._accurate")
+        if accurate is not None:      # already imported: switch it as its own tests do
+            accurate._BACKEND = backend
+    device = _value(config, "klconform_torch_device", defaults)
+    if device:
+        os.environ["KLCONFORM_TORCH_DEVICE"] = device   # read by the torch worker's setup()
+
+
+# ----------------------------------------------------------------------------- pytest hooks
+def pytest_configure(config):
+    config.addinivalue_line("markers", "klconform: a klconform conformance item")
+    config.addinivalue_line("markers", "klconform_known: a klconform known-record item (xfail strict)")
+    from klconform.areas import AREAS     # no numpy: cheap in every pytest run
+    for area in AREAS:
+        config.addinivalue_line("markers", f"kl_area_{area}: klconform items of area {area}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist controller: every worker gets the same directory for shared results."""
+    config = node.config
+    if _SHARED not in config.stash:
+        config.stash[_SHARED] = Path(tempfile.mkdtemp(prefix="klconform-pytest-"))
+    node.workerinput[SHARED_DIR_KEY] = str(config.stash[_SHARED])
+
+
+def pytest_unconfigure(config):
+    if _SHARED in config.stash:
+        shutil.rmtree(config.stash[_SHARED], ignore_errors=True)
+
+
+def pytest_report_header(config):
+    if not selection(config).enabled:
+        return None
+    return header_lines(runs_for(config))
+
+
+def header_lines(runs: ConformanceRuns) -> list[str]:
+    import importlib.metadata
+    lines = []
+    for rid, spec in runs.specs.items():
+        cls = runs.classes[rid]
+        where = f"python {spec.python}" if spec.python else f"python {sys.executable}"
+        if spec.python is None and cls.framework:
+            try:
+                version = f"{cls.framework} {importlib.metadata.version(cls.framework)}"
+            except importlib.metadata.PackageNotFoundError:
+                version = f"{cls.framework} not installed"
+        else:
+            version = f"{cls.framework} (version from its worker)"
+        lines.append(f"klconform adapter {rid}: {cls.api}, {version}, {where}")
+    if not runs.specs:
+        lines.append("klconform: no adapter selected")
+    lines.append(f"klconform: seed {runs.sel.seed}, {runs.corpus_description()}")
+    return lines
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    """A run enabled only by a conftest's defaults (after the header) says the same here."""
+    if selection(config).enabled or config.stash.get(_RUNS, None) is None:
+        return None
+    return header_lines(config.stash[_RUNS])
+
+
+@pytest.hookimpl(tryfirst=True)   # before -k/-m deselection sees the items
+def pytest_collection_modifyitems(session, config, items):
+    runs = runs_for(config)
+    if runs is None:
+        return
+    root = Conformance.from_parent(session, name="klconform", nodeid="klconform")
+    for rid in runs.run_ids:
+        config.addinivalue_line("markers", f"{marker_for(rid)}: klconform items of adapter {rid}")
+    items.extend(root.collect_all())
+
+
+def marker_for(run_id: str) -> str:
+    return "kl_" + re.sub(r"\W", "_", run_id)
+
+
+@pytest.fixture(scope="session")
+def klconform_runs(pytestconfig) -> ConformanceRuns:
+    """The session's :class:`ConformanceRuns` (skips when the run asked for no adapter)."""
+    runs = runs_for(pytestconfig)
+    if runs is None:
+        pytest.skip("klconform: no adapter selected (--klconform-frameworks / --klconform-adapter)")
+    return runs
+
+
+# ----------------------------------------------------------------------------- nodes
+class Conformance(pytest.Collector):
+    """The ``klconform`` collector: one :class:`AdapterNode` per run id."""
+
+    def collect(self):
+        runs = runs_for(self.config)
+        return [AdapterNode.from_parent(self, name=rid) for rid in runs.run_ids]
+
+    def collect_all(self) -> list[pytest.Item]:
+        out = []
+        for node in self.collect():
+            out += node.collect()
+        return out
+
+
+class AdapterNode(pytest.Collector):
+    def collect(self):
+        from klconform import records
+        from klconform.areas import AREAS
+        runs = runs_for(self.config)
+        rid = self.name
+        items: list[pytest.Item] = []
+        for area in AREAS:
+            it = AreaItem.from_parent(self, name=area, run_id=rid, area=area)
+            it.add_marker(f"kl_area_{area}")
+            items.append(it)
+        try:
+            recs = runs.records(rid)
+        except records.KnownError as exc:
+            items.append(RecordFileItem.from_parent(self, name="known-records", run_id=rid, error=str(exc)))
+            recs = []
+        for rec in recs:
+            it = RecordItem.from_parent(self, name=f"known[{rec.id}]", run_id=rid, record=rec)
+            it.add_marker("klconform_known")
+            it.add_marker(pytest.mark.xfail(
+                strict=True, raises=KnownDiscrepancyObserved,
+                reason=f"known discrepancy {rec.id} ({rec.cls}; {', '.join(rec.clauses)}); "
+                       f"an XPASS means no case shows it any more: behaviour changed, review the record"))
+            items.append(it)
+        if runs.sel.baseline:
+            items.append(BaselineItem.from_parent(self, name="baseline", run_id=rid))
+        for it in items:
+            it.add_marker("klconform")
+            it.add_marker(marker_for(rid))
+        return items
+
+
+class ConformanceFailure(Exception):
+    """An item's finding: shown as its text, without a Python traceback."""
+
+
+class KnownDiscrepancyObserved(Exception):
+    """A known record still observed: the expected failure of its strict-xfail item."""
+
+
+class _Item(pytest.Item):
+    def __init__(self, *, run_id: str, **kw):
+        super().__init__(**kw)
+        self.run_id = run_id
+        self.user_properties.append(("klconform_adapter", run_id))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, (ConformanceFailure, KnownDiscrepancyObserved)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return "klconform", None, f"klconform {self.run_id} {self.name}"
+
+
+class AreaItem(_Item):
+    """No discrepancy of ``area`` outside the adapter's known records."""
+
+    def __init__(self, *, area: str, **kw):
+        super().__init__(**kw)
+        self.area = area
+        self.user_properties.append(("klconform_area", area))
+
+    def runtest(self):
+        from klconform.unexpected import unexpected_findings
+        runs = runs_for(self.config)
+        res = runs.usable(self.run_id)
+        lines = unexpected_findings(res.run, area=self.area, cases=res.cases)
+        self.user_properties.append(("klconform_unexpected", str(len(lines))))
+        if lines:
+            raise ConformanceFailure(explain_findings(self, res, lines))
+
+
+def _new_verdicts_in_area(res: AdapterResult, area: str):
+    from klconform.areas import area_of
+    from klconform.facts import facts
+    from klconform.unexpected import unrecorded
+    return [v for v in unrecorded(res.run) if area_of(v, facts(res.cases[v.case], v)) == area]
+
+
+def explain_findings(item: AreaItem, res: AdapterResult, lines: list[str]) -> str:
+    """The failure text of an area item, and its JUnit properties: per verdict class the
+    SPEC clauses, the smallest new case and the blob that reproduces it."""
+    import numpy as np
+
+    from klconform import engine
+    out = [f"klconform: {item.run_id}, area {item.area}: {len(lines)} unexpected finding(s)", *lines]
+    by_cls: dict[str, list] = {}
+    for v in _new_verdicts_in_area(res, item.area):
+        by_cls.setdefault(v.cls, []).append(v)
+    for cls, vs in sorted(by_cls.items()):
+        smallest = min(vs, key=lambda v: (int(np.prod(res.cases[v.case].shape) or 0), v.case))
+        clauses = list(smallest.clauses)
+        case = res.cases[smallest.case]
+        blob = engine.case_blob(case)
+        out += ["", f"[{cls}] {len(vs)} verdict(s); SPEC clauses (smallest case): {', '.join(clauses)}",
+                f"  smallest new case {case.digest} ({case.label}; {case.dtype}, reduction={case.reduction}, "
+                f"shape={list(case.shape)}), vs {smallest.against}: {smallest.detail}"]
+        ce = res.run.counterexamples.get(cls)
+        if ce and not ce["verdict"].get("known"):
+            out.append(f"  minimal counterexample of the class (shrunk {ce['shrink_rounds']} rounds): case {ce['case']}")
+            blob = ce["blob"]
+        out += [f"  reproduce: klconform.engine.case_from_blob({blob!r})"]
+        item.user_properties += [(f"klconform_{cls}_clauses", " ".join(clauses)),
+                                 (f"klconform_{cls}_case", case.digest),
+                                 (f"klconform_{cls}_blob", blob)]
+    item.user_properties.append(("klconform_classes", " ".join(sorted(by_cls))))
+    return "\n".join(out)
+
+
+class RecordItem(_Item):
+    """A known record: observed = the expected failure of a strict xfail."""
+
+    def __init__(self, *, record, **kw):
+        super().__init__(**kw)
+        self.record = record
+        self.user_properties += [("klconform_record", record.id), ("klconform_record_file", record.source)]
+
+    def runtest(self):
+        from klconform import records
+        res = runs_for(self.config).usable(self.run_id)
+        version = str(res.run.env.get("version", "")) or None
+        if not records.applies(self.record, run=self.run_id, version=version):
+            pytest.skip(f"record {self.record.id} does not apply to {self.run_id} {version or ''}".rstrip())
+        hits = [v for v in res.run.verdicts if v.known == self.record.id]
+        self.user_properties.append(("klconform_observed", str(len(hits))))
+        if hits:
+            raise KnownDiscrepancyObserved(
+                f"{self.record.id} observed in {len(hits)} verdict(s), e.g. case {hits[0].case}: {hits[0].detail[:160]}")
+
+
+class RecordFileItem(_Item):
+    """An adapter whose record files do not load: fails with the one-line reason."""
+
+    def __init__(self, *, error: str, **kw):
+        super().__init__(**kw)
+        self.error = error
+
+    def runtest(self):
+        raise ConformanceFailure(f"klconform: {self.run_id}: {self.error}")
+
+
+class BaselineItem(_Item):
+    """The adapter's answers against the behaviour baselines of ``--klconform-baseline``."""
+
+    def runtest(self):
+        from klconform import baseline, engine
+        from klconform.results import RunResult
+        runs = runs_for(self.config)
+        res = runs.usable(self.run_id)
+        cases = {e.sent.case.digest: e.sent.to_json() for e in res.evaluated}
+        result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=runs.sel.seed, hypothesis={},
+                           corpus_digest=engine.corpus_digest(runs.corpus()), cases=cases, runs=[res.run])
+        changes = baseline.check(result, runs.sel.baseline)
+        self.user_properties.append(("klconform_baseline_changes", str(len(changes))))
+        if changes:
+            raise ConformanceFailure("\n".join([f"klconform: {self.run_id}: {len(changes)} change(s) against "
+                                                f"the baselines in {runs.sel.baseline}",
+                                                *(str(c) for c in changes[:50])]))
