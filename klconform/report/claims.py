@@ -87,6 +87,8 @@ def _validate(where: str, d: dict[str, Any]) -> Claim:
         for key in chk["expect"]:
             if key not in _TEMPLATE_FIELDS and not (key.startswith("reduction[") and key.endswith("]")):
                 raise ClaimsError(f"{where}: fingerprint field {key!r} is not a template field or reduction[R]")
+    if chk.get("quantity", "divergence") not in ("divergence", "output"):
+        raise ClaimsError(f"{where}: check.quantity {chk['quantity']!r} is not 'divergence' or 'output'")
     if kind == "relation" and chk["op"] not in ("==", "<", ">"):
         raise ClaimsError(f"{where}: relation op {chk['op']!r} is not one of ==, <, >")
     subject = d["subject"]
@@ -187,24 +189,48 @@ def _describe(data: _Data, d: str) -> str:
     return f"{c.get('label') or d} ({c['dtype']}, {c['reduction']}, case {d})"
 
 
-def _satisfies(data: _Data, d: str, expect) -> tuple[bool, str]:
-    """Whether outcome ``d`` satisfies a value expectation, and what was seen."""
+def _judged(data: _Data, d: str, quantity: str):
+    """(outcome, reduction) a value claim is judged on.  A claim about the divergence
+    (``quantity = "divergence"``, the default) is about KL per distribution (SPEC.md
+    KL-DEF-1), so a ``none``-reduction outcome is summed along the class axis first
+    (``[0, inf, 0]`` is a divergence of inf); ``quantity = "output"`` takes what was returned."""
+    o = data.outcome(d)
+    case = data.case(d)
+    if quantity != "divergence" or case.reduction != "none" or o.value is None:
+        return o, case.reduction
+    obs = np.asarray(o.value, dtype=np.float64)
+    if obs.shape != tuple(case.shape) or not obs.ndim:
+        return o, case.reduction      # judged as returned: the shape check below says why it fails
+    with np.errstate(invalid="ignore", over="ignore"):
+        summed = np.sum(obs, axis=case.class_axis % obs.ndim)
+    return SimpleNamespace(status=o.status, value=summed, shape=summed.shape, dtype=o.dtype), "distribution"
+
+
+def _satisfies(data: _Data, d: str, expect, quantity: str = "divergence") -> tuple[bool, str]:
+    """Whether outcome ``d`` satisfies a value expectation, and what was seen.  Any outcome
+    an adapter can return is judged, never raised on: a value of another shape than the
+    reference's fails the claim with the shapes as evidence."""
     o = data.outcome(d)
     if o.status != "ok" or o.value is None:
-        return False, f"{o.status}: {o.error_type or ''} {(o.error_message or '')[:80]}".strip()
+        return False, f"{o.status}: {getattr(o, 'error_type', None) or ''} {(getattr(o, 'error_message', None) or '')[:80]}".strip()
+    o, reduction = _judged(data, d, quantity)
     obs = np.asarray(o.value, dtype=np.float64)
-    seen = f"observed {_short(obs)}"
+    seen = f"observed {_short(obs)}" + (" (summed over the class axis)" if reduction != data.case(d).reduction else "")
     if isinstance(expect, str) and expect in ("nan", "inf", "-inf", "finite"):
         with np.errstate(invalid="ignore"):
             ok = {"nan": np.isnan(obs), "inf": np.isposinf(obs), "-inf": np.isneginf(obs),
                   "finite": np.isfinite(obs)}[expect]
         return bool(obs.size and np.all(ok)), seen
-    exp = data.expected(d)
+    exp = data.expected(d, Point(reduction=reduction))
     if isinstance(exp, Exception):
         return False, f"{seen}; the reference defines no value ({exp})"
+    want_shape = np.shape(exp.value)
+    if obs.shape != want_shape:
+        return False, f"{seen}: shape {list(obs.shape)} where the reference has {list(want_shape)}"
     bound = np.asarray(exp.bound, dtype=np.float64)
+    case = data.case(d)
     if expect == "canonical":
-        return value_agrees(exp, o, data.case(d)), f"{seen}, canonical {_short(exp.value)}"
+        return value_agrees(exp, o, case), f"{seen}, canonical {_short(exp.value)}"
     if expect == "nonnegative":
         with np.errstate(invalid="ignore"):
             ok = bool(np.all((obs >= -bound) | np.isposinf(obs)))
@@ -214,14 +240,15 @@ def _satisfies(data: _Data, d: str, expect) -> tuple[bool, str]:
             ok = bool(obs.size and np.all(np.abs(obs - float(expect)) <= bound))
         return ok, f"{seen} (bound {_short(bound)})"
     if isinstance(expect, dict) and "point" in expect:
-        case = data.case(d)
-        fields = {"reduction": case.reduction, **expect["point"]}
+        fields = {"reduction": reduction, **expect["point"]}
         pexp = data.expected(d, Point(**fields))
         if isinstance(pexp, Exception):
             return False, f"{seen}; {Point(**fields).name} is undefined here"
+        if np.shape(pexp.value) != obs.shape:
+            return False, f"{seen}: shape {list(obs.shape)} where {Point(**fields).name} has {list(np.shape(pexp.value))}"
         f = float(expect.get("factor", 1.0))
         scaled = SimpleNamespace(value=pexp.value * f, value_in_dtype=pexp.value_in_dtype * f,
-                                 bound=np.abs(pexp.bound * f) + bound)
+                                 bound=np.abs(pexp.bound * f) + np.broadcast_to(bound, np.shape(pexp.bound)))
         what = Point(**fields).name + (f" x {f:g}" if f != 1.0 else "")
         return value_agrees(scaled, o, case), f"{seen}, {what} = {_short(scaled.value)}"
     raise ClaimsError(f"unsupported value expectation {expect!r}")
@@ -267,7 +294,7 @@ def _check_value(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, 
     fails = []
     first_ok = None
     for d in chosen:
-        ok, seen = _satisfies(data, d, claim.check["expect"])
+        ok, seen = _satisfies(data, d, claim.check["expect"], claim.check.get("quantity", "divergence"))
         if not ok:
             fails.append((d, seen))
         elif first_ok is None:
@@ -310,7 +337,11 @@ def _check_relation(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, st
         with np.errstate(invalid="ignore"):
             if op == "==":
                 ea, eb = data.expected(l), data.expected(r)
-                bound = sum(np.asarray(e.bound) for e in (ea, eb) if not isinstance(e, Exception))
+                bounds = [np.asarray(e.bound, dtype=np.float64) for e in (ea, eb) if not isinstance(e, Exception)]
+                if any(np.shape(b) not in ((), a.shape) for b in bounds):
+                    fails.append((l, r, f"shape {list(a.shape)} differs from the reference's"))
+                    continue
+                bound = sum(bounds)
                 same_special = np.all((np.isnan(a) == np.isnan(b)) & (np.isinf(a) == np.isinf(b)))
                 fin = np.isfinite(a) & np.isfinite(b)
                 ok = bool(same_special and np.all(np.where(fin, np.abs(a - b) <= bound, a == b) | (np.isnan(a) & np.isnan(b))))

@@ -101,3 +101,37 @@ class Raises(PointAdapter):
 
     def evaluate(self, case):
         raise RuntimeError("this double always raises")
+
+
+class Mangled(PointAdapter):
+    """Answers canonically, then mangles what it returns (``mangle``: value -> value, dtype
+    string): the outcomes a faulty adapter can return, which no report stage may crash on."""
+    name = "double.mangled"
+
+    @staticmethod
+    def mangle(value, dtype):
+        return value, dtype
+
+    def evaluate(self, case):
+        out = super().evaluate(case)
+        value, dtype = self.mangle(np.asarray(out.value), out.dtype)
+        value = np.asarray(value)
+        out.value, out.dtype, out.shape = value, dtype, value.shape
+        return out
+
+
+def _mangler(name, fn):
+    return type(f"Mangled_{name}", (Mangled,), {"name": f"double.mangled_{name}", "mangle": staticmethod(fn)})
+
+
+# One double per kind of wrong outcome (test_report_robust.py).
+MANGLED = {
+    "flattened": _mangler("flattened", lambda v, d: (v.reshape(-1), d)),
+    "transposed": _mangler("transposed", lambda v, d: (v.T, d)),
+    "scalar": _mangler("scalar", lambda v, d: (np.float64(np.sum(v)), d)),
+    "empty": _mangler("empty", lambda v, d: (np.zeros((0,)), d)),
+    "nan": _mangler("nan", lambda v, d: (np.full(v.shape, np.nan), d)),
+    "dtype": _mangler("dtype", lambda v, d: (v, "complex64")),
+    "nodtype": _mangler("nodtype", lambda v, d: (v, "")),
+    "extra_axis": _mangler("extra_axis", lambda v, d: (v[None, ...], d)),
+}
