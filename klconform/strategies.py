@@ -321,15 +321,14 @@ def cases(draw, *, dtypes_=DTYPES, reductions=REDUCTIONS, pred_kinds=PRED_KINDS,
             p_shape = partner
         if c_ax != -1 or b_ax != 0:   # keep axes meaningful for a reduced-rank partner
             c_ax, b_ax = -1, 0
-    fams = [f for f in families if f in FAMILIES]
+    ikinds = sorted(pred_kinds, key=PRED_KINDS.index)
+    # large_logits is a question about logits: without that input it is not drawn (its
+    # +-1e4 values would otherwise be sent as probabilities or log-probabilities)
+    fams = [f for f in families if f in FAMILIES and (f != "large_logits" or "logits" in ikinds)] or ["plain"]
     fam, P, Q = draw(distribution_pair(t_shape, p_shape, dtype, class_axis=c_ax,
                                        family=draw(st.sampled_from(fams))))
-    ikinds = sorted(pred_kinds, key=PRED_KINDS.index)
     if fam == "large_logits":
-        if "logits" not in ikinds:
-            fam = "plain"
-        else:
-            ikinds = ["logits"]
+        ikinds = ["logits"]
     pred_kind = draw(st.sampled_from(ikinds))
     target_kind = draw(st.sampled_from(sorted(target_kinds, key=TARGET_KINDS.index)))
     if fam != "large_logits":
@@ -355,6 +354,65 @@ def cases(draw, *, dtypes_=DTYPES, reductions=REDUCTIONS, pred_kinds=PRED_KINDS,
     return Case(target=P, pred=Q, dtype=dtype, target_kind=target_kind, pred_kind=pred_kind,
                 reduction=reduction, class_axis=c_ax, batch_axis=b_ax, weight=w,
                 sample_weight=sw, grad=g, label=f"{fam}/{detail}")
+
+
+def _decoded(raw: np.ndarray, kind: str, axis: int) -> np.ndarray:
+    """Probabilities an encoded input stands for (softmax of logits along ``axis``)."""
+    with np.errstate(all="ignore"):
+        if kind == "prob":
+            return raw
+        if kind == "logprob":
+            return np.exp(raw)
+        if raw.ndim == 0 or raw.size == 0:
+            return np.exp(raw - raw) if raw.size else raw
+        z = raw - np.max(raw, axis=axis, keepdims=True)
+        e = np.exp(z)
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def family_problem(case: Case) -> str | None:
+    """Why ``case`` does not satisfy the definition of its label's family (:data:`FAMILIES`),
+    or None: the families mean what their names say (checked over generated and frozen
+    corpora by the tests).  Checked: every family but ``invalid`` has no NaN and only
+    valid encodings (log-probabilities <= 0 within rounding, 1e-3 for ``near_equal``,
+    any for ``unnormalised``);
+    ``plain`` is strictly positive and normalised; ``large_logits`` is logits of
+    magnitude >= 10; ``invalid`` holds a negative, NaN or +inf entry."""
+    fam = case.label.split("/", 1)[0]
+    if fam not in FAMILIES:
+        return None   # curated cases and others: not a generated family
+    t = np.asarray(case.target, dtype=np.float64)
+    q = np.asarray(case.pred, dtype=np.float64)
+    tol = 8 * UNIT_ROUNDOFF[case.dtype]
+    if fam == "invalid":
+        with np.errstate(invalid="ignore"):
+            bad = [np.isnan(a) | (a == np.inf) | ((a < 0) if k == "prob" else False)
+                   for a, k in ((t, case.target_kind), (q, case.pred_kind))]
+        return None if any(np.any(b) for b in bad) or not (t.size and q.size) else "no invalid entry"
+    for name, a, kind in (("target", t, case.target_kind), ("pred", q, case.pred_kind)):
+        if np.any(np.isnan(a)):
+            return f"{name} holds NaN"
+        if kind == "logits" and np.any(a == np.inf):   # -inf logits encode q = 0
+            return f"{name} logits hold +inf"
+        # near_equal moves entries by up to 1e-3 relative without renormalising
+        if kind == "logprob" and fam != "unnormalised" and np.any(a > tol + (1e-3 if fam == "near_equal" else 0)):
+            return f"{name} log-probabilities above 0 (max {np.max(a):.3g})"
+        if kind == "prob" and (np.any(a < 0) or np.any(np.isinf(a))):
+            return f"{name} probabilities outside [0, inf)"
+    if fam == "large_logits":
+        if case.pred_kind != "logits":
+            return f"pred is {case.pred_kind}, not logits"
+        return None if np.all(np.abs(q) >= 10) else "logits of magnitude below 10"
+    if fam == "plain":
+        nd = np.broadcast_shapes(t.shape, q.shape)
+        for name, a, kind in (("target", t, case.target_kind), ("pred", q, case.pred_kind)):
+            axis = case.class_axis if a.ndim == len(nd) else -1
+            v = _decoded(a, kind, axis)
+            if np.any(v <= 0):
+                return f"{name} has a zero probability"
+            if v.ndim and v.size and kind != "logits" and np.any(np.abs(v.sum(axis=axis) - 1) > tol * (2 + v.shape[axis])):
+                return f"{name} not normalised along the class axis"
+    return None
 
 
 def cases_for(capabilities, *, families=FAMILIES, grad: bool | None = None) -> st.SearchStrategy[Case]:

@@ -96,3 +96,41 @@ def test_every_family_is_drawn():
     from klconform.explore import draw_examples
     seen = {c.label.split("/")[0] for c in draw_examples(S.cases(), 400, 3)}
     assert seen == set(S.FAMILIES)
+
+
+# ----------------------------------------------------------------- families mean their names
+def _builtin_capabilities():
+    import inspect
+    from klconform.adapters import keras_kldivergence, mxnet_kldivloss, tf_keras_kldivergence, torch_kl_div
+    out = []
+    for mod in (keras_kldivergence, mxnet_kldivloss, tf_keras_kldivergence, torch_kl_div):
+        for _, cls in inspect.getmembers(mod, inspect.isclass):
+            if cls.__module__ == mod.__name__ and getattr(cls, "name", None):
+                out.append(cls().capabilities())
+    return out
+
+
+@given(S.cases(pred_kinds=("prob", "logprob"), families=("plain", "large_logits")))
+def test_no_logits_input_means_no_large_logits_relabelled_plain(case):
+    """An adapter without a logits input never gets ±1e4 'large logits' sent as
+    probabilities under the label 'plain'."""
+    assert case.label.split("/")[0] == "plain"
+    assert S.family_problem(case) is None, (S.family_problem(case), case.pred)
+
+
+def test_every_generated_case_satisfies_its_family():
+    from klconform.explore import build_corpus
+    corpus = build_corpus(0, 40, _builtin_capabilities(), curated=False)
+    families = {c.label.split("/")[0] for c in corpus}
+    assert {"plain", "large_logits", "invalid"} <= families
+    bad = [(c.label, c.dtype, c.pred_kind, S.family_problem(c)) for c in corpus if S.family_problem(c)]
+    assert not bad, bad[:5]
+
+
+def test_every_frozen_case_satisfies_its_family():
+    import pytest
+    from klconform import frozen
+    if not frozen.FROZEN_PATH.exists():
+        pytest.skip(f"no frozen corpus at {frozen.FROZEN_PATH}")
+    bad = [(c.label, c.dtype, c.pred_kind, S.family_problem(c)) for c in frozen.load() if S.family_problem(c)]
+    assert not bad, f"{len(bad)} frozen cases break their family (regenerate the frozen corpus): {bad[:3]}"
