@@ -19,7 +19,9 @@ Exit status (documented in the README and in every report):
   3  not checked: an adapter asked for by name (--frameworks, --adapter) could not run,
      or no adapter ran at all (then the previous report in OUT is left as it was)
 130 interrupted by SIGINT/SIGTERM (completed adapters are kept in OUT/results.partial.json
-     when there are any; the previous report in OUT is left intact)
+     when there are any; the previous report in OUT is left intact).  A signal that arrives
+     while the output files are being replaced is held until the new set is complete; the
+     run then exits with its own status (and says so on stderr)
 When several apply, the first of 2, 3, 1 wins.
 """
 from __future__ import annotations
@@ -418,11 +420,12 @@ def cmd_run(args) -> int:
     adapters = load_adapters(specs, bool(named))
     warn_unused_pythons(args.python, specs)
     from .resultsio import OutputBusy, OutputLock
+    lock = OutputLock(out)
     try:
-        lock = OutputLock(out).__enter__()
-    except OutputBusy as exc:
-        raise UsageError(str(exc)) from None
-    try:
+        try:
+            lock.__enter__()
+        except OutputBusy as exc:
+            raise UsageError(str(exc)) from None
         return _run_locked(args, formats, dtypes, out, specs, adapters, named)
     finally:
         lock.__exit__(None, None, None)
@@ -731,18 +734,37 @@ def _stop_on_signal(signum, frame) -> None:
     Once the output files are being replaced the signal is only recorded (the set is
     completed; :func:`klconform.resultsio.write_set`), and once main() returns ignored."""
     import signal
-    from . import workers
-    from .resultsio import COMMIT
+    # Not imported here: the signal may come while one of them is being imported (a
+    # partly initialised module); one that is not imported yet has nothing to stop.
+    workers = sys.modules.get(__package__ + ".workers")
+    commit = getattr(sys.modules.get(__package__ + ".resultsio"), "COMMIT", None)
     if _EXITING.is_set():
         return
-    if COMMIT.active:
-        COMMIT.held.append(signum)
+    if commit is not None and commit.active:
+        commit.held.append(signum)
         return
     _STOP.set()
+    if getattr(workers, "abort_all", None) is not None:
+        workers.abort_all()
+    if _in_finalizer(frame):
+        # A KeyboardInterrupt raised in a finalizer is printed and dropped by Python:
+        # ask again in a moment, from wherever the controller is then.
+        import threading
+        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again.daemon = True            # never joined at exit
+        again.start()
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    workers.abort_all()
     raise KeyboardInterrupt
+
+
+def _in_finalizer(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = False) -> int:

@@ -244,6 +244,14 @@ class OutputLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "OutputLock":
+        try:
+            return self._acquire()
+        except KeyboardInterrupt:     # interrupted while taking it: leave no lock file behind
+            if self._fd is None and self.path.exists():
+                _unlink_if_unlocked(self.path)
+            raise
+
+    def _acquire(self) -> "OutputLock":
         import fcntl
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -311,6 +319,22 @@ def _test_delay() -> None:
     if delay:
         import time
         time.sleep(float(delay))
+
+
+def _unlink_if_unlocked(path: Path) -> None:
+    """Remove a lock file that no process holds (ours, half-taken when interrupted)."""
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _unlink(str(path))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterable[str] = (),
