@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a case that exceeds it becomes a crash outcome")
     r.add_argument("--batch-size", type=_int_in(1, 10_000), default=64, metavar="N", help="cases per worker round trip")
     r.add_argument("--shrink-rounds", type=_int_in(0, 100), default=6, metavar="N", help="counterexample shrinking rounds")
+    r.add_argument("--shrink-budget", type=_seconds, default=60.0, metavar="S",
+                   help="seconds of counterexample shrinking per adapter (default 60); crashes and hangs are "
+                        "shrunk by at most 2 candidates")
     r.add_argument("--quiet", action="store_true", help="no progress display")
     rep = sub.add_parser("report", help="re-render reports from a results.json")
     rep.add_argument("results", metavar="RESULTS.json")
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_upgrade_parsers(sub)
     x = sub.add_parser("explore", help="draw new cases with Hypothesis and show what the frozen corpus misses")
     for flag in ("--frameworks", "--adapter", "--python", "--dtypes", "--case-timeout", "--setup-timeout",
-                 "--worker-memory", "--batch-size", "--shrink-rounds", "--quiet", "--jobs"):
+                 "--worker-memory", "--batch-size", "--shrink-rounds", "--shrink-budget", "--quiet", "--jobs"):
         action = next(a for a in r._actions if flag in a.option_strings)
         x._add_action(action)
     x.add_argument("--examples", type=_int_in(1, MAX_EXAMPLES), default=1000, metavar="N",
@@ -488,6 +491,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     try:
         res = engine.run_conformance([s for _, s in runnable], cases, batch_size=args.batch_size,
                                      case_timeout=args.case_timeout, shrink_rounds=args.shrink_rounds,
+                                     shrink_budget=args.shrink_budget,
                                      progress=progress.cases, hypothesis_settings=corpus_source,
                                      command=result.command, jobs=jobs, worker_options=worker_options,
                                      on_run=finished)
@@ -573,6 +577,7 @@ def cmd_explore(args) -> int:
     try:
         res = engine.run_conformance(specs, cases, seed=args.seed, batch_size=args.batch_size,
                                      case_timeout=args.case_timeout, shrink_rounds=args.shrink_rounds,
+                                     shrink_budget=args.shrink_budget,
                                      progress=progress.cases, jobs=args.jobs or os.cpu_count() or 1,
                                      worker_options=dict(setup_timeout=args.setup_timeout,
                                                          memory_limit=args.worker_memory))

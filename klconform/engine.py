@@ -264,31 +264,56 @@ def shrink_candidates(case: Case, caps) -> list[Case]:
     return out
 
 
+# Seconds of shrinking per adapter (all classes together): a framework that hangs or
+# crashes on a class of inputs must not make a run take minutes per class.
+DEFAULT_SHRINK_BUDGET = 60.0
+# Crashes and hangs cost a fresh worker or a whole case timeout per candidate: they are
+# shrunk by at most this many candidates, sent one at a time, in one round.
+_FAILURE_CLASSES = ("crash", "timeout")
+_FAILURE_CANDIDATES = 2
+
+
 def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_rounds: int = 8,
-           max_candidates: int = 24) -> tuple[Evaluated, int]:
+           max_candidates: int = 24, deadline: float | None = None) -> tuple[Evaluated, int, str]:
     """Greedy shrink of ``ev`` keeping the discrepancy ``key`` = (against, class): each
     round sends the candidates of :func:`shrink_candidates` in one batch and keeps the
-    first that still shows ``key``.  Returns the smallest found and the rounds used."""
+    first that still shows ``key``.  No round starts after ``deadline``
+    (``time.perf_counter()``); a crash or timeout is shrunk by at most
+    ``_FAILURE_CANDIDATES`` candidates, one per round trip, in one round.  Returns the
+    smallest found, the rounds used and why it stopped: "done" (no smaller variant shows
+    the class, or the rounds ran out) or "budget"."""
     cur, rounds = ev, 0
-    for rounds in range(1, max_rounds + 1):
-        cands = shrink_candidates(cur.sent.case, session.caps)[:max_candidates]
+    failure = key[1] in _FAILURE_CLASSES
+    for r in range(1, (1 if failure else max_rounds) + 1):
+        if deadline is not None and time.perf_counter() >= deadline:
+            return cur, rounds, "budget"
+        rounds = r
+        cands = shrink_candidates(cur.sent.case, session.caps)[:_FAILURE_CANDIDATES if failure else max_candidates]
         if not cands:
             break
         sent = [Translated(case=c, canonical=cur.sent.canonical, conversions=cur.sent.conversions) for c in cands]
-        nxt = next((e for e in session.evaluate(sent, shrunk=True) if key in _classes(e)), None)
+        batches = [[t] for t in sent] if failure else [sent]
+        nxt = None
+        for i, batch in enumerate(batches):
+            if i and deadline is not None and time.perf_counter() >= deadline:
+                return cur, rounds, "budget"
+            nxt = next((e for e in session.evaluate(batch, shrunk=True) if key in _classes(e)), None)
+            if nxt is not None:
+                break
         if nxt is None:
             break
         cur = nxt
-    return cur, rounds
+    return cur, rounds, "done"
 
 
 # ----------------------------------------------------------------------------- run
 def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 0,
                 records: Sequence[known_mod.Record] | None = None, evaluator=None,
-                batch_size: int = 64, shrink_rounds: int = 6,
+                batch_size: int = 64, shrink_rounds: int = 6, shrink_budget: float = DEFAULT_SHRINK_BUDGET,
                 progress: Callable[[str, int, int], None] | None = None) -> tuple[AdapterRun, list[Evaluated]]:
     """Run ``canonical_cases`` (those ``target`` can express) through ``target``; returns
-    the :class:`AdapterRun` and the evaluated cases (sent case, outcome, verdicts)."""
+    the :class:`AdapterRun` and the evaluated cases (sent case, outcome, verdicts).
+    Counterexamples are shrunk for at most ``shrink_budget`` seconds in all."""
     t0 = time.perf_counter()
     adapter = target.adapter
     if records is None:
@@ -308,8 +333,11 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
         for against, cls in sorted(_classes(e), key=lambda k: k[0] != "canonical"):
             firsts.setdefault(cls, ((against, cls), e))
     extra: list[Evaluated] = []
+    shrink_start = time.perf_counter()
+    deadline = shrink_start + shrink_budget
     for cls, (key, e) in sorted(firsts.items()):
-        small, rounds = shrink(session, e, key, max_rounds=shrink_rounds) if shrink_rounds else (e, 0)
+        small, rounds, stopped = (shrink(session, e, key, max_rounds=shrink_rounds, deadline=deadline)
+                                  if shrink_rounds else (e, 0, "done"))
         if small is not e:
             extra.append(small)
             run.outcomes[small.sent.case.digest] = wire.to_json(small.outcome)
@@ -317,6 +345,8 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
         run.counterexamples[cls] = {
             "case": small.sent.case.digest, "canonical": e.sent.canonical.digest,
             "found_as": e.sent.case.digest, "shrink_rounds": rounds, "seed": seed,
+            "shrink": {"stopped": stopped, "budget_s": shrink_budget,
+                       "spent_s": round(time.perf_counter() - shrink_start, 3)},
             "blob": case_blob(small.sent.case), "verdict": v.to_json(),
         }
     # strict: every record that applies to this run (run id, version) and can occur in the
@@ -352,7 +382,7 @@ def fingerprint(verdicts: Iterable[Verdict]) -> dict[str, Any]:
 
 def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0, max_examples: int = 1000,
                     case_timeout: float = 20.0, batch_size: int = 64, shrink_rounds: int = 6,
-                    known_dir=None, targets: Sequence[Target] = (), evaluator=None,
+                    shrink_budget: float = DEFAULT_SHRINK_BUDGET, known_dir=None, targets: Sequence[Target] = (), evaluator=None,
                     hypothesis_settings: dict[str, Any] | None = None, command: str = "",
                     progress: Callable[[str, int, int], None] | None = None, jobs: int = 1,
                     worker_options: dict[str, Any] | None = None,
@@ -386,7 +416,8 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
             else:
                 records = known_mod.load_for(t.adapter, known_dir)
                 run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
-                                             batch_size=batch_size, shrink_rounds=shrink_rounds, progress=progress)
+                                             batch_size=batch_size, shrink_rounds=shrink_rounds,
+                                             shrink_budget=shrink_budget, progress=progress)
                 with lock:      # annotate reads the cases other threads add to
                     for e in evaluated:
                         all_cases.setdefault(e.sent.case.digest, e.sent.to_json())

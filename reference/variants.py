@@ -318,6 +318,11 @@ def prepare(case, point: Point | None = None) -> Prepared:
         q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca, tiny)
     if point.swap:
         a, la, b, lb, a_is_log = q, lq, p, lp, ikind != "prob"
+        if a_is_log:
+            # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value (exp(-1000)
+            # is 0, its term 0 by KL-ZERO-1), as every float computation of the call has it
+            with np.errstate(over="ignore"):
+                a = np.asarray(a, dtype=np.float64).astype(LD)
         sides = (q_sum, p_sum, q_nu, p_nu)
     else:
         a, la, b, lb, a_is_log = p, lp, q, lq, tkind != "prob"

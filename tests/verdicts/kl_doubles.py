@@ -170,3 +170,28 @@ class Crashes(StatusDouble):
 class Hangs(StatusDouble):
     name = "double.timeout"
     status = "timeout"
+
+
+class SlowHangs(Hangs):
+    """A hang that costs real time (``delay`` s per case, as a worker's case timeout does),
+    counting the cases it was sent: the shrinker's budget and its one-retry rule."""
+    name = "double.slow_timeout"
+    delay = 0.05
+    calls = 0
+
+    def evaluate(self, case):
+        import time
+        type(self).calls += 1
+        time.sleep(self.delay)
+        return super().evaluate(case)
+
+
+class SlowWrongReduction(WrongReduction):
+    """WrongReduction at ``delay`` s per case: shrinking it stops at the budget."""
+    name = "double.slow_wrong_reduction"
+    delay = 0.05
+
+    def evaluate(self, case):
+        import time
+        time.sleep(self.delay)
+        return super().evaluate(case)

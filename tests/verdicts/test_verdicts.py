@@ -72,7 +72,7 @@ def test_each_deviation_gets_its_class(double, cls, explained, corpus, evaluator
 
 def test_semantic_counterexample_is_shrunk_and_small(corpus, evaluator):
     run = run_double(D.WrongReduction(), corpus, evaluator)
-    ce = run.counterexamples["semantic"]
+    ce = next(iter(run.counterexamples.values()))
     case = engine.case_from_blob(ce["blob"])
     assert case.digest == ce["case"] and case.target.size <= 8
 
@@ -163,3 +163,54 @@ def test_candidates_are_ranked_simplest_first():
     # the documented point itself is one step from the compared one
     assert complexity(Point("sum", zero_inf="nan"), base, Point("sum")) == 2
     assert complexity(Point("sum"), base, Point("sum", epsilon="clip_both", eps=1e-7)) == 1
+
+
+def test_swapped_log_prediction_underflows_like_every_float_implementation():
+    """Arguments exchanged with a log-encoded prediction: the first side exp(-1000) is 0
+    in float64 (and float32), so the entry where p = 0 contributes 0, not +inf (SPEC.md
+    KL-ARG-ORDER).  Independent oracle: the exchanged formula in float64 numpy,
+    Σ exp(lq) (lq - log p) with the 0·log 0 = 0 convention; the verdict is 'swapped'."""
+    from klconform.adapters.base import Outcome
+    from klconform.reference.evaluate import evaluate
+    lq = np.array([[np.log(0.5), np.log(0.5), -1000.0]])
+    p = np.array([[0.5, 0.5, 0.0]])
+    c = Case(target=p, pred=lq, pred_kind="logprob", dtype="float64", reduction="sum", grad=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.exp(lq)
+        oracle = float(np.sum(np.where(q == 0, 0.0, q * (lq - np.log(p)))))
+    e = evaluate(c, Point("sum", swap=True))
+    assert np.isfinite(e.value) and abs(e.value - oracle) <= e.bound
+    # P differs from Q: a framework exchanging the arguments is named 'swapped', not precision
+    c2 = c.replace(target=np.array([[0.25, 0.75, 0.0]]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        oracle2 = float(np.sum(np.where(q == 0, 0.0, q * (lq - np.log(c2.target)))))
+    out2 = Outcome(status="ok", value=np.array(oracle2), dtype="float64", shape=())
+    assert np.isfinite(evaluate(c2, Point("sum", swap=True)).value)
+    vs = classify(c2, out2, adapter="x", against="canonical", point=Point("sum"))
+    assert [(v.cls, v.explained_by) for v in vs] == [("semantic", "sum+swapped")], vs
+
+
+# ----------------------------------------------------------------------------- shrinking budget
+def _run_with(adapter, cases, evaluator, **kw):
+    t = engine.Target(run_id=adapter.name, adapter=adapter, runner=engine.InProcessRunner(adapter),
+                      env={"version": "0"})
+    return engine.run_adapter(t, cases, records=[], evaluator=evaluator, **kw)[0]
+
+
+def test_hanging_cases_are_shrunk_by_at_most_two_candidates(corpus, evaluator):
+    D.SlowHangs.calls = 0
+    cases = corpus[:10]
+    run = _run_with(D.SlowHangs(), cases, evaluator, shrink_rounds=6, shrink_budget=60.0)
+    assert set(run.counterexamples) == {"timeout"}
+    assert D.SlowHangs.calls - len(run.outcomes) <= 0 and D.SlowHangs.calls <= len(cases) + 2
+
+
+def test_shrinking_stops_at_its_time_budget(corpus, evaluator):
+    import time
+    cases = [c for c in corpus if c.reduction in ("mean", "distribution_mean") and c.target.size > 2][:6]
+    t0 = time.perf_counter()
+    run = _run_with(D.SlowWrongReduction(), cases, evaluator, shrink_rounds=50, shrink_budget=0.2)
+    ce = next(iter(run.counterexamples.values()))
+    assert ce["shrink"]["stopped"] == "budget" and ce["shrink"]["budget_s"] == 0.2
+    # one round may be under way at the deadline: 24 candidates at 0.05 s
+    assert time.perf_counter() - t0 < len(cases) * 0.05 + 0.2 + 24 * 0.05 + 5
