@@ -49,7 +49,7 @@ def markdown_section(model) -> list[str]:
         real = [c for c in changes if c.is_change]
         out += [f"### {_step_title(a, b)}", "",
                 f"{len(real)} change{'s' if len(real) != 1 else ''}." if real else "No behaviour change.", ""]
-        out += [f"- {'' if c.is_change else '(no change) '}{c.line()}" for c in changes]
+        out += [f"- {c.line()}" for c in changes]
         out.append("")
     return out
 
