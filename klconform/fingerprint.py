@@ -298,10 +298,15 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
         finals.append((best_s, -best.complexity, best))
     best_s, _, best = max(finals, key=lambda x: (x[0], x[1]))
     top = max(scored.values())
-    # equally good templates that mean another point for some case (not mere no-op fields)
-    ties = sorted((t for t, s in scored.items() if s == top and t != best
-                   and any(point_for(t, c) != point_for(best, c) for c, _ in subset)),
-                  key=lambda t: (t.complexity, t.name))
+    # equally good templates that mean another point for some case, one (the simplest) per
+    # meaning: a field that is a no-op on every case (reading a log-prob input "as logprob")
+    # does not make another template
+    def meaning(t):
+        return tuple(point_for(t, c) for c, _ in subset)
+    best_meaning, by_meaning = meaning(best), {}
+    for t in sorted((t for t, s in scored.items() if s == top and t != best), key=lambda t: (t.complexity, t.name)):
+        by_meaning.setdefault(meaning(t), t)
+    ties = [t for m, t in by_meaning.items() if m != best_meaning]
     alternatives = sorted((t for t in scored if t != best), key=lambda t: (-scored[t], t.complexity, t.name))[:3]
 
     full = _Scorer(items, ev)

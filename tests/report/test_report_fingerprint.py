@@ -88,3 +88,26 @@ def test_point_for_normalises_inapplicable_fields(corpus):
     c = next(c for c in corpus if c.weight is None and c.sample_weight is None and c.target_kind == "prob")
     t = Template(target_as="prob", weight_level="distribution", weight_divisor="weight_sum")
     assert point_for(t, c) == Point(reduction=c.reduction)
+
+
+def test_equally_good_templates_are_not_no_op_variants(corpus):
+    """On prob-only cases, reading an input "as prob" changes nothing: no tie may differ
+    from the observed template (or another tie) only by such a no-op field.  (Keras-like:
+    clipping, documented with per-distribution weights; weights of ones cannot tell the
+    weight levels apart, so that tie is real.)"""
+    probs = [c for c in corpus if c.target_kind == "prob" and c.pred_kind == "prob" and c.target.ndim >= 2]
+    probs = [c.replace(sample_weight=np.ones(c.target.shape[:-1])) for c in probs]
+    assert probs
+    cases = {c.digest: c for c in probs}
+    t = Template(epsilon="clip_both", eps=1e-7)
+    doc = {"points": {c.reduction: Point(reduction=c.reduction, epsilon="clip_both", eps=1e-7,
+                                         weight_level="distribution").to_json() for c in probs}}
+    outs = outcomes_at(probs, lambda c: point_for(t, c))
+    odd = outs[probs[0].digest]   # one outcome nothing explains: the search looks further
+    odd.value = np.asarray(odd.value) * 1.37 + 0.5
+    fp = infer_fingerprint(cases, outs, documented=doc)
+    ties = [Template.from_json(x["template"]) for x in fp["ties_templates"]]
+    assert ties, fp["ties"]
+    meanings = [tuple(point_for(x, c) for c in probs) for x in ties]
+    assert len(set(meanings)) == len(meanings), fp["ties"]
+    assert all(x.pred_as != "prob" and x.target_as != "prob" for x in ties), fp["ties"]
