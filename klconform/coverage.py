@@ -120,7 +120,8 @@ def _clause_ids(case: Case, evaluate: Callable | None = None) -> tuple[str, ...]
 
 def count(cases: Iterable[Case], caps, *, evaluate: Callable | None = None) -> dict[str, dict[str, int]]:
     """Per section, how many of ``cases`` (the cases sent to an adapter with ``caps``)
-    exercise each key: every :func:`declared` key (0 if none), plus any other key seen."""
+    exercise each :func:`declared` key (0 if none; keys the adapter does not declare are
+    not counted: a translated case may show them, the adapter's options cannot)."""
     ev = evaluate or make_evaluator()
     want = declared(caps)
     out: dict[str, dict[str, int]] = {s: dict.fromkeys(keys, 0) for s, keys in want.items()}
@@ -128,8 +129,9 @@ def count(cases: Iterable[Case], caps, *, evaluate: Callable | None = None) -> d
         for section, keys in (("clauses", _clause_ids(c, ev)), ("capabilities", capability_keys(c)),
                               ("special", special_keys(c))):
             for k in keys:
-                out[section][k] = out[section].get(k, 0) + 1
-    return {s: dict(sorted(d.items())) for s, d in out.items()}
+                if k in out[section]:
+                    out[section][k] += 1
+    return {s: dict(sorted(out[s].items())) for s in sorted(out)}   # the order results.json keeps
 
 
 def below_floor(coverage: dict[str, dict[str, int]], caps, floor: dict[str, int] = FLOOR) -> list[str]:

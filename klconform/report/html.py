@@ -7,7 +7,7 @@ from html import escape as E
 from ..results import RunResult
 from ..areas import AREAS
 from . import plots
-from . import versions
+from . import coverage, versions
 from .markdown import CANONICAL, bootstrap_command, python_text
 from .summary import AREA_TITLES, EXIT_DOC, Group, ReportModel, build_model, error_points, gradient_points
 
@@ -227,7 +227,7 @@ def _reproduction(model: ReportModel) -> str:
 
 
 # The report, section by section.
-RENDER_STEPS = (_head, _summary, _fingerprints, versions.html_section, _claims, _discrepancies, _unexpected, _plots, _environment,
+RENDER_STEPS = (_head, _summary, _fingerprints, versions.html_section, coverage.html_section, _claims, _discrepancies, _unexpected, _plots, _environment,
                 _reproduction)
 
 

@@ -6,12 +6,12 @@ import json
 from ..results import RunResult
 from ..areas import AREAS
 from .summary import AREA_TITLES, EXIT_DOC, Group, ReportModel, RunView, build_model
-from . import versions
+from . import coverage, versions
 
 CANONICAL = ("KL(P‖Q) = Σ p·log(p/q) along the class axis, on the values as given (no normalisation, "
              "no epsilon), 0·log(0/q) = 0, p>0 & q=0 → +∞, then the reduction asked (SPEC.md KL-DEF-1, "
              "KL-ZERO-1, KL-ZERO-2, §4)")
-SECTIONS = ("Summary", "Semantic fingerprints", "Documentation claims", "Discrepancies",
+SECTIONS = ("Summary", "Semantic fingerprints", "Corpus coverage", "Documentation claims", "Discrepancies",
             "Unexpected findings", "Environment", "Reproduction")
 
 
@@ -200,7 +200,7 @@ def reproduction_section(model: ReportModel) -> list[str]:
 
 
 # The report, section by section (the titles are SECTIONS).
-RENDER_STEPS = (header_section, summary_section, fingerprints_section, versions.markdown_section, claims_section, discrepancies_section,
+RENDER_STEPS = (header_section, summary_section, fingerprints_section, versions.markdown_section, coverage.markdown_section, claims_section, discrepancies_section,
                 unexpected_section, environment_section, reproduction_section)
 
 
