@@ -98,7 +98,7 @@ def leftovers(out: Path) -> list[str]:
     (["--frameworks", GOOD, "--case-timeout", "-1"], "--case-timeout"),
     (["--frameworks", GOOD, "--case-timeout", "nan"], "--case-timeout"),
     (["--frameworks", GOOD, "--setup-timeout", "inf"], "--setup-timeout"),
-    (["--frameworks", GOOD, "--corpus", "/no/such/corpus.jsonl"], "cannot read the corpus"),
+    (["--frameworks", GOOD, "--jobs", "0"], "--jobs"),
     (["--frameworks", GOOD, "--worker-memory", "12"], "--worker-memory"),
 ])
 def test_bad_adapter_or_option_is_one_line_exit_2(args, needle, tmp_path, capsys):

@@ -79,3 +79,10 @@ def test_corpus_add_merges_into_the_file(tmp_path, capsys):
     assert cli.main(["corpus", "add", str(more), "--corpus", str(base)]) == cli.EXIT_OK
     assert [c.digest for c in frozen.load(base)] == [c.digest for c in frozen.merge(all_curated()[:10], all_curated()[8:12])]
     assert json.loads(base.read_text().splitlines()[0])["made_by"] == "base"
+
+
+def test_run_with_an_unreadable_corpus_is_one_line_exit_2(tmp_path, capsys):
+    rc = cli.main(["run", "--frameworks", "tests.harness.misbehaving:GoodKL", "--corpus", str(tmp_path / "none.jsonl"),
+                   "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_USAGE and err.count("\n") == 1 and "cannot read the corpus" in err
