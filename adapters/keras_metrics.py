@@ -13,7 +13,7 @@ divisor is the sum of the sample weights, not the number of distributions
 KL-WEIGHT-SUMDIV).  Chunking does not change that quantity; only rounding differs.
 The metric's variables have the metric's dtype (default float32), whatever the inputs'.
 Metrics are not differentiated (no gradients).  Records:
-klconform/known/keras_metrics_KLDivergence.toml, tf_keras_metrics_KLDivergence.toml;
+klconform/known/keras_metric_KLDivergence.toml, tf_keras_metric_KLDivergence.toml;
 notes: docs/frameworks/keras.md.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ class _KerasMetric(Adapter):
 class KerasMetricKLDivergence(_KerasMetric):
     """``keras.metrics.KLDivergence()`` (Keras 3, TensorFlow backend)."""
 
-    name = "keras.metrics.KLDivergence"
+    name = "keras.metric_KLDivergence"
     api = "keras.metrics.KLDivergence"
     framework = "keras"
     doc_url = DOC_KERAS3
@@ -126,7 +126,7 @@ class KerasMetricKLDivergence(_KerasMetric):
 class TfKerasMetricKLDivergence(_KerasMetric):
     """``tf_keras.metrics.KLDivergence()`` (Keras 2)."""
 
-    name = "tf_keras.metrics.KLDivergence"
+    name = "tf_keras.metric_KLDivergence"
     api = "tf_keras.metrics.KLDivergence"
     framework = "tf_keras"
     doc_url = DOC_TF_KERAS

@@ -34,7 +34,7 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 class TorchCategoricalKL(Adapter):
     """``kl_divergence(Categorical(probs=P | logits=log P), Categorical(probs=Q | logits=...))``."""
 
-    name = "torch.distributions.kl_divergence"
+    name = "torch.distributions_kl_divergence"
     api = "torch.distributions.kl.kl_divergence"
     framework = "torch"
     doc_url = DOC_URL

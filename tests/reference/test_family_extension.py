@@ -18,7 +18,7 @@ INF, NAN = np.inf, np.nan
 NEW_POINTS = st.sampled_from([
     {"generalised": True}, {"normalise": True}, {"generalised": True, "normalise": True},
     {"generalised": True, "swap": True}, {"normalise": True, "epsilon": "target_log_eps", "eps": 1e-3},
-    {"generalised": True, "epsilon": "clip_both", "eps": 0.05}, {"normalise": True, "swap": True},
+    {"generalised": True, "epsilon": "clip_both", "eps": 0.015}, {"normalise": True, "swap": True},
 ])
 
 
