@@ -5,13 +5,14 @@ import json
 
 from ..results import RunResult
 from ..areas import AREAS
-from .summary import AREA_TITLES, EXIT_DOC, Group, ReportModel, RunView, build_model
+from .summary import (AREA_TITLES, EXIT_DOC, FIRST_SCREEN_COLUMNS, ReportModel, RunView, alarm, build_model,
+                      first_screen, recorded_rest)
 from . import coverage, versions
 
 CANONICAL = ("KL(P‖Q) = Σ p·log(p/q) along the class axis, on the values as given (no normalisation, "
              "no epsilon), 0·log(0/q) = 0, p>0 & q=0 → +∞, then the reduction asked (SPEC.md KL-DEF-1, "
              "KL-ZERO-1, KL-ZERO-2, §4)")
-SECTIONS = ("Summary", "Semantic fingerprints", "Corpus coverage", "Documentation claims", "Discrepancies",
+SECTIONS = ("What each API computes", "Summary", "Semantic fingerprints", "Corpus coverage", "Documentation claims", "Discrepancies",
             "Unexpected findings", "Environment", "Reproduction")
 
 
@@ -46,41 +47,12 @@ def fingerprint_row(v: RunView) -> list[str]:
     canon = fp.get("canonical") or {}
     doc = fp.get("documented") or {}
     verdict = {"exact": "explains every outcome", "partial": "**explains most outcomes only**",
-               "unexplained": "**NO POINT OF THE FAMILY EXPLAINS THIS BEHAVIOUR**",
+               "unexplained": "explains under 90% of outcomes",
                "no_data": "no outcomes"}.get(status, status)
     differs = ", ".join(fp.get("differs_from_documented") or []) or "—"
     return [v.label, obs, f"{agree} ({verdict})", v.documented_name or doc.get("name") or "—",
             f"{doc.get('agree', '—')}/{fp.get('compared', 0)}" if doc else "—",
             f"{canon.get('agree', '—')}/{fp.get('compared', 0)}", differs]
-
-
-def group_lines(g: Group) -> list[str]:
-    tag = f"known `{g.known}`" if g.known else "**NEW**"
-    eb = f" → `{g.explained_by}`" if g.explained_by else ""
-    out = [f"#### {g.cls} vs {g.against}{eb} — {g.count} case(s) — {tag}", ""]
-    out.append(f"- SPEC clauses: {', '.join(f'`{c}`' for c in g.clauses)}")
-    if g.when:
-        out.append(f"- condition: {g.when}")
-    if g.citation:
-        out.append(f"- upstream reference: {g.citation}")
-    out.append(f"- detail: {g.detail}")
-    e = g.example
-    if e:
-        out += ["- minimal counterexample"
-                + (f" (`{e.label}`, case `{e.digest}`; {e.shrink})" if e.label else f" (case `{e.digest}`; {e.shrink})") + ":",
-                f"  - question: {e.question}",
-                f"  - target P: `{e.target}`",
-                f"  - pred: `{e.pred}`",
-                f"  - expected ({e.point}): `{e.expected}`",
-                f"  - observed: `{e.observed}`",
-                f"  - bound: `{e.bound}`"]
-        if e.native_call:
-            out.append(f"  - native call: `{e.native_call}`")
-        if e.blob:
-            out.append(f"  - reproduce: `klconform.engine.case_from_blob(\"{e.blob[:60]}…\")` (full blob in results.json)"
-                       if len(e.blob) > 60 else f"  - reproduce: `klconform.engine.case_from_blob(\"{e.blob}\")`")
-    out.append("")
-    return out
 
 
 def header_section(model: ReportModel) -> list[str]:
@@ -97,6 +69,20 @@ def header_section(model: ReportModel) -> list[str]:
                 f"{len(r.runs)} adapter run(s), started {r.started_at or '?'}"
                 + (f", {r.elapsed_s:.1f} s" if r.elapsed_s is not None else "") + ".", ""]
     return out
+
+
+def first_screen_section(model: ReportModel) -> list[str]:
+    """The first screen: per framework-version, what the API computes (observed), marked
+    where it differs from its documentation (≠doc) or the canonical definition (≠canon)."""
+    out = ["## What each API computes", "",
+           "Observed behaviour in the reference family's vocabulary (SPEC.md §Family, inferred from outcomes by "
+           "`klconform/fingerprint.py`); ≠doc: differs from the adapter's documented semantics, ≠canon: from the "
+           f"canonical definition ({CANONICAL}).", ""]
+    rows = []
+    for v in model.runs:
+        fs = first_screen(v)
+        rows.append([v.label] + [fs[c] for c in FIRST_SCREEN_COLUMNS])
+    return out + table(["framework-version", *FIRST_SCREEN_COLUMNS], rows) + [""]
 
 
 def summary_section(model: ReportModel) -> list[str]:
@@ -123,47 +109,64 @@ def fingerprints_section(model: ReportModel) -> list[str]:
                  [fingerprint_row(v) for v in model.runs if v.run.status == "ok"]) + [""]
     for v in model.runs:
         fp = v.fingerprint or {}
-        if fp.get("status") in ("partial", "unexplained"):
-            out.append(f"> **{v.run.adapter}: no point of the reference family explains all of its behaviour** — "
-                       f"best {fp.get('agree')}/{fp.get('compared')} ({(fp.get('observed') or {}).get('name')}); "
-                       f"unexplained cases e.g. {', '.join('`' + d + '`' for d in (fp.get('unexplained_cases') or [])[:3])}.")
-            out.append("")
+        if v.run.status != "ok" or not fp.get("observed"):
+            continue
+        loud = alarm(v)
+        rest = recorded_rest(v)
+        line = f"- **{v.run.adapter}**: `{fp['observed']['name']}` explains {fp.get('agree')}/{fp.get('compared')}"
+        if rest:
+            line += "; the rest is recorded: " + ", ".join(f"`{r}`" for r in rest)
+        out.append(line)
         if fp.get("ties"):
-            out.append(f"- {v.run.adapter}: equally good on these cases: {', '.join('`' + t + '`' for t in fp['ties'])}")
+            out.append(f"  - equally good on these cases: {', '.join('`' + t + '`' for t in fp['ties'])}")
+        if loud:
+            out += ["", f"> **{loud}**", ""]
     out.append("")
     return out
 
 
 def claims_section(model: ReportModel) -> list[str]:
-    """Documentation claims and whether the observed behaviour bears them out."""
-    out = ["## Documentation claims", "",
-           "Claims made by framework docs and the seed documents (`klconform/claims.toml`), checked against "
-           "observed behaviour.", ""]
+    """Documentation claims: counts, and every claim that does not hold (all of them in the
+    HTML report)."""
+    out = ["## Documentation claims", ""]
+    n = {st: sum(c.status == st for c in model.claims) for st in ("holds", "does not hold", "not checked")}
+    out += [f"{len(model.claims)} claim checks (`klconform/claims.toml`, each quoting its source): "
+            f"{n['holds']} hold, {n['does not hold']} do not hold, {n['not checked']} not checked "
+            "(all with their evidence in report.html).", ""]
     crow = []
     for c in model.claims:
+        if c.status != "does not hold":
+            continue
         src = c.claim.source + (f" <{c.claim.url}>" if c.claim.url else "")
-        mark = {"holds": "✅ holds", "does not hold": "❌ does not hold", "not checked": "➖ not checked"}[c.status]
-        crow.append([c.claim.id, c.run or "—", mark, f"“{c.claim.quote}” — {src}", c.evidence])
-    return out + table(["claim", "adapter", "status", "quote and source", "evidence"], crow) + [""]
+        crow.append([c.claim.id, c.run or "—", f"“{c.claim.quote[:140]}” — {src}", c.evidence[:240]])
+    if crow:
+        out += table(["claim that does not hold", "adapter", "quote and source", "evidence"], crow) + [""]
+    return out
 
 
 def discrepancies_section(model: ReportModel) -> list[str]:
-    """Every discrepancy group per adapter, with its counterexample and citation."""
-    out = ["## Discrepancies", ""]
+    """Discrepancy groups per adapter, one line each (counterexamples in report.html)."""
+    out = ["## Discrepancies", "", "One line per group (class vs point → explaining point, cases, record); the "
+           "minimal counterexamples and every detail are in report.html.", ""]
     for v in model.runs:
-        out += [f"### {v.label}", ""]
         if v.run.status != "ok":
-            out += [f"Not run: {v.run.status} — {v.run.reason}", ""]
+            out += [f"- **{v.label}**: not run: {v.run.status} — {v.run.reason}"]
             continue
-        stat = ", ".join(f"{k}: {n}" for k, n in sorted(v.counts.items()))
-        out += [f"API `{v.run.api}`; {len(v.run.outcomes)} outcomes ({stat}); docs: {v.run.documented_doc or '—'}", ""]
         if not v.groups:
-            out += ["No discrepancy.", ""]
-        for g in v.groups:
-            out += group_lines(g)
+            out += [f"- **{v.label}**: no discrepancy"]
+            continue
+        known = sum(g.count for g in v.groups if g.known)
+        new = [g for g in v.groups if not g.known]
+        out += [f"- **{v.label}**: {len(v.groups)} group(s), {known} recorded verdict(s)"
+                + (f", **{len(new)} new group(s)**" if new else "")]
+        for g in new[:8]:
+            eb = f" → `{g.explained_by}`" if g.explained_by else ""
+            out.append(f"  - NEW {g.cls} vs {g.against}{eb}: {g.count} case(s); {g.detail[:160]}")
+        if len(new) > 8:
+            out.append(f"  - … {len(new) - 8} more new group(s) in report.html")
         if v.run.unmatched_known:
-            out += [f"Known records not observed in this run: {', '.join('`' + x + '`' for x in v.run.unmatched_known)}", ""]
-    return out
+            out.append(f"  - known records not observed: {', '.join('`' + x + '`' for x in v.run.unmatched_known)}")
+    return out + [""]
 
 
 def unexpected_section(model: ReportModel) -> list[str]:
@@ -200,7 +203,7 @@ def reproduction_section(model: ReportModel) -> list[str]:
 
 
 # The report, section by section (the titles are SECTIONS).
-RENDER_STEPS = (header_section, summary_section, fingerprints_section, versions.markdown_section, coverage.markdown_section, claims_section, discrepancies_section,
+RENDER_STEPS = (header_section, first_screen_section, summary_section, fingerprints_section, versions.markdown_section, coverage.markdown_section, claims_section, discrepancies_section,
                 unexpected_section, environment_section, reproduction_section)
 
 

@@ -378,3 +378,82 @@ def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | 
             fin = np.asarray(g)[np.isfinite(g)]
             out.append((float(np.max(np.abs(fin))) if fin.size else 0.0, float(cmp.err_over_bound), c.dtype, k))
     return out
+
+
+# ----------------------------------------------------------------------------- first screen
+# The first screen answers "what does this API compute?" per framework-version, in the
+# family's vocabulary (SPEC.md §Family), from the OBSERVED fingerprint; a mark where that
+# differs from the documented template (≠doc) or from the canonical definition (≠canon).
+FIRST_SCREEN_COLUMNS = ("argument order", "input convention", "reductions", "epsilon / clipping",
+                        "zeros and infinities", "computes in", "gradients at zeros", "shapes")
+
+
+def _marked(text: str, field_differs_doc: bool, field_differs_canon: bool) -> str:
+    marks = [m for m, on in (("≠doc", field_differs_doc), ("≠canon", field_differs_canon)) if on]
+    return text + (f" ({', '.join(marks)})" if marks else "")
+
+
+def first_screen(v: RunView) -> dict[str, str]:
+    """One row of the first-screen table for a run (columns :data:`FIRST_SCREEN_COLUMNS`)."""
+    from ..fingerprint import Template
+    fp = v.fingerprint or {}
+    obs = (fp.get("observed") or {}).get("template")
+    if v.run.status != "ok" or not obs:
+        return {c: "—" for c in FIRST_SCREEN_COLUMNS}
+    t = Template.from_json(obs)
+    dt = (fp.get("documented") or {}).get("template")
+    d = Template.from_json(dt) if dt else None
+    c = Template()
+    caps = v.run.capabilities or {}
+
+    def diff(*fields):
+        return (d is not None and any(getattr(t, f) != getattr(d, f) for f in fields),
+                any(getattr(t, f) != getattr(c, f) for f in fields))
+    row = {}
+    row["argument order"] = _marked("swapped: computes KL(Q‖P)" if t.swap else "KL(P‖Q), target first", *diff("swap"))
+    kinds = f"pred {'/'.join(caps.get('pred_kinds', []) or ['?'])}, target {'/'.join(caps.get('target_kinds', []) or ['?'])}"
+    mis = [f"pred read as {t.pred_as}"] if t.pred_as else []
+    mis += [f"target read as {t.target_as}"] if t.target_as else []
+    row["input convention"] = _marked(kinds + ("; " + ", ".join(mis) if mis else ""), *diff("pred_as", "target_as"))
+    asked = sorted((fp.get("observed") or {}).get("points", {}))
+    mapped = [f"{a}→{t.applied(a)}" for a in asked if t.applied(a) != a]
+    doc_red = d is not None and any(t.applied(a) != d.applied(a) for a in asked)
+    row["reductions"] = _marked(("as asked" if not mapped else ", ".join(mapped))
+                                + (f" (of {', '.join(asked)})" if asked else ""), doc_red, bool(mapped))
+    eps = {"none": "none", "target_log_eps": f"log(p + {t.eps:g})", "clip_both": f"p, q clipped into [{t.eps:g}, 1]"}
+    row["epsilon / clipping"] = _marked(eps.get(t.epsilon, t.epsilon), *diff("epsilon", "eps"))
+    row["zeros and infinities"] = _marked("0·log 0 = 0, p>0 & q=0 → +∞" if t.zero_inf == "zero" else "0·∞ = NaN",
+                                          *diff("zero_inf"))
+    dtype_verdicts = sum(1 for x in v.run.verdicts if x.against == "canonical" and x.cls == "dtype")
+    row["computes in"] = ("the case's dtype" if not dtype_verdicts
+                          else f"another dtype in {dtype_verdicts} case(s) (≠canon)")
+    grad = v.cells.get("gradients")
+    row["gradients at zeros"] = ("as the reference (KL-GRAD-*)" if grad is None or not (grad.known or grad.new)
+                                 else f"differs in {grad.known + grad.new} case(s) (≠canon)")
+    shape_n = sum(1 for x in v.run.verdicts if x.against == "canonical" and x.cls == "shape")
+    row["shapes"] = "as SPEC KL-SHAPE-2" if not shape_n else f"other result shape in {shape_n} case(s) (≠canon)"
+    return row
+
+
+def alarm(v: RunView) -> str | None:
+    """The loud line for a run whose behaviour nothing explains -- no family point (the
+    fingerprint) and no known record -- or None.  A fingerprint that explains most outcomes
+    with the rest recorded (precision, outside-family records) is no alarm."""
+    fp = v.fingerprint or {}
+    if v.run.status != "ok" or fp.get("status") in (None, "exact", "no_data"):
+        return None
+    unrecorded = [x for x in v.run.verdicts if x.against == "canonical" and x.cls != "match" and not x.known]
+    if not unrecorded:
+        return None
+    return (f"{v.run.adapter}: {len(unrecorded)} outcome verdict(s) that neither a point of the reference family "
+            f"(best {fp.get('agree')}/{fp.get('compared')}: {(fp.get('observed') or {}).get('name')}) nor a known "
+            f"record explains")
+
+
+def recorded_rest(v: RunView) -> list[str]:
+    """The known records that explain what the fingerprint does not (ids, in order)."""
+    seen: list[str] = []
+    for x in v.run.verdicts:
+        if x.against == "canonical" and x.known and x.known not in seen:
+            seen.append(x.known)
+    return seen

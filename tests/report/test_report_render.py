@@ -44,18 +44,21 @@ def test_markdown_structure(recorded):
     md = render_markdown(recorded)
     heads = re.findall(r"^## (.+)$", md, flags=re.M)
     assert heads == list(SECTIONS)
-    # one matrix row and one fingerprint row per run
+    # one first-screen row, one matrix row and one fingerprint row per run
     for run in recorded.runs:
-        assert len(re.findall(rf"^\| {re.escape(run.adapter)} — ", md, flags=re.M)) == 2
+        assert len(re.findall(rf"^\| {re.escape(run.adapter)} — ", md, flags=re.M)) == 3
+    # the first screen says what each API computes, marked against the canonical definition
+    first = md.split("## What each API computes")[1].split("\n## ")[0]
+    assert "log(p + 1e-12) (≠doc, ≠canon)" in first and "swapped: computes KL(Q‖P) (≠doc, ≠canon)" in first
+    assert "batchmean→sum" in first
     # the fingerprint of each double is its true semantics
     assert "| double.target_eps — numpy" in md and "reduction as asked+target_log_eps(1e-12)" in md
     assert "batchmean→sum+swapped" in md
-    # a discrepancy shows class, clause, counterexample, expected/observed, bound
-    sec = md.split("\n### double.target_eps")[1].split("\n### ")[0].split("\n## ")[0]
-    for needle in ("#### semantic vs canonical", "SPEC clauses: ", "`KL-EPS-NONE`", "minimal counterexample",
-                   "expected (", "observed: ", "bound: ", "**NEW**"):
-        assert needle in sec, needle
-    assert "No discrepancy." in md.split("\n### double.canonical")[1].split("\n### ")[0]
+    # a discrepancy group is one line in report.md (its counterexample is in report.html)
+    disc = md.split("\n## Discrepancies")[1].split("\n## ")[0]
+    sec = disc.split("- **double.target_eps")[1].split("\n- **")[0]
+    assert "NEW semantic vs canonical → `" in sec and "target_log_eps(1e-12)" in sec
+    assert re.search(r"^- \*\*double\.canonical — [^*]*\*\*: no discrepancy$", md, flags=re.M)
     assert "python -m klconform run --seed 7" in md
     assert "exit status 1" in md
 
@@ -75,7 +78,7 @@ def test_html_parses_and_embeds_plots(recorded):
             raise AssertionError(f"external resource tag <{tag}>")
         assert not any(k == "src" for k in attrs), (tag, attrs)
     text = "".join(p.text)
-    for h in ("Summary", "Semantic fingerprints", "Documentation claims", "Discrepancies", "Plots", "Environment",
+    for h in ("What each API computes", "Summary", "Semantic fingerprints", "Documentation claims", "Discrepancies", "Plots", "Environment",
               "Reproduction"):
         assert h in text
     assert "reduction as asked+target_log_eps(1e-12)" in text
@@ -86,9 +89,25 @@ def test_unexplained_behaviour_is_loud(corpus):
     from tests.report import doubles
     res = run_doubles([doubles.Garbage], corpus[:150])
     md = render_markdown(res)
-    assert "NO POINT OF THE FAMILY EXPLAINS THIS BEHAVIOUR" in md
-    assert "no point of the reference family explains all of its behaviour" in md
-    assert "NO POINT OF THE FAMILY EXPLAINS THIS BEHAVIOUR" in render_html(res)
+    loud = "neither a point of the reference family"
+    assert re.search(rf"^> \*\*double\.garbage: \d+ outcome verdict\(s\) that {loud}", md, flags=re.M)
+    assert loud in render_html(res)
+
+
+def test_recorded_behaviour_raises_no_alarm(corpus):
+    """Behaviour explained by known records is not under the alarm (it is listed as
+    'the rest is recorded'); the alarm is for what nothing explains."""
+    from tests.report.conftest import run_doubles
+    from tests.report import doubles
+    from klconform.report.summary import alarm
+    res = run_doubles([doubles.Garbage], corpus[:60])
+    for v in res.runs[0].verdicts:
+        if v.cls != "match":
+            v.known = "double-garbage-recorded"
+    model = build_model(res)
+    assert alarm(model.runs[0]) is None
+    md = render_markdown(res, model)
+    assert "neither a point of the reference family" not in md and "`double-garbage-recorded`" in md
 
 
 def test_matrix_counts_add_up(recorded):
