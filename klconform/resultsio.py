@@ -146,12 +146,16 @@ def load_document(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed and schema-validated document at ``path``."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.suffix == ".gz":   # a committed example keeps its results compressed
+            import gzip
+            text = gzip.decompress(p.read_bytes()).decode("utf-8")
+        else:
+            text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ResultsError(f"{p}: no such results file") from None
     except IsADirectoryError:
         raise ResultsError(f"{p}: is a directory, not a results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError) as exc:   # gzip's BadGzipFile is an OSError
         raise ResultsError(f"{p}: cannot read results file ({type(exc).__name__}: {exc})") from None
     try:
         doc = json.loads(text)

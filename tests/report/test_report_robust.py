@@ -53,3 +53,16 @@ def test_divergence_claims_judge_none_outcomes_per_distribution(curated64):
     claims = [c for c in load_claims() if c.id in ("article-q-zero-blows-up", "keras-doc-formula-zero-pred")]
     results = [r for r in check_claims(res, claims) if r.run is not None and r.status != "not checked"]
     assert results and all(r.status == HOLDS for r in results), [(r.claim.id, r.evidence) for r in results]
+
+
+def test_report_reads_gzipped_results(curated64, tmp_path, capsys):
+    import gzip
+    res = run_doubles([doubles.PointAdapter], curated64)
+    (tmp_path / "results.json.gz").write_bytes(gzip.compress(resultsio.dumps(resultsio.to_document(res)).encode()))
+    rc = cli.main(["report", str(tmp_path / "results.json.gz"), "--out", str(tmp_path / "re")])
+    assert rc in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), capsys.readouterr().err
+    assert (tmp_path / "re" / "report.md").exists()
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
+    rc = cli.main(["report", str(tmp_path / "bad.json.gz"), "--out", str(tmp_path / "re2")])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_USAGE and len(err.strip().splitlines()) == 1
