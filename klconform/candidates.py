@@ -31,7 +31,8 @@ def _vary(base: Point, case: Case) -> list[Point]:
     out += [dataclasses.replace(base, **ch) for ch in one_field_changes(
         base, input_options=PRED_KINDS, input_now=base.pred_as or case.pred_kind,
         target_options=TARGET_KINDS, target_now=base.target_as or case.target_kind,
-        divisor=weighted and base.reduction in ("mean", "distribution_mean"), level=weighted)]
+        divisor=weighted and base.reduction in ("mean", "distribution_mean"), level=weighted,
+        functions=False)]
     return out
 
 

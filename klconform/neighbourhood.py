@@ -27,21 +27,27 @@ EPSILON_OPTIONS = (("none", 0.0),) + EPSILON_VARIANTS
 
 
 def one_field_changes(p, *, input_options: Iterable[Any], input_now: Any, target_options: Iterable[Any],
-                      target_now: Any, divisor: bool, level: bool) -> list[dict[str, Any]]:
+                      target_now: Any, divisor: bool, level: bool, functions: bool = True) -> list[dict[str, Any]]:
     """The field changes one step from ``p`` (a Point or a template: anything with the
     fields epsilon, eps, zero_inf, swap, generalised, normalise, negative, weight_divisor,
     weight_level), simplest kinds
     first.  Misread encodings range over ``*_options`` minus what ``*_now`` reads them as;
     the weight divisor changes only when ``divisor``, the weight level only when ``level``
-    (where the case's weights can make them matter)."""
+    (where the case's weights can make them matter).  ``functions``: also change which
+    function is computed (generalised, normalised, negative=inf; SPEC.md §11) — the
+    run-wide fingerprint search does; the per-case explanation search does not, because on
+    one case those fields "explain" NaN and inf entries of any KL implementation without
+    discriminating evidence (a normalised inf is NaN), so it keeps the documented point's
+    function and names a different function only through the fingerprint."""
     out: list[dict[str, Any]] = [{"epsilon": e, "eps": v} for e, v in EPSILON_OPTIONS
                                  if (e, v) != (p.epsilon, p.eps) and not (e == "none" and p.epsilon == "none")]
     out.append({"zero_inf": "nan" if p.zero_inf != "nan" else "zero"})       # KL-ZERO-3
     out.append({"swap": not p.swap})
     # SPEC.md §11: functions beside the canonical KL (KL-GEN-1, KL-NORM-1, KL-NEG-INF)
-    out.append({"generalised": not p.generalised})
-    out.append({"normalise": not p.normalise})
-    out.append({"negative": "inf" if p.negative != "inf" else "nan"})
+    if functions:
+        out.append({"generalised": not p.generalised})
+        out.append({"normalise": not p.normalise})
+        out.append({"negative": "inf" if p.negative != "inf" else "nan"})
     out += [{"pred_as": k} for k in input_options if k != input_now]
     out += [{"target_as": k} for k in target_options if k != target_now]
     if divisor:                                                                # KL-WEIGHT-SUMDIV

@@ -87,11 +87,11 @@ def pytest_addoption(parser):
                      "default: environment variable KLCONFORM_PYTHON_<ENV>")
     g.addoption("--klconform-corpus", metavar="FILE", default=None,
                 help="replay the cases of this corpus file (klconform.frozen format); 'frozen' = the corpus "
-                     "shipped with klconform. Default: draw a corpus from --klconform-seed/--klconform-cases")
+                     "shipped with klconform (the default, unless --klconform-seed/--klconform-cases ask for a drawn one)")
     g.addoption("--klconform-seed", type=int, default=None, metavar="N",
-                help="seed of the drawn corpus (default: $KLCONFORM_SEED or 0)")
+                help="draw a corpus with this seed instead of replaying the frozen one (default: $KLCONFORM_SEED or 0)")
     g.addoption("--klconform-cases", type=int, default=None, metavar="N",
-                help=f"generated cases each adapter receives at least, drawn corpus only "
+                help=f"draw a corpus giving each adapter at least N generated cases instead of replaying the frozen one "
                      f"(default: $KLCONFORM_CASES or {DEFAULT_CASES})")
     g.addoption("--klconform-baseline", metavar="DIR", default=None,
                 help="also compare each adapter's answers with the behaviour baselines in DIR "
@@ -161,7 +161,11 @@ def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
         frameworks=_value(config, "klconform_frameworks", d),
         adapters=tuple(_value(config, "klconform_adapter", d) or ()),
         pythons=tuple(_value(config, "klconform_python", d) or ()),
-        corpus=_value(config, "klconform_corpus", d), seed=_int(config, "klconform_seed", d, 0), cases=cases,
+        # The gate replays the frozen corpus; a seed or case count asks for a drawn one.
+        corpus=_value(config, "klconform_corpus", d) or (
+            None if _value(config, "klconform_seed", d) is not None or _value(config, "klconform_cases", d) is not None
+            else FROZEN),
+        seed=_int(config, "klconform_seed", d, 0), cases=cases,
         baseline=_value(config, "klconform_baseline", d),
         case_timeout=float(_value(config, "klconform_case_timeout", d)),
         shrink_rounds=int(_value(config, "klconform_shrink_rounds", d)))

@@ -5,7 +5,7 @@ from klconform.translate import translate
 
 
 def test_enough_generated_cases(adapter_result):
-    """>= 1000 distinct generated cases of the frozen corpus reach every adapter
+    """>= CASES_PER_ADAPTER distinct generated cases of the frozen corpus reach every adapter
     (shrinker-made and curated cases do not count)."""
     generated = {e.sent.case.digest for e in adapter_result.evaluated
                  if not e.shrunk and not e.sent.case.label.startswith("curated/")}
