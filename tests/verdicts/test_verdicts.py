@@ -72,8 +72,11 @@ def test_each_deviation_gets_its_class(double, cls, explained, corpus, evaluator
 
 def test_semantic_counterexample_is_shrunk_and_small(corpus, evaluator):
     run = run_double(D.WrongReduction(), corpus, evaluator)
-    ce = next(iter(run.counterexamples.values()))
+    # the semantic one by name: the double also has a gradient counterexample (a broadcast
+    # case whose value is NaN either way, its gradient 3x), which sorts first
+    ce = run.counterexamples["semantic"]
     case = engine.case_from_blob(ce["blob"])
+    assert ce["verdict"]["cls"] == "semantic" and ce["verdict"]["explained_by"] == "sum"
     assert case.digest == ce["case"] and case.target.size <= 8
 
 
@@ -214,3 +217,58 @@ def test_shrinking_stops_at_its_time_budget(corpus, evaluator):
     assert ce["shrink"]["stopped"] == "budget" and ce["shrink"]["budget_s"] == 0.2
     # one round may be under way at the deadline: 24 candidates at 0.05 s
     assert time.perf_counter() - t0 < len(cases) * 0.05 + 0.2 + 24 * 0.05 + 5
+
+
+# ----------------------------------------------------------------------------- cause attribution
+# A semantic verdict rests on evidence that discriminates: a point is named only where it is
+# distinguishable from the compared point beyond both bounds; otherwise the verdict stays
+# unexplained (precision / special_value / shape / gradient) rather than naming a wrong cause.
+
+def _named(run):
+    return {v.explained_by for v in run.verdicts if v.against == "canonical" and v.cls == "semantic"}
+
+
+def test_float32_computation_is_not_named_an_epsilon(corpus, evaluator):
+    """float64 inputs computed in float32 with subnormals flushed: no clip_both(1e-07)."""
+    run = run_double(D.Float32Compute(), corpus, evaluator)
+    assert not _named(run), _named(run)
+    assert {"precision", "gradient"} <= classes(run)
+
+
+def test_swapped_arguments_are_named_swapped_not_a_clip(corpus, evaluator):
+    """A clip point whose loose bound covers both the canonical and the swapped value is no
+    evidence: every semantic verdict of a swapping double names the swap."""
+    run = run_double(D.Swapped(), corpus, evaluator)
+    names = _named(run)
+    assert names and all(n.endswith("+swapped") for n in names), names
+
+
+def test_gradient_bug_is_not_named_a_reduction(corpus, evaluator):
+    """Gradients x2 with the right value: where the value (0) cannot tell reductions apart,
+    'sum' is no explanation -- gradient verdicts, no semantic ones."""
+    run = run_double(D.GradientTimesTwo(), corpus, evaluator)
+    assert not _named(run), _named(run)
+    assert "gradient" in classes(run)
+
+
+def test_flattened_none_is_a_shape_verdict_and_no_reduction_in_the_fingerprint(corpus, evaluator):
+    """reduction='none' flattened: on (N, 1) and empty inputs the values equal a per-sample
+    sum / distribution reshaped -- a shape verdict, and the fingerprint keeps 'none'."""
+    from klconform.fingerprint import infer_fingerprint
+    run = run_double(D.FlattenNone(), corpus, evaluator)
+    assert not _named(run), _named(run)
+    assert "shape" in classes(run)
+    fp = infer_fingerprint({c.digest: c for c in corpus}, run.outcomes)
+    assert "none->" not in fp["observed"]["name"] and "none→" not in fp["observed"]["name"], fp["observed"]["name"]
+
+
+def test_a_reshape_of_the_same_values_does_not_discriminate():
+    from klconform.explain import _discriminates
+    v = np.array([[0.1], [0.2]])
+    assert not _discriminates(v, 1e-17, v.reshape(-1), 1e-17, v.reshape(-1))
+    assert not _discriminates(np.zeros((0, 3)), 0.0, np.zeros((0,)), 0.0, np.zeros((0,)))
+    # a clip whose bound covers the compared value is no evidence; one beyond both bounds is
+    assert not _discriminates(np.array(1.0), 1e-9, np.array(1.0 + 1e-6), 1e-5, np.array(1.0 + 1e-6))
+    assert _discriminates(np.array(1.0), 1e-9, np.array(1.1), 1e-5, np.array(1.1))
+    # the only agreeing entry is a NaN both points give
+    assert not _discriminates(np.array([np.nan, 1.0]), 0.0, np.array([np.nan, 2.0]), 0.0, np.array([np.nan, 3.0]))
