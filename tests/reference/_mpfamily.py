@@ -31,8 +31,10 @@ def decode(x: np.ndarray, kind: str, axis: int | None):
     return _exp(lv), lv
 
 
-def loss(case, point, target=None, pred=None):
-    """Σ(output) and the output of ``case`` under ``point`` (target/pred override values)."""
+def loss(case, point, target=None, pred=None, *, as_float64_value=False):
+    """Σ(output) and the output of ``case`` under ``point`` (target/pred override values).
+    ``as_float64_value``: the swapped first side of a log-encoded prediction is the float64
+    value of exp(log q) (KL-ARG-ORDER), a rounding that finite differences must not see."""
     t = to_mp(case.target) if target is None else target
     z = to_mp(case.pred) if pred is None else pred
     shape = np.broadcast_shapes(t.shape, z.shape)
@@ -51,13 +53,21 @@ def loss(case, point, target=None, pred=None):
         lp, lq = _log(p), _log(q)
     if point.swap:
         p, lp, q, lq = q, lq, p, lp
+        if as_float64_value and (point.pred_as or case.pred_kind) != "prob":
+            # KL-ARG-ORDER: the first side is q = exp(log q) as a float64 value (exp(-1000)
+            # is 0); its log stays the given log q
+            p = _mpf(np.vectorize(float, otypes=[np.float64])(p))
     if point.epsilon == "target_log_eps":
         lp = _log(p + mp.mpf(point.eps))
     elif point.epsilon == "clip_both":
         eps = mp.mpf(point.eps)
         clip = np.vectorize(lambda v: min(max(v, eps), mp.mpf(1)), otypes=[object])
-        p, q = clip(p), clip(q)
-        lp, lq = _log(p), _log(q)
+        # log p' is the side's own log where nothing was clipped (log clip(exp x) = x; the
+        # swapped side's float64 value does not change its log)
+        relog = np.vectorize(lambda c, v, lv: lv if c == v else mp.log(c), otypes=[object])
+        cp, cq = clip(p), clip(q)
+        lp, lq = relog(cp, p, lp), relog(cq, q, lq)
+        p, q = cp, cq
     T = p * (lp - lq)
     if getattr(point, "generalised", False):
         T = T - p + q                                   # KL-GEN-1
@@ -90,7 +100,7 @@ def loss(case, point, target=None, pred=None):
 
 def value(case, point) -> np.ndarray:
     """The output as float64 (correctly rounded from 50 digits)."""
-    _, out = loss(case, point)
+    _, out = loss(case, point, as_float64_value=True)
     return np.vectorize(float, otypes=[np.float64])(out) if out.shape else np.float64(float(out[()]))
 
 

@@ -2,7 +2,7 @@
 import math
 
 import numpy as np
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, example, given, strategies as st
 
 from klconform.case import REDUCTIONS, Case
 from klconform.reference import Point, canonical, evaluate
@@ -152,8 +152,16 @@ def any_case(draw):
                 pred_kind=ik, reduction=red, grad=False)
 
 
+_SWAPPED_LOG = Case(target=np.array([[0.5, 0.5], [0.5, 0.5]]), pred_kind="logprob", reduction="none",
+                    pred=np.log(np.array([[0.5, 0.5], [0.5714285714285714, 0.4285714285714286]])), grad=False)
+
+
 @given(any_case(), st.sampled_from([None, ("target_log_eps", 1e-12), ("clip_both", 1e-7)]),
        st.booleans())
+# KL-ARG-ORDER: the swapped first side is the float64 value of exp(log q) (exp(log 0.5) is
+# 0.5(1 + 2.3e-17) exactly, 0.5 as a float64 value), its log the given log q
+@example(_SWAPPED_LOG, ("target_log_eps", 1e-12), True)
+@example(_SWAPPED_LOG, ("clip_both", 1e-7), True)
 def test_family_values_agree_with_oracle(case, eps, swap):
     """KL-FAM-1 KL-BOUND-5: every point's value is within max(2 ulp, B/16) of the 50-digit
     oracle (B: its float64 bound)."""
