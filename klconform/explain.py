@@ -88,6 +88,33 @@ def _nan_only(expected, bound, observed) -> bool:
     return bool(bad.any()) and bool(np.all(np.isnan(o[bad])))
 
 
+def _discriminates(base_expected, base_bound, cand_expected, cand_bound, observed) -> bool:
+    """True when a candidate's expectation is evidence against the compared point's on this
+    case: some entry of ``observed`` agrees with the candidate where the candidate is
+    distinguishable from the compared point beyond both bounds (NaN against a number, an
+    infinity against a finite value, or finite values farther apart than the two bounds
+    together).  Entries where both points give the same NaN / infinity / value within
+    bounds are no evidence, nor is a result shape that differs only as a reshape of the
+    same values (a flattened ``none`` output "is" a per-sample sum on (N, 1) input)."""
+    e = np.asarray(base_expected, dtype=np.float64)
+    c = np.asarray(cand_expected, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
+    eb = np.broadcast_to(np.asarray(base_bound, dtype=np.float64), e.shape)
+    cb = np.broadcast_to(np.asarray(cand_bound, dtype=np.float64), c.shape)
+    if e.shape != c.shape:
+        if e.size != c.size:
+            return True           # another result shape, not a reshape: the shape discriminates
+        e, eb = e.reshape(c.shape), eb.reshape(c.shape)
+    if o.shape != c.shape:
+        if o.size != c.size:
+            return False
+        o = o.reshape(c.shape)
+    distinct = _entry_errors(e, c) > eb + cb
+    with np.errstate(invalid="ignore"):
+        agrees = _entry_errors(c, o) <= cb
+    return bool(np.any(distinct & agrees))
+
+
 def _grad_failures_nan_only(base: PointCheck, outcome, case: Case, used: str) -> bool:
     """True when every failing gradient of ``base`` fails only at entries the framework
     returned as NaN (no candidate point can be credited for "explaining" those)."""
@@ -177,8 +204,17 @@ def explain(case: Case, outcome, base: PointCheck, point: Point, documented: Poi
             continue
         if not check_outcome(quick, outcome, case, used, ()).value.ok:
             continue
-        if not base.value.ok and base.value.cls != "shape" and not _improves(
-                base_v, base_b, expected_value(quick, case.dtype, used)[0], outcome.value):
+        cand_v, cand_b = expected_value(quick, case.dtype, used)
+        if not base.value.ok and base.value.cls != "shape" and not _improves(base_v, base_b, cand_v, outcome.value):
+            continue
+        # The evidence must discriminate (a candidate indistinguishable from the compared
+        # point here explains nothing): on the value when the value is wrong; when only
+        # gradients are wrong, a candidate with another reduction is refused (a reduction
+        # scales the value as it scales the gradients -- a value that cannot tell the two
+        # apart, such as 0, leaves a gradient bug the likelier cause).
+        if not base.value.ok and not _discriminates(base_v, base_b, cand_v, cand_b, outcome.value):
+            continue
+        if base.value.ok and cand.reduction != point.reduction:
             continue
         cexp = ev(case, cand, candidate=True)
         if isinstance(cexp, Exception):

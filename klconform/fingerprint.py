@@ -28,7 +28,7 @@ from klconform.reference.family import PRED_KINDS, TARGET_KINDS, Point
 
 from . import wire
 from .case import REDUCTIONS, Case
-from .compare import result_shape, value_agrees
+from .compare import compare_arrays, expected_value, judged_dtype, result_shape, value_agrees
 from .evaluator import default_evaluate
 from .neighbourhood import one_field_changes
 
@@ -162,8 +162,26 @@ class _Scorer:
             except Exception:   # as for the verdicts' candidates: a point the reference
                 exp = None      # cannot evaluate for this case (KL-RED-0D, ...) explains nothing
             ok = exp is not None and value_agrees(exp, outcome, case)
+            if ok and point.reduction != case.reduction and self._reshaped_asked(case, outcome, point):
+                ok = False
         self.memo[key] = ok
         return ok
+
+    def _reshaped_asked(self, case: Case, outcome, point: Point) -> bool:
+        """True when ``outcome`` is the asked reduction's value in another shape (a
+        flattened ``none`` on (N, 1) input "is" a per-sample sum): no evidence that the
+        reduction is mapped to ``point``'s -- the case agrees with neither."""
+        asked = result_shape(case, case.reduction)
+        value = np.asarray(outcome.value)
+        if asked is None or tuple(asked) == tuple(value.shape) or int(np.prod(asked)) != value.size:
+            return False   # same shape: the asked reduction agrees or not on its own
+        try:
+            with np.errstate(all="ignore"):
+                exp = self.evaluate(case.replace(grad=False), dataclasses.replace(point, reduction=case.reduction))
+        except Exception:
+            return False
+        v, b = expected_value(exp, case.dtype, judged_dtype(case.dtype, outcome.dtype))
+        return compare_arrays(v, b, np.asarray(outcome.value, dtype=np.float64).reshape(v.shape)).ok
 
     def score(self, t: Template, items=None) -> int:
         return sum(self.agrees(c, o, point_for(t, c)) for c, o in (self.items if items is None else items))

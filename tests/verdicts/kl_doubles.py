@@ -195,3 +195,63 @@ class SlowWrongReduction(WrongReduction):
         import time
         time.sleep(self.delay)
         return super().evaluate(case)
+
+
+# ----------------------------------------------------------------------------- cause attribution
+# Deviations that no family point describes, or that one does only beyond a nearer one: the
+# verdicts must name the right cause or none ("unexplained" beats a wrong name).
+
+def _ftz32(a):
+    """``a`` rounded to float32 with subnormals flushed to zero (an FTZ/DAZ kernel)."""
+    a = np.asarray(a, dtype=np.float64)
+    r = round_to(a, "float32")
+    tiny = float(np.finfo(np.float32).tiny)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(r) & (np.abs(r) < tiny), 0.0 * np.sign(r), r)
+
+
+class Float32Compute(ReferenceAdapter):
+    """float64 cases computed in float32 with flush-to-zero: inputs rounded to float32
+    (subnormals -> 0), the canonical value of those inputs rounded to float32, returned
+    labelled float64 (a precision / special-value fault, not another epsilon)."""
+    name = "double.float32_compute"
+
+    def evaluate(self, case):
+        if case.dtype != "float64":
+            return super().evaluate(case)
+        flushed = case.replace(target=_ftz32(case.target), pred=_ftz32(case.pred))
+        exp = _evaluate(flushed, self.point(case))
+        value = _ftz32(exp.value)
+        grads = {k: _ftz32(g) for k, g in exp.grads.items()} if case.grad else {}
+        return Outcome(status="ok", value=value, dtype="float64", shape=value.shape, grads=grads,
+                       grad_dtypes={k: "float64" for k in grads}, native_call="reference.evaluate")
+
+
+class Swapped(ReferenceAdapter):
+    """KL(Q||P): the arguments exchanged (KL-ARG-ORDER)."""
+    name = "double.swapped"
+
+    def point(self, case):
+        return Point(reduction=case.reduction, swap=True)
+
+
+class GradientTimesTwo(ReferenceAdapter):
+    """Value right, every gradient twice what it should be (a backward bug, no reduction)."""
+    name = "double.gradient_x2"
+
+    def evaluate(self, case):
+        out = super().evaluate(case)
+        out.grads = {k: g * 2.0 for k, g in out.grads.items()}
+        return out
+
+
+class FlattenNone(ReferenceAdapter):
+    """reduction='none' returned flattened to 1-D (right values, wrong shape)."""
+    name = "double.flatten_none"
+
+    def evaluate(self, case):
+        out = super().evaluate(case)
+        if case.reduction == "none" and out.value is not None:
+            out.value = out.value.reshape(-1)
+            out.shape = out.value.shape
+        return out
