@@ -434,6 +434,24 @@ def cmd_run(args) -> int:
         lock.__exit__(None, None, None)
 
 
+def adapter_done_line(run: AdapterRun) -> str:
+    """The progress line of an adapter run that ended, whatever it holds: a skipped run, an
+    ok run whose fingerprint has no observed point (no outcome with a value: every case
+    failed, or none was sent) or no fingerprint at all."""
+    if run.status != "ok":
+        return f"{run.adapter}: skipped ({run.status}: {run.reason})"
+    n_bad = sum(v.cls != "match" for v in run.verdicts)
+    fp = run.fingerprint if isinstance(run.fingerprint, dict) else {}
+    observed = fp.get("observed")
+    name = observed.get("name") if isinstance(observed, dict) else None
+    if name:
+        seen = f"observed {name}"
+    else:
+        why = fp.get("reason") or fp.get("status") or "no fingerprint"
+        seen = f"no observed point ({why})"
+    return f"{run.adapter}: {len(run.outcomes)} outcomes, {n_bad} discrepancy verdicts, {seen}"
+
+
 def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[str]) -> int:
     from . import engine, workers
     from .provenance import reference_identity
@@ -476,12 +494,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         with lock:
             done[i] = run
             result.runs = [done[k] for k in sorted(done)]
-            if run.status != "ok":
-                progress.line(f"[{i + 1}/{len(specs)}] {run.adapter}: skipped ({run.status}: {run.reason})")
-            else:
-                n_bad = sum(v.cls != "match" for v in run.verdicts)
-                progress.line(f"[{i + 1}/{len(specs)}] {run.adapter}: {len(run.outcomes)} outcomes, {n_bad} "
-                              f"discrepancy verdicts, observed {run.fingerprint.get('observed', {}).get('name', '?')}")
+            progress.line(f"[{i + 1}/{len(specs)}] {adapter_done_line(run)}")
             result.elapsed_s = time.perf_counter() - t0
             _raise_if_stopped()
             if any(r.status == "ok" for r in result.runs):

@@ -30,6 +30,24 @@ class EveryCaseHangs(GoodKL):
         time.sleep(3600)
 
 
+class EveryCaseRaises(GoodKL):
+    """Every case is an error outcome: the run is ok but no outcome has a value, so its
+    fingerprint observes no point."""
+    name = "fault.every_case_raises"
+
+    def misbehave(self, case):
+        raise ValueError("this framework rejects every input")
+
+
+class NothingExpressible(GoodKL):
+    """Takes no reduction any corpus case asks: ok, zero outcomes, no fingerprint data."""
+    name = "fault.nothing_expressible"
+
+    def capabilities(self):
+        import dataclasses
+        return dataclasses.replace(super().capabilities(), reductions=frozenset({"sample_mean"}))
+
+
 class MemoryHog(GoodKL):
     name = "fault.memory_hog"
 

@@ -164,6 +164,33 @@ def test_list_takes_the_run_selection_options(capsys):
     assert [ln.split("\t")[1] for ln in listed] == ["klconform.adapters.torch_kl_div:TorchKLDiv", GOOD]
 
 
+@pytest.mark.parametrize("adapter", ["EveryCaseRaises", "NothingExpressible"])
+def test_an_adapter_without_an_observed_point_is_reported_not_an_internal_error(adapter, tmp_path, capsys):
+    """An ok run whose fingerprint observes no point (every outcome an error, or no case the
+    adapter can take): the progress line says so, the run ends with a report."""
+    args = [a for a in SMALL if a != "--quiet"]
+    rc, err = cli_run(["run", "--frameworks", F + adapter, *args, "--jobs", "2", "--out", str(tmp_path)], capsys)
+    assert rc in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), err
+    assert "internal error" not in err and "Traceback" not in err
+    assert "no observed point" in err, err
+    (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert run["status"] == "ok" and run["fingerprint"]["observed"] is None
+    assert (tmp_path / "report.md").stat().st_size > 0
+
+
+@pytest.mark.parametrize("fingerprint", [None, {}, {"observed": None}, {"observed": {}},
+                                         {"status": "no_data", "observed": None, "reason": "no outcome"}])
+def test_the_progress_line_takes_any_fingerprint(fingerprint):
+    from klconform.results import AdapterRun
+    run = AdapterRun(adapter="x", api="", env={}, status="ok")
+    run.fingerprint = fingerprint
+    assert cli.adapter_done_line(run).startswith("x: 0 outcomes, 0 discrepancy verdicts, no observed point")
+    run.fingerprint = {"observed": {"name": "sum+swapped"}}
+    assert cli.adapter_done_line(run).endswith("observed sum+swapped")
+    skipped = AdapterRun(adapter="y", api="", env={}, status="import_error", reason="no module", fingerprint=None)
+    assert cli.adapter_done_line(skipped) == "y: skipped (import_error: no module)"
+
+
 # ----------------------------------------------------------------------------- worker faults
 @pytest.mark.parametrize("adapter,extra", [
     ("BrokenImportKL", []), ("CrashOnImportKL", []), ("HangOnImportKL", ["--setup-timeout", "1"]),
