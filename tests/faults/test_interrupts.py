@@ -177,8 +177,12 @@ def _one_interrupted_run(i: int, base: Path, rng: random.Random) -> dict:
     row = {"i": i, "sig": sig.name, "at": round(when, 2), "sent": sent, "rc": proc.returncode, "took": took,
            "stray": group_alive(proc.pid), "tmp": leftovers(out), "err": err,
            # A worker killed while execnet is still bootstrapping it (before its fd 2 is
-           # captured) may print execnet's BrokenPipeError: counted, not yet prevented.
-           "worker_pipe_traceback": "BrokenPipeError" in err and 'File "<string>"' in err}
+           # captured) may print execnet's BrokenPipeError; one whose controller was
+           # interrupted between starting it and sending execnet's bootstrap line reads EOF
+           # in `exec(eval(sys.stdin.readline()))`: eval('') is a SyntaxError at <string>
+           # line 0.  Both counted, not yet prevented.
+           "worker_pipe_traceback": ("BrokenPipeError" in err and 'File "<string>"' in err)
+           or ("SyntaxError: invalid syntax" in err and 'File "<string>", line 0' in err)}
     row["traceback"] = "Traceback" in err and not row["worker_pipe_traceback"]
     if proc.returncode == cli.EXIT_INTERRUPTED:
         row["set"] = "previous" if {n: (out / n).read_text() for n in old} == old else "MIXED"
