@@ -14,7 +14,7 @@ log-probabilities for ``kl_divergence_with_log_targets``.  What optax 0.2.8 comp
 The reduction is a sum over ``axis``: the class axis (``distribution``, KL-RED-DIST) or,
 with ``axis=None``, every axis (``sum``, KL-RED-SUM); the adapter passes the case's class
 axis.  No mean, no weights (``where`` masks elements; it has no canonical counterpart).
-Departures (klconform/known/optax_*.toml, docs/frameworks/optax.md):
+Departures (klconform/known/optax.toml, docs/frameworks/optax.md):
 
 * a zero target where log Q = -inf: 0 * (0 - (-inf)) = NaN (KL-ZERO-3); with log
   targets every zero target (t = -inf) is exp(t) * (t - log q) = 0 * -inf = NaN;
@@ -41,6 +41,7 @@ REDUCTIONS = ("distribution", "sum")
 
 class _Optax(_Jax):
     framework = "optax"
+    known_records = ("klconform:known/optax.toml",)   # one file for the four (they share the code)
     doc_url = DOC_URL
     doc_version = DOC_VERSION
     function = ""
