@@ -16,4 +16,10 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
 
 from .cli import main  # noqa: E402 - after the handlers: importing takes a while
 
-sys.exit(main(keep_signal_handlers=True))
+_status = main(keep_signal_handlers=True)
+# Interpreter finalization puts every Python-level handler back to SIG_DFL: a SIGINT/SIGTERM
+# in that last window would kill the process (status -2/-15, nothing printed) after the run
+# finished.  SIG_IGN is left alone by finalization, so the run's own status stands.
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, signal.SIG_IGN)
+sys.exit(_status)

@@ -226,6 +226,22 @@ def test_stress_interrupt_runs_at_random_moments(tmp_path):
     assert progress_files() <= before
 
 
+def test_a_signal_during_interpreter_exit_cannot_replace_the_exit_status():
+    """After main() returns, `python -m klconform` ignores SIGINT/SIGTERM with SIG_IGN, the one
+    disposition CPython's finalization keeps (a Python handler is reset to SIG_DFL there, and
+    a signal in that window killed a finished run: status -2, found by the stress test).
+    Checked where the disposition is observable: in an atexit hook, after main."""
+    code = ("import atexit, runpy, signal, sys\n"
+            "atexit.register(lambda: sys.stderr.write('AT_EXIT ignored=%s\\n' % all("
+            "signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM))))\n"
+            "sys.argv = ['klconform', 'list', '--frameworks', 'scipy.rel_entr']\n"
+            "runpy.run_module('klconform', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == cli.EXIT_OK, proc.stderr
+    assert "AT_EXIT ignored=True" in proc.stderr, proc.stderr
+
+
 # ----------------------------------------------------------------------------- SIGKILL
 def test_sigkilled_controller_leaves_no_progress_file(tmp_path):
     """The window that used to leak a klconform-progress-* file: the controller had made it
