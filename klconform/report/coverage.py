@@ -29,10 +29,16 @@ def markdown_section(model) -> list[str]:
     rows = list(_rows(model))
     if not rows:
         return []
-    out = [f"## {TITLE}", "", INTRO, "", "| adapter | section | keys | thinnest | under the floor |", "|---|---|---|---|---|"]
+    sections = list(dict.fromkeys(s for _, cells in rows for s, *_ in cells))
+    out = [f"## {TITLE}", "", INTRO + " Per section: keys, the thinnest key; adapters with equal counts share a row.", "",
+           "| adapter(s) | " + " | ".join(sections) + " | under the floor |", "|---|" + "---|" * (len(sections) + 1)]
+    merged: dict[tuple, list[str]] = {}
     for adapter, cells in rows:
-        out += [f"| {adapter} | {s} | {n} | `{low}` | {', '.join('`' + k + '`' for k in under) or '-'} |"
-                for s, n, low, under in cells]
+        by = {s: (n, low, under) for s, n, low, under in cells}
+        key = tuple(f"{by[s][0]}, `{by[s][1]}`" if s in by else "-" for s in sections)
+        key += (", ".join(f"`{k}`" for s in sections if s in by for k in by[s][2]) or "-",)
+        merged.setdefault(key, []).append(adapter)
+    out += [f"| {', '.join(names)} | " + " | ".join(key) + " |" for key, names in merged.items()]
     return out + [""]
 
 

@@ -13,7 +13,34 @@ CANONICAL = ("KL(P‖Q) = Σ p·log(p/q) along the class axis, on the values as 
              "no epsilon), 0·log(0/q) = 0, p>0 & q=0 → +∞, then the reduction asked (SPEC.md KL-DEF-1, "
              "KL-ZERO-1, KL-ZERO-2, §4)")
 SECTIONS = ("What each API computes", "Summary", "Semantic fingerprints", "Corpus coverage", "Documentation claims", "Discrepancies",
-            "Unexpected findings", "Environment", "Reproduction")
+            "Recorded discrepancies", "Unexpected findings", "Environment", "Reproduction")
+# report.md is read first (a PR comment, a terminal): one line per framework-version or per
+# group of identical ones; long lists stop here and continue in report.html.
+MAX_CHANGES = 6
+
+
+def grouped(rows: list[list], key_from: int = 1) -> list[list]:
+    """Rows whose cells from ``key_from`` on are equal, merged into one (first cells joined
+    with ", "), in first-appearance order."""
+    out: dict[tuple, list] = {}
+    for r in rows:
+        k = tuple(str(c) for c in r[key_from:])
+        if k in out:
+            out[k][0] = f"{out[k][0]}, {r[0]}"
+        else:
+            out[k] = [r[0], *r[key_from:]] if key_from == 1 else list(r)
+    return list(out.values())
+
+
+def not_run_line(model: ReportModel) -> list[str]:
+    """One line for every adapter run that did not run, grouped by reason."""
+    by: dict[str, list[str]] = {}
+    for v in model.runs:
+        if v.run.status != "ok":
+            by.setdefault(f"{v.run.status}: {v.run.reason or ''}".rstrip(": "), []).append(v.run.adapter)
+    if not by:
+        return []
+    return ["Not run: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in by.items()) + ".", ""]
 
 
 def python_text(env: dict) -> str:
@@ -80,48 +107,37 @@ def first_screen_section(model: ReportModel) -> list[str]:
            f"canonical definition ({CANONICAL}).", ""]
     rows = []
     for v in model.runs:
+        if v.run.status != "ok":
+            continue
         fs = first_screen(v)
         rows.append([v.label] + [fs[c] for c in FIRST_SCREEN_COLUMNS])
-    return out + table(["framework-version", *FIRST_SCREEN_COLUMNS], rows) + [""]
+    return out + table(["framework-version", *FIRST_SCREEN_COLUMNS], rows) + [""] + not_run_line(model)
 
 
 def summary_section(model: ReportModel) -> list[str]:
     """The verdict matrix: adapters x areas."""
     out = ["## Summary", "", "Verdicts against the canonical definition per framework-version and dimension: "
            "`✓` match, `✗` discrepancy (all of them are listed under Discrepancies).", ""]
-    rows = []
-    for v in model.runs:
-        if v.run.status != "ok":
-            rows.append([v.label] + [f"not run: {v.run.status}"] + [""] * (len(AREAS) - 1))
-        else:
-            rows.append([v.label] + [v.cells[a].text for a in AREAS])
+    rows = [[v.label] + [v.cells[a].text for a in AREAS] for v in model.runs if v.run.status == "ok"]
     return out + table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows) + [""]
 
 
 def fingerprints_section(model: ReportModel) -> list[str]:
-    """Observed family point per adapter next to the documented one; loud when none fits."""
+    """Observed family point per adapter next to the documented one (identical rows
+    merged); loud only for what neither the fingerprint nor a known record explains."""
     out = ["## Semantic fingerprints", "",
            "The family point each adapter's *observed* outcomes match (inferred from its outcomes by "
-           "`klconform/fingerprint.py`, not copied from the adapter), next to its documented semantics.",
-           "", f"Canonical definition: {CANONICAL}.", ""]
+           "`klconform/fingerprint.py`, not copied from the adapter), next to its documented semantics; "
+           "what it does not explain is recorded (see Recorded discrepancies) unless an alarm says otherwise. "
+           "Equally good templates and per-record lists are in report.html.", ""]
+    rows = grouped([fingerprint_row(v) for v in model.runs if v.run.status == "ok"])
     out += table(["framework-version", "observed (inferred)", "agreement", "documented", "documented agrees",
-                  "canonical agrees", "observed differs from documented in"],
-                 [fingerprint_row(v) for v in model.runs if v.run.status == "ok"]) + [""]
+                  "canonical agrees", "observed differs from documented in"], rows) + [""]
     for v in model.runs:
-        fp = v.fingerprint or {}
-        if v.run.status != "ok" or not fp.get("observed"):
-            continue
-        loud = alarm(v)
-        rest = recorded_rest(v)
-        line = f"- **{v.run.adapter}**: `{fp['observed']['name']}` explains {fp.get('agree')}/{fp.get('compared')}"
-        if rest:
-            line += "; the rest is recorded: " + ", ".join(f"`{r}`" for r in rest)
-        out.append(line)
-        if fp.get("ties"):
-            out.append(f"  - equally good on these cases: {', '.join('`' + t + '`' for t in fp['ties'])}")
+        loud = alarm(v) if v.run.status == "ok" else None
         if loud:
-            out += ["", f"> **{loud}**", ""]
-    out.append("")
+            out.append(f"> **{loud}**")
+            out.append("")
     return out
 
 
@@ -133,14 +149,19 @@ def claims_section(model: ReportModel) -> list[str]:
     out += [f"{len(model.claims)} claim checks (`klconform/claims.toml`, each quoting its source): "
             f"{n['holds']} hold, {n['does not hold']} do not hold, {n['not checked']} not checked "
             "(all with their evidence in report.html).", ""]
-    crow = []
+    by: dict[str, list] = {}
     for c in model.claims:
         if c.status != "does not hold":
             continue
+        if c.claim.id in by:
+            by[c.claim.id][1].append(c.run or "—")
+            continue
         src = c.claim.source + (f" <{c.claim.url}>" if c.claim.url else "")
-        crow.append([c.claim.id, c.run or "—", f"“{c.claim.quote[:140]}” — {src}", c.evidence[:240]])
+        by[c.claim.id] = [c.claim.id, [c.run or "—"], f"“{c.claim.quote[:120]}” — {src}", c.evidence[:200]]
+    crow = [[cid, ", ".join(runs), q, ev] for cid, runs, q, ev in by.values()]
     if crow:
-        out += table(["claim that does not hold", "adapter", "quote and source", "evidence"], crow) + [""]
+        out += table(["claim that does not hold", "adapters", "quote and source", "evidence (first adapter)"],
+                     crow) + [""]
     return out
 
 
@@ -150,7 +171,6 @@ def discrepancies_section(model: ReportModel) -> list[str]:
            "minimal counterexamples and every detail are in report.html.", ""]
     for v in model.runs:
         if v.run.status != "ok":
-            out += [f"- **{v.label}**: not run: {v.run.status} — {v.run.reason}"]
             continue
         if not v.groups:
             out += [f"- **{v.label}**: no discrepancy"]
@@ -166,7 +186,25 @@ def discrepancies_section(model: ReportModel) -> list[str]:
             out.append(f"  - … {len(new) - 8} more new group(s) in report.html")
         if v.run.unmatched_known:
             out.append(f"  - known records not observed: {', '.join('`' + x + '`' for x in v.run.unmatched_known)}")
-    return out + [""]
+    return out + [""] + not_run_line(model)
+
+
+def recorded_section(model: ReportModel) -> list[str]:
+    """The known records this run's verdicts cite, one row per citation (the reviewed
+    source each record quotes, klconform/known/*.toml)."""
+    by: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for v in model.runs:
+        for g in v.groups:
+            if g.known and g.known not in seen:
+                seen.add(g.known)
+                by.setdefault(g.citation or "—", []).append(g.known)
+    if not by:
+        return ["## Recorded discrepancies", "", "None observed in this run.", ""]
+    out = ["## Recorded discrepancies", "", f"{len(seen)} known record(s) observed in this run, by the source each "
+           "cites (`klconform/known/*.toml`; what each covers, with its counterexample, in report.html).", ""]
+    return out + table(["citation", "records"], [[c, ", ".join(f"known `{k}`" for k in ks)]
+                                                for c, ks in by.items()]) + [""]
 
 
 def unexpected_section(model: ReportModel) -> list[str]:
@@ -181,11 +219,13 @@ def environment_section(model: ReportModel) -> list[str]:
     out = ["## Environment", ""]
     erows = []
     for v in model.runs:
+        if v.run.status != "ok":
+            continue
         e = v.run.env or {}
         erows.append([v.run.adapter, e.get("framework", "—"), e.get("version", "—"), python_text(e),
-                      e.get("numpy", "—"), e.get("platform", "—"), e.get("device", "—"), v.run.status,
-                      v.run.reason or ""])
-    out += table(["adapter", "framework", "version", "python", "numpy", "platform", "device", "status", "reason"], erows)
+                      e.get("numpy", "—"), e.get("platform", "—"), e.get("device", "—")])
+    out += table(["adapter(s)", "framework", "version", "python", "numpy", "platform", "device"], grouped(erows))
+    out += [""] + not_run_line(model)[:1]
     out += ["", f"Hypothesis: `{json.dumps(model.result.hypothesis, sort_keys=True)}`", ""]
     if model.reference_note:
         out += [f"Reference: {model.reference_note}.", ""]
@@ -203,7 +243,8 @@ def reproduction_section(model: ReportModel) -> list[str]:
 
 
 # The report, section by section (the titles are SECTIONS).
-RENDER_STEPS = (header_section, first_screen_section, summary_section, fingerprints_section, versions.markdown_section, coverage.markdown_section, claims_section, discrepancies_section,
+RENDER_STEPS = (header_section, first_screen_section, summary_section, fingerprints_section, versions.markdown_section,
+                coverage.markdown_section, claims_section, discrepancies_section, recorded_section,
                 unexpected_section, environment_section, reproduction_section)
 
 

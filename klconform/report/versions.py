@@ -49,7 +49,10 @@ def markdown_section(model) -> list[str]:
         real = [c for c in changes if c.is_change]
         out += [f"### {_step_title(a, b)}", "",
                 f"{len(real)} change{'s' if len(real) != 1 else ''}." if real else "No behaviour change.", ""]
-        out += [f"- {c.line()}" for c in changes]
+        shown = real[:6] if real else changes[:6]
+        out += [f"- {c.line()}" for c in shown]
+        if len(changes) > len(shown):
+            out.append(f"- … {len(changes) - len(shown)} more in report.html")
         out.append("")
     return out
 
