@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 from klconform.adapters.base import Adapter, Capabilities
 
 from ._worker_remote import import_class
-from .workers import WorkerSpec
+from .workers import WorkerSpec, is_gateway_spec
 
 ENTRY_POINT_GROUP = "klconform.adapters"
 PYTHON_ENV_PREFIX = "KLCONFORM_PYTHON_"
@@ -141,7 +141,7 @@ def interpreter_for(env: str, pythons: Mapping[str, str] | None = None) -> tuple
     path = (pythons or {}).get(env) or os.environ.get(variable)
     if not path:
         return None, f"interpreter for @{env} not configured (set {variable} or pass --python {env}=PATH)"
-    if "//" in path or path.startswith(("ssh=", "socket=", "popen")):
+    if is_gateway_spec(path):
         return path, None     # an execnet gateway spec (ssh=host//python=...): checked when it starts
     path = os.path.expanduser(path)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

@@ -112,6 +112,19 @@ def is_gateway_spec(python: str) -> bool:
 def _is_remote(spec: str) -> bool:
     return spec.startswith(("ssh=", "socket=", "vagrant_ssh="))
 
+
+def gateway_paths(spec: str) -> list[str]:
+    """The entries of ``//env:PYTHONPATH=...`` in a gateway spec, for the worker's sys.path.
+    execnet sets a spec's ``env:`` variables in the already running interpreter, too late
+    for Python to read PYTHONPATH at start-up: without this, an adapter module on the
+    worker host's PYTHONPATH (``ssh=gpu//python=...//env:PYTHONPATH=/srv/acme``) was not
+    found (seen with a real sshd)."""
+    try:
+        value = execnet.XSpec(spec).env.get("PYTHONPATH", "")
+    except Exception:  # noqa: BLE001 - a bad spec fails when the gateway is made
+        return []
+    return [p for p in value.split(":") if p]
+
 # Batches and outcomes cross the channel as one pickle each: execnet's own serializer is
 # pure Python (~120 us per case dict both ways, measured) while pickle of the same plain
 # dicts takes ~1 us.  Protocol 4 is read by every Python >= 3.4 (side interpreters).  Only
@@ -293,6 +306,7 @@ class AdapterWorker:
         self._inbox: _Inbox | None = None
         self._progress: ProgressRecord | None = None
         self._progress_path: str | None = None
+        self._remote = is_gateway_spec(self.python) and _is_remote(self.python)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "AdapterWorker":
@@ -397,8 +411,11 @@ class AdapterWorker:
                 error_message=(f"no result within case_timeout={self.case_timeout:g}s; "
                                f"worker pid {self.pid} killed"))
         elif stalled:
-            return self._unattributed_death(unfinished, outcomes, f"stalled between cases for "
-                                            f"case_timeout={self.case_timeout:g}s (killed)")
+            # Alive (no exit status to wait for).  A remote worker has no progress record:
+            # a hung case looks like this, and is charged to the first unfinished case.
+            what = ("no outcome" if self._remote else "stalled between cases")
+            return self._unattributed_death(unfinished, outcomes, f"{what} for case_timeout="
+                                            f"{self.case_timeout:g}s (killed)", alive=True)
         else:
             seq, started = progress.read()
             if seq not in unfinished:
@@ -419,10 +436,12 @@ class AdapterWorker:
             err = None
         return _detail(err) if err else ""
 
-    def _unattributed_death(self, unfinished: list[int], outcomes: list, when: str) -> list[int]:
-        """The worker died while no case was running: restart and resend; the second time
-        in a row, charge the first unfinished case (so a run always progresses)."""
-        status = self._exit_status() + self._remote_error()
+    def _unattributed_death(self, unfinished: list[int], outcomes: list, when: str, alive: bool = False) -> list[int]:
+        """The worker died (or, ``alive``, went silent) while no case was running: restart
+        and resend; the second time in a row, charge the first unfinished case (so a run
+        always progresses).  A silent worker is killed at once: waiting for the exit status
+        of a live process cost 5 s per strike (a remote hang took 18 s at case_timeout=2)."""
+        status = ("worker alive but silent:" if alive else self._exit_status()) + self._remote_error()
         self._restart()
         self._deaths += 1
         if self._deaths < 2:
@@ -456,7 +475,8 @@ class AdapterWorker:
             _LIVE.add(self)
             # A remote worker cannot map this host's progress file: it runs without one, and a
             # hang or crash is charged to its first unfinished case (outcomes come in order).
-            self._channel.send({"ref": spec.adapter_ref, "env": dict(_DEFAULT_ENV), "paths": [],
+            self._channel.send({"ref": spec.adapter_ref, "env": dict(_DEFAULT_ENV),
+                                "paths": gateway_paths(self.python) if gateway else [],
                                 "progress": None if remote else self._progress.path,
                                 "memory_limit": self.memory_limit})
             kind, hello = self._receive_setup("starting the worker")
@@ -542,12 +562,14 @@ class AdapterWorker:
             self._progress_path = None
 
     def _kill(self, popen) -> None:
-        """SIGKILL the worker process (by its Popen, else by the pid it reported)."""
+        """SIGKILL the worker process (by its Popen, else by the pid it reported -- never for
+        a remote worker: its pid is another host's (ssh=: the Popen is the local ssh client,
+        whose end closes the remote worker's pipes; a socket= gateway has no Popen)."""
         try:
             if popen is not None:
                 if popen.poll() is None:
                     popen.kill()
-            elif self.pid is not None:
+            elif self.pid is not None and not self._remote:
                 os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
