@@ -1,6 +1,8 @@
 """report.html: one self-contained file (inline CSS and SVG, no scripts, no network)."""
 from __future__ import annotations
 
+import re
+
 import json
 from html import escape as E
 
@@ -8,7 +10,7 @@ from ..results import RunResult
 from ..areas import AREAS
 from . import plots
 from . import coverage, versions
-from .markdown import CANONICAL, bootstrap_command, python_text
+from .markdown import CANONICAL, bootstrap_command, not_run_line, python_text
 from .summary import (AREA_TITLES, EXIT_DOC, FIRST_SCREEN_COLUMNS, Group, ReportModel, alarm, build_model, error_points,
                       first_screen, gradient_points, recorded_rest)
 
@@ -26,6 +28,8 @@ pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
 details{margin:.3em 0 .8em}summary{cursor:pointer}
 dl.ex{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:.5em 0 .5em 1em;font-size:13px}
 dl.ex dt{font-weight:bold}dl.ex dd{margin:0;word-break:break-all}
+nav.toc{border:1px solid #ddd;background:#fafafa;padding:.4em 1em;margin:1em 0;font-size:13px}
+nav.toc ol{margin:.3em 0;padding-left:1.5em;columns:2}
 svg.plot{display:block;margin:.5em 0 1.5em;max-width:100%;height:auto}
 """
 
@@ -79,9 +83,8 @@ def _plots(model: ReportModel) -> str:
     err_panels = [(v.run.adapter, error_points(r, v.run, cache)) for v in ok_runs]
     grad_panels = [(v.run.adapter, [(m, e, dt) for m, e, dt, _ in gradient_points(r, v.run, v.fingerprint, cache)])
                    for v in ok_runs]
-    rows = [v.label for v in model.runs]
-    cells = [[(v.cells[a].state, v.cells[a].text) if v.run.status == "ok" else ("empty", v.run.status)
-              for a in AREAS] for v in model.runs]
+    rows = [v.label for v in ok_runs]
+    cells = [[(v.cells[a].state, v.cells[a].text) for a in AREAS] for v in ok_runs]
     return "\n".join([
         "<h2 id=\"plots\">Plots</h2>",
         plots.verdict_matrix(rows, [AREA_TITLES[a] for a in AREAS], cells),
@@ -114,15 +117,12 @@ def _summary(model: ReportModel) -> str:
     """The verdict matrix: adapters x areas, cells coloured by state."""
     rows, classes = [], []
     for v in model.runs:
-        if v.run.status != "ok":
-            rows.append([E(v.label), f"not run: {E(v.run.status)}"] + [""] * (len(AREAS) - 1))
-            classes.append([""] * (len(AREAS) + 1))
-        else:
+        if v.run.status == "ok":
             rows.append([E(v.label)] + [E(v.cells[a].text) for a in AREAS])
             classes.append([""] + [v.cells[a].state for a in AREAS])
     return ('<h2 id="summary">Summary</h2><p>Verdicts against the canonical definition per framework-version and '
             "dimension (✓ match, ✗ discrepancy).</p>\n"
-            + _table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows, classes))
+            + _table(["framework-version"] + [AREA_TITLES[a] for a in AREAS], rows, classes) + _not_run(model))
 
 
 def _fingerprints(model: ReportModel) -> str:
@@ -171,11 +171,18 @@ def _first_screen(model: ReportModel) -> str:
     """What each API computes (observed), marked where it differs from its docs / canon."""
     rows = []
     for v in model.runs:
-        fs = first_screen(v)
-        rows.append([E(v.label)] + [E(fs[c]) for c in FIRST_SCREEN_COLUMNS])
+        if v.run.status == "ok":
+            fs = first_screen(v)
+            rows.append([E(v.label)] + [E(fs[c]) for c in FIRST_SCREEN_COLUMNS])
     return ('<h2 id="computes">What each API computes</h2><p>Observed behaviour in the reference family\'s '
             "vocabulary (SPEC.md §Family); ≠doc: differs from the documented semantics, ≠canon: from the canonical "
-            "definition.</p>\n" + _table(["framework-version", *FIRST_SCREEN_COLUMNS], rows))
+            "definition.</p>\n" + _table(["framework-version", *FIRST_SCREEN_COLUMNS], rows) + _not_run(model))
+
+
+def _not_run(model: ReportModel) -> str:
+    """One paragraph for the adapter runs that did not run (the same line as report.md)."""
+    line = not_run_line(model)
+    return f"<p class=unchecked>{E(line[0])}</p>" if line else ""
 
 
 def _claims(model: ReportModel) -> str:
@@ -250,8 +257,20 @@ RENDER_STEPS = (_head, _first_screen, _summary, _fingerprints, versions.html_sec
                 _reproduction)
 
 
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", re.sub(r"<[^>]+>", "", title).lower()).strip("-") or "section"
+
+
+def _with_contents(head: str, body: str) -> str:
+    """Every <h2> gets an id; a table of contents after the result box links to them."""
+    body = re.sub(r"<h2>(.*?)</h2>", lambda m: f'<h2 id="{_slug(m.group(1))}">{m.group(1)}</h2>', body)
+    links = "".join(f'<li><a href="#{i}">{t}</a></li>' for i, t in re.findall(r'<h2 id="([^"]+)">(.*?)</h2>', body))
+    return f'{head}\n<nav class="toc" aria-label="Contents"><b>Contents</b><ol>{links}</ol></nav>\n{body}'
+
+
 def render(model: ReportModel) -> str:
-    return "\n".join([step(model) for step in RENDER_STEPS] + ["</body></html>"])
+    parts = [step(model) for step in RENDER_STEPS]
+    return "\n".join([_with_contents(parts[0], "\n".join(p for p in parts[1:] if p)), "</body></html>"])
 
 
 def render_html(result: RunResult, model: ReportModel | None = None) -> str:

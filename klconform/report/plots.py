@@ -20,6 +20,11 @@ def _log(x: float, floor: float) -> float:
     return math.log10(max(x, floor)) if math.isfinite(x) else math.log10(1e300)
 
 
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile of an ascending list (nearest rank)."""
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
 def _ticks(lo: int, hi: int, max_ticks: int = 7) -> list[int]:
     step = max(1, math.ceil((hi - lo) / max_ticks))
     return list(range(lo, hi + 1, step))
@@ -35,10 +40,15 @@ def scatter_panels(title: str, panels: list[tuple[str, list[tuple[float, float, 
     rows = math.ceil(n / cols)
     total_w, total_h = cols * width, rows * height + 40
     all_pts = [p for _, pts in panels for p in pts]
-    xs = [_log(x, 1e-300) for x, _, _ in all_pts if x > 0] or [0.0]
+    xs = sorted(_log(x, 1e-300) for x, _, _ in all_pts if x > 0) or [0.0]
     ys = [_log(y, _FLOOR) for _, y, _ in all_pts] or [0.0]
-    x_lo, x_hi = math.floor(min(xs)), math.ceil(max(xs))
-    y_lo, y_hi = min(math.floor(min(ys)), -1), max(math.ceil(max(ys)), 1)
+    # the axis fits the data: from the 2nd percentile of the magnitudes (a few subnormal or
+    # 1e-300 cases would otherwise squeeze every other point against the right edge);
+    # points below it are drawn at the left edge, and the axis label says so
+    x_lo, x_hi = math.floor(_quantile(xs, 0.02)), math.ceil(xs[-1])
+    # likewise the y axis stops at the 98th percentile (errors of 1e300 bounds -- an
+    # infinity against a finite value -- are drawn at the top edge)
+    y_lo, y_hi = min(math.floor(min(ys)), -1), max(math.ceil(_quantile(sorted(ys), 0.98)), 1)
     if x_hi == x_lo:
         x_hi += 1
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{total_w}" height="{total_h}" '
@@ -67,12 +77,17 @@ def scatter_panels(title: str, panels: list[tuple[str, list[tuple[float, float, 
         out.append(f'<line x1="{ox + pad_l}" y1="{Y(0):.1f}" x2="{ox + pad_l + pw}" y2="{Y(0):.1f}" stroke="#d62728" '
                    f'stroke-dasharray="4 2"><title>bound (error = bound)</title></line>')
         for x, y, dt in pts:
-            cx = X(_log(x, 1e-300)) if x > 0 else ox + pad_l + 2
+            cx = X(max(_log(x, 1e-300), x_lo)) if x > 0 else ox + pad_l + 2
             cy = Y(min(max(_log(y, _FLOOR), y_lo), y_hi))
             cx = min(max(cx, ox + pad_l + 1), ox + pad_l + pw - 1)
             out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2" fill="{DTYPE_COLORS.get(dt, "#777")}" '
                        f'fill-opacity="0.7"/>')
-        out.append(f'<text x="{ox + pad_l + pw / 2}" y="{oy + height - 6}" font-size="9" text-anchor="middle">{escape(x_label)}</text>'
+        edge = sum(1 for x, _, _ in pts if x <= 0 or _log(x, 1e-300) < x_lo)
+        top = sum(1 for _, y, _ in pts if _log(y, _FLOOR) > y_hi)
+        note = "; ".join(([f"{edge} ≤1e{x_lo}: left"] if edge else [])
+                         + ([f"{top} >1e{y_hi}: top"] if top else []))
+        label = f"{x_label} ({note})" if note else x_label
+        out.append(f'<text x="{ox + pad_l + pw / 2}" y="{oy + height - 6}" font-size="8" text-anchor="middle">{escape(label)}</text>'
                    f'<text x="{ox + 10}" y="{oy + pad_t + ph / 2}" font-size="9" text-anchor="middle" '
                    f'transform="rotate(-90 {ox + 10} {oy + pad_t + ph / 2})">{escape(y_label)}</text></g>')
     lx = 10
