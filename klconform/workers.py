@@ -125,6 +125,56 @@ def gateway_paths(spec: str) -> list[str]:
         return []
     return [p for p in value.split(":") if p]
 
+class StartLog:
+    """Where a local worker's file descriptor 2 points from its first instruction until the
+    worker captures fd 2 itself (``StderrCapture``, before its hello): an anonymous file (a
+    memfd, nothing on disk) the worker opens as ``/proc/<controller pid>/fd/<n>``.
+
+    execnet's popen gateway lets the child inherit the controller's fd 2, so a worker killed
+    while execnet was still bootstrapping it (an interrupted run) printed a Python traceback
+    on the user's terminal: execnet's BrokenPipeError, or ``SyntaxError`` at ``<string>``
+    line 0 when its bootstrap line never came (found by tests/faults/test_interrupts.py's
+    stress test).  The interpreter is started through ``/bin/sh`` that points fd 2 here and
+    ``exec``s it (same pid, same parent).  What a worker printed there before dying is the
+    last line of a start failure's reason (:meth:`last_line`)."""
+
+    def __init__(self):
+        self.fd: int | None = None
+        if hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd") and os.path.exists("/bin/sh"):
+            try:
+                self.fd = os.memfd_create("klconform-worker-start")   # close-on-exec
+            except OSError:
+                self.fd = None
+
+    def wrap(self, python: str) -> str:
+        """The popen gateway's ``python=`` value: ``python`` started with fd 2 on this log
+        (``python`` itself when no log could be made)."""
+        if self.fd is None or "//" in python:
+            return python
+        import shlex
+        script = f'exec 2>/dev/null; exec 2>>/proc/{os.getpid()}/fd/{self.fd}; exec "$0" "$@"'
+        return shlex.join(["/bin/sh", "-c", script, python])
+
+    def last_line(self) -> str:
+        if self.fd is None:
+            return ""
+        try:
+            size = os.fstat(self.fd).st_size
+            text = os.pread(self.fd, 4096, max(0, size - 4096)).decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return lines[-1][:300] if lines else ""
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
 # Batches and outcomes cross the channel as one pickle each: execnet's own serializer is
 # pure Python (~120 us per case dict both ways, measured) while pickle of the same plain
 # dicts takes ~1 us.  Protocol 4 is read by every Python >= 3.4 (side interpreters).  Only
@@ -306,6 +356,7 @@ class AdapterWorker:
         self._inbox: _Inbox | None = None
         self._progress: ProgressRecord | None = None
         self._progress_path: str | None = None
+        self._start_log: StartLog | None = None
         self._remote = is_gateway_spec(self.python) and _is_remote(self.python)
 
     # ------------------------------------------------------------------ lifecycle
@@ -468,7 +519,11 @@ class AdapterWorker:
             raise AdapterUnavailable(f"interpreter not found or not executable: {self.python}", "missing")
         self._group = execnet.Group()
         try:
-            self._gateway = self._group.makegateway(self.python if gateway else f"popen//python={self.python}")
+            if gateway:
+                self._gateway = self._group.makegateway(self.python)
+            else:
+                self._start_log = StartLog()
+                self._gateway = self._group.makegateway(f"popen//python={self._start_log.wrap(self.python)}")
             self._channel = self._gateway.remote_exec(_BOOTSTRAP)
             self._channel.send({"files": package_sources()} if remote else package_path_dir())
             self._progress = self._new_progress()
@@ -483,11 +538,13 @@ class AdapterWorker:
             if kind != "hello":
                 raise RuntimeError(f"worker protocol: expected hello, got {kind!r}")
             self.pid = int(hello["pid"])
+            self._close_start_log()           # the worker's fd 2 is its own capture file now
             # A file-backed record (no memfd here) was mapped by the worker before its
             # hello: unlinked now, it cannot outlive the run.
             self._unlink_progress()
             reply = self._receive_setup(f"setting up {spec.adapter_ref}")
         except BaseException as exc:  # noqa: BLE001 - the worker must not outlive a failed start
+            said = self._start_log.last_line() if self._start_log is not None else ""
             self._teardown(kill=True)
             if isinstance(exc, (RunAborted, KeyboardInterrupt)):
                 raise
@@ -498,7 +555,8 @@ class AdapterWorker:
             if not isinstance(exc, Exception):
                 raise
             raise AdapterUnavailable(f"worker for {spec.adapter_ref} under {self.python} did not start: "
-                                     f"{type(exc).__name__}: {exc}", "import_error") from None
+                                     f"{type(exc).__name__}: {exc}" + (f"; it printed: {said}" if said else ""),
+                                     "import_error") from None
         if reply[0] == "unavailable":
             self._teardown(kill=False)
             raise AdapterUnavailable(reply[2], reply[1])
@@ -513,7 +571,14 @@ class AdapterWorker:
             raise AdapterUnavailable(f"{doing}: no answer within setup_timeout={self.setup_timeout:g}s "
                                      f"(worker killed)", "import_error") from None
         except _BROKEN as exc:
-            raise AdapterUnavailable(f"{doing}: {self._exit_status()}{_detail(exc)}", "import_error") from None
+            said = self._start_log.last_line() if self._start_log is not None else ""
+            raise AdapterUnavailable(f"{doing}: {self._exit_status()}{_detail(exc)}"
+                                     + (f"; it printed: {said}" if said else ""), "import_error") from None
+
+    def _close_start_log(self) -> None:
+        if self._start_log is not None:
+            self._start_log.close()
+            self._start_log = None
 
     def _receive_interruptibly(self, timeout: float):
         """``channel.receive(timeout)`` in short slices, so that :func:`abort_all` from
@@ -584,6 +649,7 @@ class AdapterWorker:
             self._progress.close()
             self._progress = None
         self._unlink_progress()
+        self._close_start_log()
         if group is None:
             return
         if _ABORT.is_set():
