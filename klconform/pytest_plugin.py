@@ -428,10 +428,31 @@ def pytest_collection_modifyitems(session, config, items):
     runs = runs_for(config)
     if runs is None:
         return
+    if runs.sel.baseline:
+        check_baselines(runs)
     root = Conformance.from_parent(session, name="klconform", nodeid="klconform")
     for rid in runs.run_ids:
         config.addinivalue_line("markers", f"{marker_for(rid)}: klconform items of adapter {rid}")
     items.extend(root.collect_all())
+
+
+def check_baselines(runs: ConformanceRuns) -> None:
+    """``--klconform-baseline DIR`` usable before any item runs: every baseline file there
+    reads, and those of the selected adapters were made on this run's corpus (when it is a
+    file; a drawn corpus is checked by the items).  pytest.UsageError, one line, otherwise."""
+    from klconform import baseline, engine
+    try:
+        files = baseline.read_directory(runs.sel.baseline)
+        if runs.corpus_path() is not None:
+            digest = engine.corpus_digest(runs.corpus())
+            names = {baseline.adapter_name(rid) for rid in runs.run_ids}
+            for b in files:
+                if b.adapter in names and b.header.get("corpus_digest") != digest:
+                    raise baseline.BaselineError(
+                        f"stale baseline {b.file_name()}: corpus digest {b.header.get('corpus_digest')} differs "
+                        f"from this run's {digest} (use the corpus it was made on, or regenerate it)")
+    except baseline.BaselineError as exc:
+        raise pytest.UsageError(f"--klconform-baseline: {exc}") from None
 
 
 def marker_for(run_id: str) -> str:
@@ -615,9 +636,15 @@ class BaselineItem(_Item):
         cases = {e.sent.case.digest: e.sent.to_json() for e in res.evaluated}
         result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=runs.sel.seed, hypothesis={},
                            corpus_digest=engine.corpus_digest(runs.corpus()), cases=cases, runs=[res.run])
-        changes = baseline.check(result, runs.sel.baseline)
+        try:
+            found = baseline.check(result, runs.sel.baseline)
+        except baseline.BaselineError as exc:       # e.g. stale against a drawn corpus
+            raise ConformanceFailure(f"klconform: {self.run_id}: --klconform-baseline: {exc}") from None
+        # notes (is_change False: values moved within the bound, an older version's
+        # baseline used) are no change: they are listed with a failure, never one alone
+        changes = [c for c in found if c.is_change]
         self.user_properties.append(("klconform_baseline_changes", str(len(changes))))
         if changes:
             raise ConformanceFailure("\n".join([f"klconform: {self.run_id}: {len(changes)} change(s) against "
                                                 f"the baselines in {runs.sel.baseline}",
-                                                *(str(c) for c in changes[:50])]))
+                                                *(c.line() for c in [*changes, *(c for c in found if not c.is_change)][:50])]))
