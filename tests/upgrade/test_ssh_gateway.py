@@ -162,5 +162,4 @@ def test_unreachable_host_is_one_line_unavailable(sshd, tmp_path):
     spec = "//".join([f"ssh={alias}", f"python={sys.executable}", f"ssh_config={bad}"])
     with pytest.raises(workers.AdapterUnavailable) as exc:
         workers.run_in_worker("tests.harness.misbehaving:GoodKL", [], python=spec, setup_timeout=20)
-    print(exc.value.reason)
     assert exc.value.status == "import_error" and "\n" not in exc.value.reason, exc.value.reason
