@@ -172,11 +172,34 @@ def weighted_curated_cases(dtypes=("float32", "float64")) -> list[Case]:
     return out
 
 
+# tf_keras.losses.KLDivergence docstring (tf_keras/src/losses.py, 2.21.0): the printed example
+_KERAS_DOC_TRUE = [[0.0, 1.0], [0.0, 0.0]]
+_KERAS_DOC_PRED = [[0.6, 0.4], [0.4, 0.6]]
+
+
+def keras_doc_example_cases(dtypes=("float32", "float64")) -> list[Case]:
+    """The four calls of the tf_keras ``KLDivergence`` docstring example, y_true and y_pred
+    as probabilities: the default reduction ("sum_over_batch_size" = distribution_mean),
+    again with sample_weight=[0.8, 0.2] (one weight per row: shape (2, 1) here), SUM (sum)
+    and NONE (distribution).  float32 is what the docstring ran (floatx)."""
+    out = []
+    for dtype in dtypes:
+        base = dict(target=round_to(_KERAS_DOC_TRUE, dtype), pred=round_to(_KERAS_DOC_PRED, dtype), dtype=dtype,
+                    target_kind="prob", pred_kind="prob")
+        for red in ("distribution_mean", "sum", "distribution"):
+            out.append(Case(**base, reduction=red, label="curated/tf_keras_doc_example"))
+        out.append(Case(**base, reduction="distribution_mean", sample_weight=round_to([[0.8], [0.2]], dtype),
+                        label="curated/tf_keras_doc_example_weighted"))
+    return out
+
+
 def all_curated() -> list[Case]:
     """The curated set that runs every time: every question in every dtype with Q as
     log-probabilities, again in float64 with Q and P given as probabilities / P as
-    log-probabilities, and the weighted seed examples in every dtype."""
+    log-probabilities, the weighted seed examples in every dtype, and the tf_keras
+    docstring's example calls."""
     dts = ("float16", "bfloat16", "float32", "float64")
     return (curated_cases(dtypes=dts)
             + curated_cases(dtypes=("float64",), pred_kinds=("prob",), target_kinds=("prob", "logprob"))
-            + weighted_curated_cases(dtypes=dts))
+            + weighted_curated_cases(dtypes=dts)
+            + keras_doc_example_cases())
