@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import re
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +31,9 @@ from ..results import AdapterRun, RunResult
 
 CLAIMS_PATH = Path(__file__).resolve().parent.parent / "claims.toml"
 HOLDS, FAILS, UNCHECKED = "holds", "does not hold", "not checked"
-KINDS = ("fingerprint", "value", "relation", "warning", "unchecked")
+KINDS = ("fingerprint", "value", "relation", "warning", "shape", "unchecked")
+SHAPE_OUTPUT = ("input", "target", "broadcast", "scalar")   # shape check, of = "output"
+SHAPE_ACCEPTED = ("same", "same_count")                      # shape check, of = "accepted"
 SELECTOR_FIELDS = ("label", "dtype", "reduction", "pred_kind", "target_kind")
 _TEMPLATE_FIELDS = {f.name for f in dataclasses.fields(Template)} - {"reductions"}
 
@@ -73,7 +76,7 @@ def _validate(where: str, d: dict[str, Any]) -> Claim:
     if kind not in KINDS:
         raise ClaimsError(f"{where}: check.kind {kind!r} is not one of {', '.join(KINDS)}")
     need = {"fingerprint": ("expect",), "value": ("cases", "expect"), "relation": ("left", "right", "op"),
-            "warning": ("cases", "contains"), "unchecked": ("reason",)}[kind]
+            "warning": ("cases", "contains"), "shape": ("cases", "expect"), "unchecked": ("reason",)}[kind]
     for key in need:
         if key not in chk:
             raise ClaimsError(f"{where}: check of kind {kind!r} needs {key!r}")
@@ -91,6 +94,20 @@ def _validate(where: str, d: dict[str, Any]) -> Claim:
         raise ClaimsError(f"{where}: check.quantity {chk['quantity']!r} is not 'divergence' or 'output'")
     if kind == "relation" and chk["op"] not in ("==", "<", ">"):
         raise ClaimsError(f"{where}: relation op {chk['op']!r} is not one of ==, <, >")
+    if kind == "relation" and chk.get("left_factor", "batch_size") != "batch_size":
+        raise ClaimsError(f"{where}: relation left_factor {chk['left_factor']!r} is not 'batch_size'")
+    if kind == "shape":
+        of = chk.get("of", "output")
+        allowed = {"output": SHAPE_OUTPUT, "accepted": SHAPE_ACCEPTED}.get(of)
+        if allowed is None:
+            raise ClaimsError(f"{where}: shape check of {of!r} is not 'output' or 'accepted'")
+        if chk["expect"] not in allowed:
+            raise ClaimsError(f"{where}: shape check of {of!r}: expect {chk['expect']!r} is not one of {', '.join(allowed)}")
+    if kind == "value" and isinstance(chk["expect"], dict) and "printed" in chk["expect"]:
+        try:
+            _printed(chk["expect"]["printed"])
+        except (TypeError, ValueError):
+            raise ClaimsError(f"{where}: printed {chk['expect']['printed']!r} is not a decimal string or a list of them") from None
     subject = d["subject"]
     subject = (subject,) if isinstance(subject, str) else tuple(subject)
     return Claim(id=d["id"], subject=subject, topic=d["topic"], source=d["source"], quote=d["quote"],
@@ -133,9 +150,16 @@ def _field_matches(want, have) -> bool:
 
 
 def select(result: RunResult, run: AdapterRun, selector: dict[str, Any]) -> list[str]:
-    """Digests of the cases ``run`` answered that match ``selector``, in digest order."""
+    """Digests of the cases ``run`` answered that match ``selector``, in digest order.  A
+    counterexample the shrinker derived from a corpus case keeps that case's label but is
+    not the documented question (the tf_keras docstring's (2, 2) example shrinks to a
+    (1, 1) one): those are left out."""
+    shrunk = {cx.get("case") for cx in (run.counterexamples or {}).values()
+              if isinstance(cx, dict) and cx.get("case") != cx.get("found_as")}
     out = []
     for digest in sorted(run.outcomes):
+        if digest in shrunk:
+            continue
         c = result.cases.get(digest)
         if c is not None and all(_field_matches(w, c.get(k)) for k, w in selector.items()):
             out.append(digest)
@@ -184,6 +208,25 @@ def _short(v) -> str:
     return f"array[{a.size}] max |.| {np.nanmax(np.abs(a)) if np.any(~np.isnan(a)) else float('nan'):.6g}"
 
 
+def _printed(text) -> tuple[np.ndarray, np.ndarray]:
+    """A documented number (or list of numbers) as printed, e.g. ``"0.458"`` or
+    ``["0.916", "-3.08e-06"]``: the values and half a unit in each one's last printed digit
+    (what "to the printed precision" allows)."""
+    items = [text] if isinstance(text, str) else list(text)
+    vals, tols = [], []
+    for t in items:
+        if not isinstance(t, str):
+            raise TypeError(t)
+        m = re.fullmatch(r"\s*([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*", t)
+        if not m or not (m.group(2) or m.group(3)):
+            raise ValueError(t)
+        digits = len(m.group(3) or "")
+        exp = int(m.group(4) or 0)
+        vals.append(float(t))
+        tols.append(0.5 * 10.0 ** (exp - digits))
+    return np.array(vals), np.array(tols)
+
+
 def _describe(data: _Data, d: str) -> str:
     c = data.result.cases[d]
     return f"{c.get('label') or d} ({c['dtype']}, {c['reduction']}, case {d})"
@@ -213,6 +256,8 @@ def _satisfies(data: _Data, d: str, expect, quantity: str = "divergence") -> tup
     o = data.outcome(d)
     if o.status != "ok" or o.value is None:
         return False, f"{o.status}: {getattr(o, 'error_type', None) or ''} {(getattr(o, 'error_message', None) or '')[:80]}".strip()
+    if isinstance(expect, dict) and "printed" in expect:
+        return _satisfies_printed(data, d, expect["printed"])
     o, reduction = _judged(data, d, quantity)
     obs = np.asarray(o.value, dtype=np.float64)
     seen = f"observed {_short(obs)}" + (" (summed over the class axis)" if reduction != data.case(d).reduction else "")
@@ -252,6 +297,43 @@ def _satisfies(data: _Data, d: str, expect, quantity: str = "divergence") -> tup
         what = Point(**fields).name + (f" x {f:g}" if f != 1.0 else "")
         return value_agrees(scaled, o, case), f"{seen}, {what} = {_short(scaled.value)}"
     raise ClaimsError(f"unsupported value expectation {expect!r}")
+
+
+def _satisfies_printed(data: _Data, d: str, printed) -> tuple[bool, str]:
+    """A documented example's printed output against the outcome as returned: every
+    element within half a unit of its last printed digit, or the observed value with its
+    trailing digits cut off (docs print 0.366 for 0.36652; the evidence says so).  The evidence also says whether
+    the printed numbers are the canonical value of the case's reduction (to the same
+    precision): a doc's example can match its framework and still not be the KL."""
+    o = data.outcome(d)
+    want, tol = _printed(printed)
+    obs = np.asarray(o.value, dtype=np.float64).reshape(-1)
+    text = printed if isinstance(printed, str) else "[" + ", ".join(printed) + "]"
+    seen = f"observed {_short(obs)}, printed {text}"
+    if obs.size != want.size:
+        return False, f"{seen}: {obs.size} value(s) where {want.size} are printed"
+    with np.errstate(invalid="ignore"):
+        rounded = np.abs(obs - want) <= tol
+        # printed digits that cut the observed value off (toward zero) instead of rounding it
+        truncated = (np.sign(obs) * np.sign(want) >= 0) & (np.abs(want) <= np.abs(obs)) & (np.abs(obs) < np.abs(want) + 2 * tol)
+        ok = bool(np.all(rounded | truncated))
+        if not ok:
+            off = f" (off by {_short(np.abs(obs - want))}, precision +-{_short(tol)})"
+        elif not np.all(rounded):
+            off = f" (the printed digits are the observed value truncated, not rounded: off by {_short(np.abs(obs - want))})"
+        else:
+            off = ""
+    exp = data.expected(d)
+    if isinstance(exp, Exception):
+        return ok, f"{seen}{off}; the reference defines no value ({exp})"
+    canon = np.asarray(exp.value, dtype=np.float64).reshape(-1)
+    if canon.size != want.size:
+        return ok, f"{seen}{off}; canonical {data.case(d).reduction} has shape {list(np.shape(exp.value))}"
+    with np.errstate(invalid="ignore"):
+        is_kl = bool(np.all((np.abs(canon - want) <= tol) | ((np.sign(canon) * np.sign(want) >= 0)
+                            & (np.abs(want) <= np.abs(canon)) & (np.abs(canon) < np.abs(want) + 2 * tol))))
+    return ok, (f"{seen}{off}; canonical {data.case(d).reduction} {_short(canon)}: the printed value "
+                + ("is" if is_kl else "is NOT") + " the canonical value to the printed precision")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -322,6 +404,11 @@ def _pairs(data: _Data, run: AdapterRun, chk: dict) -> list[tuple[str, str]]:
 def _check_relation(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
     pairs = _pairs(data, run, claim.check)
     op = claim.check["op"]
+    scaled = "left_factor" in claim.check      # left x the case's batch size (e.g. batchmean x N vs sum)
+    skipped = 0
+    if scaled:
+        kept = [(l, r) for l, r in pairs if _batch_size(data.case(l))]
+        skipped, pairs = len(pairs) - len(kept), kept
     if not pairs:
         return UNCHECKED, "no pair of outcomes to compare (the selected cases were not sent to this adapter)", []
     fails = []
@@ -331,13 +418,16 @@ def _check_relation(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, st
             fails.append((l, r, f"status {ol.status} / {orr.status}"))
             continue
         a, b = np.asarray(ol.value, dtype=np.float64), np.asarray(orr.value, dtype=np.float64)
+        n = _batch_size(data.case(l)) if scaled else 1
+        a = a * n
         if a.shape != b.shape:
             fails.append((l, r, f"shapes {list(a.shape)} / {list(b.shape)}"))
             continue
         with np.errstate(invalid="ignore"):
             if op == "==":
                 ea, eb = data.expected(l), data.expected(r)
-                bounds = [np.asarray(e.bound, dtype=np.float64) for e in (ea, eb) if not isinstance(e, Exception)]
+                bounds = [np.asarray(e.bound, dtype=np.float64) * (n if e is ea else 1)
+                          for e in (ea, eb) if not isinstance(e, Exception)]
                 if any(np.shape(b) not in ((), a.shape) for b in bounds):
                     fails.append((l, r, f"shape {list(a.shape)} differs from the reference's"))
                     continue
@@ -348,14 +438,118 @@ def _check_relation(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, st
             else:
                 ok = bool(np.all(a < b) if op == "<" else np.all(a > b))
         if not ok:
-            fails.append((l, r, f"{_short(a)} {op} {_short(b)} is false"))
+            if scaled:
+                c = data.case(l)
+                with np.errstate(all="ignore"):
+                    div = np.asarray(b, dtype=np.float64).reshape(-1)[:1] / np.asarray(ol.value, dtype=np.float64).reshape(-1)[:1]
+                fails.append((l, r, f"{_short(ol.value)} x batch size {n} = {_short(a)} {op} {_short(b)} is false "
+                                    f"(observed divisor {_short(div)}; pred {list(c.pred.shape)}, target {list(c.target.shape)})"))
+            else:
+                fails.append((l, r, f"{_short(a)} {op} {_short(b)} is false"))
+    extra = f"; {skipped} pair(s) with batch size 0 left out" if skipped else ""
     if fails:
         l, r, why = fails[0]
         return FAILS, (f"{len(fails)} of {len(pairs)} pairs fail; e.g. {_describe(data, l)} vs "
-                       f"{_describe(data, r)}: {why}"), [fails[0][0], fails[0][1]]
+                       f"{_describe(data, r)}: {why}{extra}"), [f[0] for f in fails[:4]] + [fails[0][1]]
     l, r = pairs[0]
-    return HOLDS, (f"all {len(pairs)} pairs satisfy {op}; e.g. {_short(data.outcome(l).value)} {op} "
-                   f"{_short(data.outcome(r).value)} ({_describe(data, l)})"), [l, r]
+    lhs = f"{_short(data.outcome(l).value)}" + (" x batch size" if scaled else "")
+    return HOLDS, (f"all {len(pairs)} pairs satisfy {op}; e.g. {lhs} {op} "
+                   f"{_short(data.outcome(r).value)} ({_describe(data, l)}){extra}"), [l, r]
+
+
+def _batch_size(case: Case) -> int:
+    """The size of the batch axis of the broadcast shape (KL-RED-BATCHMEAN's divisor); 0 for
+    a 0-D case or an empty batch."""
+    shape = case.shape
+    return int(shape[case.batch_axis % len(shape)]) if shape else 0
+
+
+def _check_shape(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
+    """``of = "output"``: every successful outcome has the ``expect`` shape (the input's =
+    the prediction's, the target's, the broadcast shape, or a scalar).  ``of = "accepted"``:
+    the shape pairs the framework accepted (status ok) or refused (error) against what the
+    docs allow: ``same`` (only equal shapes) or ``same_count`` (any shapes with equal element
+    counts).  Cases the adapter declined (unsupported) say nothing about the framework."""
+    chosen = select(data.result, run, claim.check["cases"])
+    if not chosen:
+        return UNCHECKED, f"no case matching {claim.check['cases']} was sent to this adapter", []
+    expect = claim.check["expect"]
+
+    def shapes(d):
+        c = data.case(d)
+        return tuple(c.pred.shape), tuple(c.target.shape)
+
+    def pair_text(d):
+        p, t = shapes(d)
+        return f"pred {list(p)} / target {list(t)}"
+
+    if claim.check.get("of", "output") == "output":
+        ok_cases = [d for d in chosen if data.outcome(d).status == "ok" and data.outcome(d).value is not None]
+        if not ok_cases:
+            return UNCHECKED, f"no successful outcome among {len(chosen)} selected cases", []
+        bad = []
+        for d in ok_cases:
+            c = data.case(d)
+            want = {"input": c.pred.shape, "target": c.target.shape, "broadcast": c.shape, "scalar": ()}[expect]
+            got = np.shape(data.outcome(d).value)
+            if tuple(got) != tuple(want):
+                bad.append((d, got, want))
+        differ = sum(1 for d in ok_cases if shapes(d)[0] != shapes(d)[1])
+        summary = f"{len(ok_cases)} outcomes ({differ} with pred and target shapes differing)"
+        if bad:
+            d, got, want = bad[0]
+            as_broadcast = sum(1 for b, g, _ in bad if tuple(g) == data.case(b).shape)
+            return FAILS, (f"{len(bad)} of {summary} do not have the {expect} shape ({as_broadcast} of them have "
+                           f"the broadcast shape); e.g. {_describe(data, d)}: "
+                           f"{pair_text(d)} -> returned {list(got)}, {expect} shape {list(want)}"), [b[0] for b in bad[:5]]
+        return HOLDS, f"all {summary} have the {expect} shape; e.g. {_describe(data, ok_cases[0])}: {pair_text(ok_cases[0])}", ok_cases[:5]
+
+    # "same": a requirement (only equal shapes are accepted); "same_count": a permission (any
+    # shapes with equal element counts are accepted; other pairs are only reported).
+    accepted = [d for d in chosen if data.outcome(d).status == "ok"]
+    refused = [d for d in chosen if data.outcome(d).status == "error"]
+    judged = accepted + refused
+    if not judged:
+        return UNCHECKED, f"no selected case reached the framework ({len(chosen)} declined by the adapter)", []
+
+    def allowed(d):
+        p, t = shapes(d)
+        return p == t if expect == "same" else int(np.prod(p)) == int(np.prod(t))
+
+    def groups(ds):
+        seen = {}
+        for d in ds:
+            seen.setdefault(pair_text(d), d)
+        return seen
+
+    wrongly_accepted = [d for d in accepted if not allowed(d)] if expect == "same" else []
+    # an equal-shape pair refused was refused for something else (empty arrays, ...): not shapes
+    wrongly_refused = [d for d in refused if allowed(d) and shapes(d)[0] != shapes(d)[1]]
+    acc_diff = groups(d for d in accepted if shapes(d)[0] != shapes(d)[1])
+    ref_diff = groups(d for d in refused if shapes(d)[0] != shapes(d)[1])
+    seen = (f"{len(accepted)} accepted, {len(refused)} refused by the framework, {len(chosen) - len(judged)} "
+            f"declined by the adapter; differing shape pairs accepted: "
+            f"{', '.join(list(acc_diff)[:4]) or 'none'}; refused: {', '.join(list(ref_diff)[:4]) or 'none'}")
+    if wrongly_accepted or wrongly_refused:
+        d = (wrongly_accepted or wrongly_refused)[0]
+        what = "accepted although the docs rule it out" if wrongly_accepted else "refused although the docs allow it"
+        return FAILS, f"{_describe(data, d)}: {pair_text(d)} {what}; {seen}", (wrongly_accepted + wrongly_refused)[:5]
+    if expect == "same_count":
+        distinctive = [d for d in judged if shapes(d)[0] != shapes(d)[1] and allowed(d)
+                       and not _broadcastable(*shapes(d))]
+        if not distinctive:
+            return UNCHECKED, ("the claim is about equal-count shapes that do not broadcast, and the case model cannot "
+                               "send those (klconform/case.py: Case requires target and pred to broadcast); "
+                               f"what was sent agrees with it: {seen}"), judged[:5]
+    return HOLDS, seen, judged[:5]
+
+
+def _broadcastable(a, b) -> bool:
+    try:
+        np.broadcast_shapes(a, b)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_warning(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, list[str]]:
@@ -370,7 +564,7 @@ def _check_warning(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str
 
 
 _CHECKS = {"fingerprint": _check_fingerprint, "value": _check_value, "relation": _check_relation,
-           "warning": _check_warning}
+           "warning": _check_warning, "shape": _check_shape}
 
 
 def check_claim(claim: Claim, result: RunResult) -> list[ClaimResult]:

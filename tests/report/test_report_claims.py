@@ -104,3 +104,71 @@ def test_missing_subject_is_not_checked(recorded):
     res = check_claim(claim("mxnet.KLDivLoss", kind="value", cases={"label": "x"}, expect=0.0), recorded)
     assert [(r.run, r.status) for r in res] == [(None, UNCHECKED)]
     assert "no run of mxnet.KLDivLoss" in res[0].evidence
+
+
+def test_printed_values_to_the_printed_precision(recorded):
+    # KL([.3,.4,.1,.2] || [.2,.5,.2,.1]) summed = 0.101696831...: rounded 0.1017, truncated 0.1016
+    sel = {"label": "curated/seed_mxnet_d2_vs_d1", "reduction": "sum"}
+    res = {p: check_claim(claim("double.canonical", kind="value", cases=sel, expect={"printed": p}), recorded)[0]
+           for p in ("0.1017", "0.1016", "0.1015", "0.10")}
+    assert res["0.1017"].status == HOLDS and "truncated" not in res["0.1017"].evidence
+    assert res["0.1016"].status == HOLDS and "truncated, not rounded" in res["0.1016"].evidence
+    assert res["0.1015"].status == FAILS and "off by" in res["0.1015"].evidence
+    assert res["0.10"].status == HOLDS
+    assert "is the canonical value" in res["0.1017"].evidence
+    # the swapped+sum double returns KL(Q||P): the printed KL(P||Q) is not its value
+    swapped = claim("double.swapped_sum", kind="value", cases=sel, expect={"printed": "0.1017"})
+    assert status(recorded, swapped, "double.swapped_sum") == FAILS
+    vals, tols = claims_mod._printed(["0.916", "-3.08e-06"])
+    assert list(vals) == [0.916, -3.08e-06] and tols[0] == pytest.approx(5e-4) and tols[1] == pytest.approx(5e-9)
+    n = check_claim(claim("double.canonical", kind="value", cases=sel, expect={"printed": ["0.1017", "0"]}), recorded)[0]
+    assert n.status == FAILS and "2 are printed" in n.evidence
+
+
+def test_batch_size_relation(recorded):
+    """batchmean x batch size == sum: the canonical double divides by the broadcast batch size;
+    the swapped+sum double applies sum for batchmean, so the divisor is 1."""
+    c = claim("*", kind="relation", left={"reduction": "batchmean"}, right={"reduction": "sum"}, op="==",
+              left_factor="batch_size", pair_on=["dtype", "pred_kind", "target_kind", "target", "pred",
+                                                 "weight", "sample_weight", "class_axis", "batch_axis"])
+    res = {r.run: r for r in check_claim(c, recorded)}
+    assert res["double.canonical"].status == HOLDS
+    assert "broadcast" not in res["double.canonical"].evidence
+    assert res["double.swapped_sum"].status == FAILS and "observed divisor 1" in res["double.swapped_sum"].evidence
+    # broadcast: pred (1, 2) against target (3, 2) -- the batch size is the broadcast one (3)
+    row = claim("double.canonical", kind="relation", left={"label": "curated/broadcast_pred_row", "reduction": "batchmean"},
+                right={"label": "curated/broadcast_pred_row", "reduction": "sum"}, op="==", left_factor="batch_size",
+                pair_on=["dtype", "pred_kind", "target_kind"])
+    assert status(recorded, row, "double.canonical") == HOLDS
+    wrong = dict(row.check, left_factor=None)
+    with pytest.raises(claims_mod.ClaimsError, match="left_factor"):
+        claims_mod._validate("x", {"id": "x", "subject": "a", "topic": "t", "source": "s", "quote": "q", "check": wrong})
+
+
+def test_shape_checks(recorded):
+    scalar = claim("double.canonical", kind="shape", cases={"reduction": ["sum", "batchmean"]}, of="output", expect="scalar")
+    assert status(recorded, scalar, "double.canonical") == HOLDS
+    r = check_claim(claim("double.canonical", kind="shape", cases={"reduction": "sum"}, of="output", expect="input"),
+                    recorded)[0]
+    assert r.status == FAILS and "input shape" in r.evidence
+    # the doubles broadcast: a "same shape only" requirement does not hold, with the pairs named
+    same = check_claim(claim("double.canonical", kind="shape", cases={"label": "*"}, of="accepted", expect="same"),
+                       recorded)[0]
+    assert same.status == FAILS and "pred [1, 2] / target [3, 2]" in same.evidence
+    # equal counts that do not broadcast cannot be sent: not checkable, and said why
+    count = check_claim(claim("double.canonical", kind="shape", cases={"label": "*"}, of="accepted", expect="same_count"),
+                        recorded)[0]
+    assert count.status == UNCHECKED and "cannot send" in count.evidence and "accepted" in count.evidence
+    for bad in ({"of": "output", "expect": "same"}, {"of": "size", "expect": "scalar"}):
+        with pytest.raises(claims_mod.ClaimsError):
+            claims_mod._validate("x", {"id": "x", "subject": "a", "topic": "t", "source": "s", "quote": "q",
+                                       "check": {"kind": "shape", "cases": {}, **bad}})
+
+
+def test_shrunk_counterexamples_are_not_selected(recorded):
+    """A shrunk counterexample keeps its corpus case's label; a claim about a documented
+    example must not judge it."""
+    for run in recorded.runs:
+        shrunk = {cx["case"] for cx in run.counterexamples.values() if cx.get("case") != cx.get("found_as")}
+        assert not shrunk & set(claims_mod.select(recorded, run, {"label": "*"}))
+    assert any(cx.get("case") != cx.get("found_as") for run in recorded.runs for cx in run.counterexamples.values())
