@@ -220,7 +220,7 @@ def test_stress_interrupt_runs_at_random_moments(tmp_path):
         assert r["rc"] in (cli.EXIT_OK, cli.EXIT_DISCREPANCY, cli.EXIT_INTERRUPTED), (r["rc"], r)
         assert not r["traceback"] and not r["set"].startswith("MIXED") and not r.get("lost"), (r["set"], r)
         assert r["stray"] == [] and r["tmp"] == [], r
-    assert figures["max signal-to-exit s"] < 3.0, figures
+    assert figures["max signal-to-exit s"] < 5.0, figures   # ~0.3 s when quiet; margin for a loaded machine
     assert figures["interrupted (130)"] >= 5, figures      # the moments chosen do interrupt most runs
     assert progress_files() <= before
 

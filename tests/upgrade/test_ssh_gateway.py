@@ -151,7 +151,7 @@ def test_remote_hang_is_charged_quickly_and_leaves_no_remote_process(sshd):
         took = time.monotonic() - t0
         assert after.status == "ok", after.error_message
     assert hung.status == "crash" and "no outcome for case_timeout=1.5s" in hung.error_message, hung
-    assert took < 9.0, took
+    assert took < 14.0, took   # the bug took 18 s; a loaded machine needs margin above the ~6.5 s
     assert _gone(first_pid), f"remote worker {first_pid} still running"
 
 
