@@ -384,7 +384,7 @@ def gradient_points(result: RunResult, run: AdapterRun, fp: dict, cache: dict | 
 # The first screen answers "what does this API compute?" per framework-version, in the
 # family's vocabulary (SPEC.md §Family), from the OBSERVED fingerprint; a mark where that
 # differs from the documented template (≠doc) or from the canonical definition (≠canon).
-FIRST_SCREEN_COLUMNS = ("argument order", "input convention", "reductions", "epsilon / clipping",
+FIRST_SCREEN_COLUMNS = ("argument order", "term summed", "input convention", "reductions", "epsilon / clipping",
                         "zeros and infinities", "computes in", "gradients at zeros", "shapes")
 
 
@@ -411,6 +411,10 @@ def first_screen(v: RunView) -> dict[str, str]:
                 any(getattr(t, f) != getattr(c, f) for f in fields))
     row = {}
     row["argument order"] = _marked("swapped: computes KL(Q‖P)" if t.swap else "KL(P‖Q), target first", *diff("swap"))
+    # which function is summed (SPEC.md §11): the generalised term, and inputs normalised first
+    term = "p·log(p/q) − p + q (generalised)" if t.generalised else "p·log(p/q)"
+    row["term summed"] = _marked(term + ("; P, Q normalised along the class axis first" if t.normalise else ""),
+                                 *diff("generalised", "normalise"))
     kinds = f"pred {'/'.join(caps.get('pred_kinds', []) or ['?'])}, target {'/'.join(caps.get('target_kinds', []) or ['?'])}"
     mis = [f"pred read as {t.pred_as}"] if t.pred_as else []
     mis += [f"target read as {t.target_as}"] if t.target_as else []
@@ -422,8 +426,9 @@ def first_screen(v: RunView) -> dict[str, str]:
                                 + (f" (of {', '.join(asked)})" if asked else ""), doc_red, bool(mapped))
     eps = {"none": "none", "target_log_eps": f"log(p + {t.eps:g})", "clip_both": f"p, q clipped into [{t.eps:g}, 1]"}
     row["epsilon / clipping"] = _marked(eps.get(t.epsilon, t.epsilon), *diff("epsilon", "eps"))
-    row["zeros and infinities"] = _marked("0·log 0 = 0, p>0 & q=0 → +∞" if t.zero_inf == "zero" else "0·∞ = NaN",
-                                          *diff("zero_inf"))
+    zeros = "0·log 0 = 0, p>0 & q=0 → +∞" if t.zero_inf == "zero" else "0·∞ = NaN"
+    row["zeros and infinities"] = _marked(zeros + ("; negative entries → +∞" if t.negative == "inf" else ""),
+                                          *diff("zero_inf", "negative"))
     dtype_verdicts = sum(1 for x in v.run.verdicts if x.against == "canonical" and x.cls == "dtype")
     row["computes in"] = ("the case's dtype" if not dtype_verdicts
                           else f"another dtype in {dtype_verdicts} case(s) (≠canon)")
