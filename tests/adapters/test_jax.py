@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adapter_checks import assert_within
 from klconform import records as known_records
 from klconform.adapters.jax_special import JaxKLDiv, JaxRelEntr
 from klconform.case import Case
@@ -63,20 +64,9 @@ def run(request):
     return cls(), dict(zip(labels, outs))
 
 
-def assert_within(observed, expected, bound, what=""):
-    """Same NaN/±inf pattern, finite entries within ``bound`` (KL-BOUND-4)."""
-    obs, exp = np.asarray(observed, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    assert obs.shape == exp.shape, what
-    assert np.array_equal(np.isnan(obs), np.isnan(exp)), f"{what}: {obs} vs {exp}"
-    inf = np.isinf(exp)
-    assert np.array_equal(obs[inf], exp[inf]), f"{what}: {obs} vs {exp}"
-    fin = np.isfinite(exp)
-    assert np.all(np.abs(obs[fin] - exp[fin]) <= np.broadcast_to(bound, exp.shape)[fin]), f"{what}: {obs} vs {exp}"
-
-
 # ----------------------------------------------------------------------------- declarations
 def test_module_does_not_import_jax():
-    code = ("import sys, adapters.jax_special as m, adapters.optax_losses as o; "
+    code = ("import sys, klconform.adapters.jax_special as m, klconform.adapters.optax_losses as o; "
             "m.JaxRelEntr().capabilities(); o.OptaxKLDivergence().capabilities(); print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"

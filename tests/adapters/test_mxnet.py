@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adapter_checks import assert_within
 from klconform.adapters.mxnet_kldivloss import MXNetKLDivLoss, documented_point
 from klconform import records as known_records
 from klconform.case import Case
@@ -183,20 +184,6 @@ def side_run():
 
 
 # ----------------------------------------------------------------------------- assertions
-def assert_within(observed, expected, bound, what=""):
-    """Same NaN/±inf pattern, finite entries within ``bound`` (SPEC.md KL-BOUND-4)."""
-    obs = np.asarray(observed, dtype=np.float64)
-    exp = np.asarray(expected, dtype=np.float64)
-    assert obs.shape == exp.shape, f"{what}: shape {obs.shape} != {exp.shape}"
-    assert np.array_equal(np.isnan(obs), np.isnan(exp)), f"{what}: NaN pattern {obs} vs {exp}"
-    inf = np.isinf(exp)
-    assert np.array_equal(np.isinf(obs), inf) and np.array_equal(obs[inf], exp[inf]), f"{what}: infinities {obs} vs {exp}"
-    fin = np.isfinite(exp)
-    err = np.abs(obs[fin] - exp[fin])
-    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), exp.shape)[fin]
-    assert np.all(err <= b), f"{what}: |observed - expected| = {err} exceeds bound {b} ({obs} vs {exp})"
-
-
 def assert_matches(outcome, case: Case, point: Point, grads=("pred", "target")):
     """Value (in the case's dtype), dtype, shape and the named gradients agree with ``point``."""
     exp = evaluate(case, point)

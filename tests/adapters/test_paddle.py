@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adapter_checks import assert_within
 from klconform import records as known_records
 from klconform.adapters.paddle_kl_div import PaddleKLDiv, PaddleKLDivLoss
 from klconform.case import Case
@@ -67,17 +68,6 @@ def run(request):
     env, outs = run_in_worker(f"{MODULE}:{cls.__name__}", [CASES[k] for k in labels], python=SIDE_PYTHON)
     assert env["framework"] == "paddlepaddle"
     return cls(), dict(zip(labels, outs))
-
-
-def assert_within(observed, expected, bound, what=""):
-    """Same NaN/±inf pattern, finite entries within ``bound`` (KL-BOUND-4)."""
-    obs, exp = np.asarray(observed, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    assert obs.shape == exp.shape, what
-    assert np.array_equal(np.isnan(obs), np.isnan(exp)), f"{what}: {obs} vs {exp}"
-    inf = np.isinf(exp)
-    assert np.array_equal(obs[inf], exp[inf]), f"{what}: {obs} vs {exp}"
-    fin = np.isfinite(exp)
-    assert np.all(np.abs(obs[fin] - exp[fin]) <= np.broadcast_to(bound, exp.shape)[fin]), f"{what}: {obs} vs {exp}"
 
 
 # ----------------------------------------------------------------------------- declarations

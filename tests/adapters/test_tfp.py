@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adapter_checks import assert_within
 from klconform import records as known_records
 from klconform.adapters.tfp_categorical import TfpCategoricalKL
 from klconform.case import Case
@@ -67,17 +68,6 @@ def obs():
     env, outs = run_in_worker(REF, [CASES[k] for k in labels], python=SIDE_PYTHON, setup_timeout=300.0)
     assert env["framework"] == "tensorflow-probability"
     return dict(zip(labels, outs))
-
-
-def assert_within(observed, expected, bound, what=""):
-    """Same NaN/±inf pattern, finite entries within ``bound`` (KL-BOUND-4)."""
-    obs_, exp = np.asarray(observed, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    assert obs_.shape == exp.shape, what
-    assert np.array_equal(np.isnan(obs_), np.isnan(exp)), f"{what}: {obs_} vs {exp}"
-    inf = np.isinf(exp)
-    assert np.array_equal(obs_[inf], exp[inf]), f"{what}: {obs_} vs {exp}"
-    fin = np.isfinite(exp)
-    assert np.all(np.abs(obs_[fin] - exp[fin]) <= np.broadcast_to(bound, exp.shape)[fin]), f"{what}: {obs_} vs {exp}"
 
 
 # ----------------------------------------------------------------------------- declarations

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+from adapter_checks import assert_within
 from klconform.adapters.torch_kl_div import TorchKLDiv, TorchKLDivLoss, documented_point
 from klconform import records as known_records
 from klconform.case import Case
@@ -164,21 +165,6 @@ def both():
 
 
 # ----------------------------------------------------------------------------- assertions
-def assert_within(observed, expected, bound, what=""):
-    """Same NaN/±inf pattern, finite entries within ``bound`` (SPEC.md KL-BOUND-4)."""
-    obs = np.asarray(observed, dtype=np.float64)
-    exp = np.asarray(expected, dtype=np.float64)
-    assert obs.shape == exp.shape, f"{what}: shape {obs.shape} != {exp.shape}"
-    assert np.array_equal(np.isnan(obs), np.isnan(exp)), f"{what}: NaN pattern {obs} vs {exp}"
-    inf = np.isinf(exp)
-    assert np.array_equal(np.isinf(obs), inf) and np.array_equal(obs[inf], exp[inf]), \
-        f"{what}: infinities {obs} vs {exp}"
-    fin = np.isfinite(exp)
-    err = np.abs(obs[fin] - exp[fin])
-    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), exp.shape)[fin]
-    assert np.all(err <= b), f"{what}: |observed - expected| = {err} exceeds bound {b} ({obs} vs {exp})"
-
-
 def assert_matches(outcome, case: Case, point: Point | None = None, grads=True):
     """Value (in the case's dtype), dtype, shape and gradients agree with ``point``."""
     exp = evaluate(case, point)
