@@ -577,6 +577,10 @@ def cmd_explore(args) -> int:
     kinds only the new cases show (unrecorded first) with the smallest case of each."""
     from . import engine, explore, frozen, workers
     dtypes = parse_dtypes(args.dtypes)
+    save_path = out_path(args.save) if args.save else None
+    if save_path is not None:   # before the run: a bad --save must not cost the exploration
+        if save_path.is_dir() or not save_path.parent.is_dir() or not os.access(save_path.parent, os.W_OK):
+            raise UsageError(f"--save {args.save}: not a writable file path (its directory must exist)")
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
     adapters = [a for a in load_adapters(specs, True)]
     progress = Progress(args.quiet)
@@ -614,9 +618,9 @@ def cmd_explore(args) -> int:
         if not findings.get(run.adapter):
             print(f"{run.adapter}: nothing the frozen corpus does not show")
     if args.save:
-        frozen.dump(explore.dedupe(save), out_path(args.save),
-                    made_by=f"klconform explore --seed {args.seed} --examples {args.examples}")
-        print(f"wrote {len(explore.dedupe(save))} case(s) to {args.save}")
+        kept = explore.dedupe(save)
+        frozen.dump(kept, save_path, made_by=f"klconform explore --seed {args.seed} --examples {args.examples}")
+        print(f"wrote {len(kept)} case(s) to {args.save}")
     if all(r.status != "ok" for r in res.runs):
         return EXIT_NOT_CHECKED
     return EXIT_DISCREPANCY if any(not f["known"] for fs in findings.values() for f in fs) else EXIT_OK
