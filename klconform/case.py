@@ -102,9 +102,14 @@ class Case:
 
     @property
     def digest(self) -> str:
-        """Content hash of the wire form: equal digests mean byte-identical questions."""
-        return hashlib.sha256(json.dumps(self._wire_header(), sort_keys=True).encode()
-                              + self._payload()).hexdigest()[:16]
+        """Content hash of the wire form: equal digests mean byte-identical questions
+        (computed once: a large case hashes 10⁸ bytes)."""
+        d = self.__dict__.get("_digest")
+        if d is None:
+            d = hashlib.sha256(json.dumps(self._wire_header(), sort_keys=True).encode()
+                               + self._payload()).hexdigest()[:16]
+            object.__setattr__(self, "_digest", d)
+        return d
 
     # ------------------------------------------------------------------ wire format
     def _payload(self) -> bytes:
@@ -163,7 +168,14 @@ class Case:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form for results files: bytes as hex, plus readable values for small cases."""
+        """JSON form for results files: bytes as hex; a large case (generated from a
+        ``recipe``, :mod:`klconform.large`) is its recipe instead of 10⁷ values."""
+        recipe = getattr(self, "recipe", None)
+        if recipe is not None:
+            w = self._wire_header()
+            w.update(target=None, pred=None, sample_weight=None, label=self.label, digest=self.digest,
+                     recipe=recipe.to_json())
+            return w
         w = self.to_wire()
         for k in ("target", "pred", "sample_weight"):
             if w[k] is not None:
@@ -172,6 +184,9 @@ class Case:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Case":
+        if d.get("recipe") is not None:
+            from . import large     # large imports this module
+            return large.check((large.Recipe.from_json(d["recipe"]), d["digest"]))
         w = dict(d)
         for k in ("target", "pred", "sample_weight"):
             if w.get(k) is not None:

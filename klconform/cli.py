@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep (default: all)")
     r.add_argument("--corpus", metavar="FILE", default=None,
                    help="a corpus file in the frozen format (default: the frozen corpus, klconform/data/frozen-corpus.jsonl)")
+    r.add_argument("--large", default="quick", metavar="WHICH",
+                   help="the large family (docs/large.md) each adapter also runs: quick (2 cases, the default), "
+                        "all (klconform/data/large-corpus.jsonl: 112 recipes up to 64x131072), none, or a FILE "
+                        "in that format")
     r.add_argument("--jobs", type=_int_in(1, 64), default=None, metavar="N",
                    help="adapters run at once, each in its own worker (default: the number of CPUs)")
     r.add_argument("--out", default=None, metavar="DIR",
@@ -161,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--examples", type=_int_in(1, MAX_EXAMPLES), default=1000, metavar="N",
                     help="generated cases per built-in adapter (default 1000, the ci size)")
     fr.add_argument("--out", metavar="FILE", default=None, help="where to write (default: the frozen corpus)")
+    fl = csub.add_parser("freeze-large", help="(maintainers) write the large corpus: klconform.large.catalogue() "
+                                              "recipes with the digests of the cases they generate")
+    fl.add_argument("--out", metavar="FILE", default=None, help="where to write (default klconform/data/large-corpus.jsonl)")
     ad = csub.add_parser("add", help="merge the cases of FILE (frozen format) into the frozen corpus")
     ad.add_argument("file", metavar="FILE")
     ad.add_argument("--corpus", metavar="FILE", default=None, help="the corpus to add to (default: the frozen corpus)")
@@ -356,6 +363,8 @@ def reproduction_command(args) -> str:
         cmd += ["--python", p]
     if args.dtypes:
         cmd += ["--dtypes", args.dtypes]
+    if getattr(args, "large", "quick") != "quick":
+        cmd += ["--large", args.large]
     return shlex.join(cmd)
 
 
@@ -412,6 +421,23 @@ def load_corpus(path: str | None):
                    "digest": head["digest"]}
 
 
+def load_large(value: str, dtypes: list[str] | None):
+    """The large-family entries ``--large`` names (kept to ``dtypes``) and what the results
+    record about them; a bad value or file is a UsageError."""
+    from . import large
+    if value == "none":
+        entries = []
+    elif value == "quick":
+        entries = list(large.QUICK)
+    else:
+        try:
+            entries = large.read(None if value == "all" else out_path(value))
+        except large.LargeCorpusError as exc:
+            raise UsageError(f"--large {value}: {exc}") from None
+    entries = [e for e in entries if not dtypes or e[0].dtype in dtypes]
+    return entries, {"which": value, "cases": len(entries)}
+
+
 def cmd_run(args) -> int:
     formats = parse_formats(args.formats)
     dtypes = parse_dtypes(args.dtypes)
@@ -465,12 +491,14 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     if dtypes:
         cases = [c for c in cases if c.dtype in dtypes]
     corpus_source["dtypes"] = dtypes or "all"
+    large_entries, corpus_source["large"] = load_large(args.large, dtypes)
     result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=0, hypothesis=corpus_source,
                        corpus_digest=engine.corpus_digest(cases), cases={c.digest: c.to_json() for c in cases},
                        runs=[], command=reproduction_command(args), started_at=started, complete=False,
                        reference=dict(reference_identity()))
     jobs = args.jobs or os.cpu_count() or 1
-    progress.line(f"{len(cases)} cases ({corpus_source['file']}), {len(specs)} adapter(s), {jobs} at a time")
+    progress.line(f"{len(cases)} cases ({corpus_source['file']}) + {len(large_entries)} large, "
+                  f"{len(specs)} adapter(s), {jobs} at a time")
     partial = out / PARTIAL
     partial_written = False
     worker_options = dict(setup_timeout=args.setup_timeout, memory_limit=args.worker_memory)
@@ -507,7 +535,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
                                      shrink_budget=args.shrink_budget,
                                      progress=progress.cases, hypothesis_settings=corpus_source,
                                      command=result.command, jobs=jobs, worker_options=worker_options,
-                                     on_run=finished)
+                                     on_run=finished, large=large_entries)
         for d, cj in res.cases.items():
             result.cases.setdefault(d, cj)
         result.runs = [done[k] for k in sorted(done)]
@@ -633,6 +661,11 @@ def cmd_corpus(args) -> int:
         cases, made_by = explore.freeze(args.seed, args.examples)
         path = frozen.dump(cases, out_path(args.out) if args.out else frozen.FROZEN_PATH, made_by=made_by)
         print(f"{path}: {len(cases)} cases, {path.stat().st_size} bytes")
+        return EXIT_OK
+    if args.corpus_command == "freeze-large":
+        from . import large
+        path = large.freeze(out_path(args.out) if args.out else None)
+        print(f"{path}: {len(large.read(path))} recipes")
         return EXIT_OK
     if args.corpus_command == "add":
         base_path = out_path(args.corpus) if args.corpus else frozen.FROZEN_PATH

@@ -43,7 +43,7 @@ from .annotate import annotate
 from .evaluator import make_evaluator
 from .facts import facts
 from .provenance import reference_identity
-from .verdicts import classify, effective_point
+from .verdicts import classify, effective_point, verdict_clause
 
 SCHEMA_VERSION = 1
 DISCREPANCY = lambda v: v.cls != "match"   # noqa: E731
@@ -52,7 +52,12 @@ DISCREPANCY = lambda v: v.cls != "match"   # noqa: E731
 # ----------------------------------------------------------------------------- corpus
 def case_blob(case: Case) -> str:
     """A self-contained reproduction blob of ``case`` (base64 of zlib'd ``Case.to_json()``)."""
-    return base64.b64encode(zlib.compress(json.dumps(case.to_json(), sort_keys=True).encode())).decode()
+    return json_blob(case.to_json())
+
+
+def json_blob(case_json: dict[str, Any]) -> str:
+    """The :func:`case_blob` of a case given by its JSON form."""
+    return base64.b64encode(zlib.compress(json.dumps(case_json, sort_keys=True).encode())).decode()
 
 
 def case_from_blob(blob: str) -> Case:
@@ -146,17 +151,19 @@ class AdapterSession:
             out += self.target.runner.run(list(cases[i:i + self.batch_size]))
         return out
 
-    def verdicts_for(self, case: Case, outcome) -> list[Verdict]:
+    def verdicts_for(self, case: Case, outcome, *, max_candidates: int = 24) -> list[Verdict]:
         documented = effective_point(self.target.adapter.documented(case), case)
         canonical = canonical_point(case)
         grads = tuple(self.caps.gradients)
         vs = classify(case, outcome, adapter=self.target.run_id, against="canonical",
-                      point=canonical, documented=documented, gradients=grads, evaluate=self.ev)
+                      point=canonical, documented=documented, gradients=grads, evaluate=self.ev,
+                      max_candidates=max_candidates)
         if documented == canonical:   # the same comparison: same verdicts, other label
             vs += [dataclasses.replace(v, against="documented") for v in vs]
         else:
             vs += classify(case, outcome, adapter=self.target.run_id, against="documented",
-                           point=documented, documented=documented, gradients=grads, evaluate=self.ev)
+                           point=documented, documented=documented, gradients=grads, evaluate=self.ev,
+                           max_candidates=max_candidates)
         for v in vs:
             if v.cls != "match":
                 rec = known_mod.find_record(self.records, v, self.facts(case, v, outcome))
@@ -306,14 +313,103 @@ def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_
     return cur, rounds, "done"
 
 
+# ----------------------------------------------------------------------------- large cases
+# A large case's explanation search tries this many family points at most (each costs a
+# reference evaluation of 10⁷ terms); the points that explained the adapter's small cases
+# are tried first (ReferenceCache.hints).
+LARGE_MAX_CANDIDATES = 6
+
+
+@dataclasses.dataclass
+class LargeEvaluated:
+    """What a large case leaves behind once its arrays are dropped."""
+
+    digest: str
+    case_json: dict[str, Any]
+    facts: dict[str, Any]
+    classes: set[tuple[str, str]]
+    verdicts: list[Verdict]
+    elements: int
+
+
+def _same_outcome(a, b) -> str | None:
+    """None when two outcomes are bit-identical (timing aside), else what differs."""
+    wa, wb = wire.to_wire(a), wire.to_wire(b)
+    for key in ("status", "dtype", "shape", "error_type"):
+        if wa[key] != wb[key]:
+            return f"{key}: {wa[key]!r} then {wb[key]!r}"
+    for name, x, y in [("value", wa["value"], wb["value"])] + [
+            (f"gradient wrt {k}", wa["grads"].get(k), wb["grads"].get(k)) for k in sorted(set(wa["grads"]) | set(wb["grads"]))]:
+        if x != y:
+            if x is None or y is None or x["shape"] != y["shape"]:
+                return f"{name}: present/shape differs"
+            xa, ya = (np.frombuffer(v["data"], dtype="<f8") for v in (x, y))
+            diff = np.flatnonzero(xa.view("<u8") != ya.view("<u8"))
+            i = int(diff[0])
+            return (f"{name}: {diff.size} of {xa.size} entries differ, e.g. entry {i}: "
+                    f"{xa[i]!r} then {ya[i]!r} ({abs(xa[i] - ya[i]):.3g} apart)")
+    return None
+
+
+def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
+              progress: Callable[[int], None] | None = None) -> list[LargeEvaluated]:
+    """The large family (:mod:`klconform.large`) through ``session``: each entry (recipe,
+    digest) is generated and digest-checked here, one at a time, sent twice in one batch
+    (the same worker evaluates it twice in a row: a different result is a
+    ``nondeterministic`` verdict, KL-VERDICT-NONDETERMINISTIC), classified, and dropped;
+    ``run`` gets its outcome, verdicts and a summary line (``run.large``).  A case the
+    adapter could take only after converting its encoding is skipped: the converted
+    values would have no recipe."""
+    from . import large as large_mod
+    out: list[LargeEvaluated] = []
+    for n, entry in enumerate(entries, 1):
+        case = large_mod.check(entry)
+        t = translate(case, session.caps)
+        if t is None or t.conversions:
+            continue
+        first, second = session.run_cases([case, case])
+        verdicts = session.verdicts_for(case, first, max_candidates=LARGE_MAX_CANDIDATES)
+        differs = _same_outcome(first, second) if first.status == second.status == "ok" else None
+        if first.status == "ok" and second.status != "ok":
+            differs = f"status: ok then {second.status}"
+        if differs:
+            vclause = verdict_clause("nondeterministic")
+            for against in ("canonical", "documented"):
+                verdicts.append(Verdict(adapter=run.adapter, case=case.digest, against=against, cls="nondeterministic",
+                                        clauses=(vclause,), detail=f"the same case twice: {differs}"[:300]))
+            for v in verdicts[-2:]:
+                rec = known_mod.find_record(session.records, v, session.facts(case, v, first))
+                v.known = rec.id if rec else None
+        canonical = next((v for v in verdicts if v.against == "canonical" and v.cls != "nondeterministic"), None)
+        run.outcomes[case.digest] = wire.to_json(first)
+        run.verdicts += verdicts
+        run.large.append({"digest": case.digest, "label": case.label, "elements": int(case.target.size),
+                          "seconds": None if first.elapsed_s is None else round(first.elapsed_s, 4),
+                          "repeat": ("not repeated" if first.status != "ok" else "differs" if differs else "identical"),
+                          "err_over_bound": None if canonical is None else canonical.err_over_bound,
+                          "verdict": None if canonical is None else canonical.cls})
+        out.append(LargeEvaluated(case.digest, case.to_json(), facts(case), _verdict_classes(verdicts), verdicts,
+                                  int(case.target.size)))
+        if progress:
+            progress(n)
+    return out
+
+
+def _verdict_classes(verdicts) -> set[tuple[str, str]]:
+    return {(v.against, v.cls) for v in verdicts if v.cls != "match"}
+
+
 # ----------------------------------------------------------------------------- run
 def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 0,
                 records: Sequence[known_mod.Record] | None = None, evaluator=None,
                 batch_size: int = 64, shrink_rounds: int = 6, shrink_budget: float = DEFAULT_SHRINK_BUDGET,
-                progress: Callable[[str, int, int], None] | None = None) -> tuple[AdapterRun, list[Evaluated]]:
+                progress: Callable[[str, int, int], None] | None = None, large: Sequence = (),
+                large_cases: dict[str, dict[str, Any]] | None = None) -> tuple[AdapterRun, list[Evaluated]]:
     """Run ``canonical_cases`` (those ``target`` can express) through ``target``; returns
     the :class:`AdapterRun` and the evaluated cases (sent case, outcome, verdicts).
-    Counterexamples are shrunk for at most ``shrink_budget`` seconds in all."""
+    Counterexamples are shrunk for at most ``shrink_budget`` seconds in all.  ``large``:
+    entries of the large family (:func:`run_large`; not shrunk, and not among the
+    evaluated cases returned: their JSON form goes to ``large_cases``, digest -> JSON)."""
     t0 = time.perf_counter()
     adapter = target.adapter
     if records is None:
@@ -327,11 +423,24 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     for e in evaluated:
         run.outcomes[e.sent.case.digest] = wire.to_json(e.outcome)
         run.verdicts += e.verdicts
+    big = run_large(session, large, run)
+    if large_cases is not None:
+        large_cases.update((b.digest, b.case_json) for b in big)
     # minimal counterexamples: per discrepancy class, the smallest case, shrunk further
     firsts: dict[str, tuple[tuple[str, str], Evaluated]] = {}
     for e in sorted(evaluated, key=lambda e: _size_key(e.sent.case)):
         for against, cls in sorted(_classes(e), key=lambda k: k[0] != "canonical"):
             firsts.setdefault(cls, ((against, cls), e))
+    for b in sorted(big, key=lambda b: (b.elements, b.digest)):      # classes only large cases show
+        for against, cls in sorted(b.classes, key=lambda k: k[0] != "canonical"):
+            if cls in firsts or cls in run.counterexamples:
+                continue
+            v = next(v for v in b.verdicts if (v.against, v.cls) == (against, cls))
+            run.counterexamples[cls] = {
+                "case": b.digest, "canonical": b.digest, "found_as": b.digest, "shrink_rounds": 0, "seed": seed,
+                "shrink": {"stopped": "large case: not shrunk", "budget_s": shrink_budget, "spent_s": 0.0},
+                "blob": json_blob(b.case_json),
+                "verdict": v.to_json()}
     extra: list[Evaluated] = []
     shrink_start = time.perf_counter()
     deadline = shrink_start + shrink_budget
@@ -351,7 +460,7 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
         }
     # strict: every record that applies to this run (run id, version) and can occur in the
     # cases sent must be observed; one that cannot occur is not applicable
-    case_facts = [facts(t.case) for t in sent]
+    case_facts = [facts(t.case) for t in sent] + [b.facts for b in big]
     possible = [r for r in session.records if known_mod.can_occur(r, case_facts)]
     run.not_applicable_known = [r.id for r in session.records if r not in possible]
     hits: dict[str, int] = {r.id: 0 for r in possible}
@@ -386,7 +495,7 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                     hypothesis_settings: dict[str, Any] | None = None, command: str = "",
                     progress: Callable[[str, int, int], None] | None = None, jobs: int = 1,
                     worker_options: dict[str, Any] | None = None,
-                    on_run: Callable[[int, AdapterRun], None] | None = None) -> RunResult:
+                    on_run: Callable[[int, AdapterRun], None] | None = None, large: Sequence = ()) -> RunResult:
     """Run every adapter of ``specs`` (WorkerSpecs; after already opened ``targets``) on
     ``cases`` (default: the frozen corpus, :func:`klconform.frozen.load`) and return the
     :class:`RunResult`, each run annotated for the reports (:func:`klconform.annotate.annotate`:
@@ -396,7 +505,8 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
     the frameworks compute in their processes while this one classifies (the reference
     and verdicts hold the GIL, so more threads than cores gain nothing).  ``on_run(i, run)``
     is called as each adapter finishes (any order).  ``max_examples`` only labels results
-    of cases drawn elsewhere."""
+    of cases drawn elsewhere.  ``large``: large-family entries (:func:`klconform.large.read`)
+    each adapter also runs (:func:`run_large`)."""
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if cases is None:
@@ -415,12 +525,16 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                 run = t
             else:
                 records = known_mod.load_for(t.adapter, known_dir)
+                big: dict[str, dict[str, Any]] = {}
                 run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
                                              batch_size=batch_size, shrink_rounds=shrink_rounds,
-                                             shrink_budget=shrink_budget, progress=progress)
+                                             shrink_budget=shrink_budget, progress=progress,
+                                             large=large, large_cases=big)
                 with lock:      # annotate reads the cases other threads add to
                     for e in evaluated:
                         all_cases.setdefault(e.sent.case.digest, e.sent.to_json())
+                    for digest, j in big.items():
+                        all_cases.setdefault(digest, j)
                     annotate(run, t.adapter, all_cases, records)
         finally:
             if isinstance(t, Target):

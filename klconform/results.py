@@ -27,6 +27,7 @@ VERDICT_CLASSES = (
     "error",          # raised where the spec defines a value, or the reverse
     "crash",          # the worker died (signal)
     "timeout",        # the worker hung past the per-case timeout
+    "nondeterministic",  # the same case twice in one worker gave different results
 )
 # Comparison targets: the canonical definition and the adapter's documented semantics.
 AGAINST = ("canonical", "documented")
@@ -85,6 +86,9 @@ class AdapterRun:
     # Additive: how many sent cases exercise each SPEC clause, capability value and special
     # value (klconform.coverage.count).
     coverage: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Additive: the large family (klconform.large), one entry per large case sent: digest,
+    # label, elements, seconds (framework call), repeat, err_over_bound.
+    large: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

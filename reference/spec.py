@@ -21,6 +21,7 @@ VERDICT_CLAUSES = {
     "error": "KL-VERDICT-ERROR",
     "crash": "KL-VERDICT-CRASH",
     "timeout": "KL-VERDICT-TIMEOUT",
+    "nondeterministic": "KL-VERDICT-NONDETERMINISTIC",
 }
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from .family import Point
+from .summation import accumulation_units
 
 LD = np.longdouble
 # KL-BOUND-5 assumes at least the 64-bit significand of x87 extended precision (63 stored
@@ -314,8 +315,8 @@ def prepare(case, point: Point | None = None) -> Prepared:
             raise UndefinedCase("normalising needs a class axis, but the loss is 0-D", "KL-NORM-1")
         from .dtypes import FINFO
         tiny = FINFO[case.dtype][1]
-        p, lp, p_sum, p_nu = normalised(p, lp, tkind, ca, tiny)
-        q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca, tiny)
+        p, lp, p_sum, p_nu = normalised(p, lp, tkind, ca, tiny, case.dtype)
+        q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca, tiny, case.dtype)
     if point.swap:
         a, la, b, lb, a_is_log = q, lq, p, lp, ikind != "prob"
         if a_is_log:
@@ -334,25 +335,27 @@ def prepare(case, point: Point | None = None) -> Prepared:
                     weight, W, axes, divisor, k, *sides)
 
 
-def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 0.0):
+def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 0.0, dtype: str = "float64"):
     """KL-NORM-1/2 on S: (v / Σ v, its log, Σ v keepdims, ν) for probabilities (IEEE
     division), (exp ls, ls, None, ν) with ls = log_softmax(log v) for log encodings.
     ν includes ``tiny / |v̂|`` (KL-BOUND-6): a normalised value that is subnormal in the
-    case's dtype (smallest normal ``tiny``) carries an absolute error η = tiny·u."""
+    case's dtype (smallest normal ``tiny``) carries an absolute error η = tiny·u.  The sum
+    along the class axis errs per KL-BOUND-7 (``accumulation_units``)."""
     n_c = v.shape[ca]
+    n_acc = LD(accumulation_units(n_c, dtype) + 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "prob":
             s = np.sum(v, axis=ca, keepdims=True)
             vh = v / s
             lvh = np.log(vh)
-            nu = LD(n_c + 1) * np.sum(np.abs(v), axis=ca, keepdims=True) / np.abs(s)
+            nu = (n_acc + 1) * np.sum(np.abs(v), axis=ca, keepdims=True) / np.abs(s)
         else:
             lvh = log_softmax(lv, ca)
             vh = np.exp(lvh)
             s = None
             fin = np.where(np.isfinite(lv), lv, LD(-np.inf))
             m = np.max(fin, axis=ca, keepdims=True) if n_c else np.zeros_like(lv)
-            nu = np.abs(lv - m) + n_c + np.log(LD(max(n_c, 1))) + np.abs(lvh)
+            nu = np.abs(lv - m) + n_acc + np.log(LD(max(n_c, 1))) + np.abs(lvh)
     with np.errstate(divide="ignore", invalid="ignore"):
         nu = nu + np.where((vh != 0) & (np.abs(vh) < LD(tiny)), LD(tiny) / np.abs(vh), LD(0))
     nu = np.where(np.isfinite(nu), nu, LD(0))
