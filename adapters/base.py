@@ -16,11 +16,30 @@ simply let them propagate.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+import os
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
 from klconform.reference.family import Point
+
+#: The worker's environment variable naming the device a run asked for ("cpu", "cuda").
+DEVICE_ENV = "KLCONFORM_DEVICE"
+
+
+class DeviceUnavailable(RuntimeError):
+    """The device a run asked for is not present in this worker (raised by setup())."""
+
+
+def asked_device(available: Iterable[str] = ("cpu",)) -> str:
+    """The device this worker was asked for (default cpu); :class:`DeviceUnavailable` when
+    it is not among ``available`` (what the framework found here)."""
+    device = os.environ.get(DEVICE_ENV) or "cpu"
+    available = sorted(set(available))
+    if device not in available:
+        raise DeviceUnavailable(f"device {device!r} asked for; this worker has {', '.join(available)}")
+    return device
+
 
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
@@ -83,6 +102,9 @@ class Adapter:
     #: against this adapter's module) or package resources "package:path/in/package.toml".
     #: Empty: klconform's own klconform/known/<name, "." -> "_">.toml, if any.
     known_records: ClassVar[tuple[str, ...]] = ()
+    #: devices the API can be asked to compute on (``klconform run --devices``); setup()
+    #: reads the asked one with :func:`asked_device` and raises when it is absent
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def capabilities(self) -> Capabilities:
         raise NotImplementedError

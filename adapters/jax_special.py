@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import DEVICE_ENV, Adapter, Capabilities, Outcome, asked_device
 from klconform.reference.family import Point
 
 DOC_REL_ENTR = "https://docs.jax.dev/en/latest/_autosummary/jax.scipy.special.rel_entr.html"
@@ -59,20 +59,24 @@ class _Jax(Adapter):
     framework = "jax"
     doc_version = DOC_VERSION
 
+    devices = ("cpu", "cuda")
     def __init__(self) -> None:
         self._jax = None
         self._jnp = None
 
     def setup(self) -> dict[str, Any]:
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        wanted = os.environ.get(DEVICE_ENV) or "cpu"
+        os.environ.setdefault("JAX_PLATFORMS", "cpu" if wanted == "cpu" else "cuda")
         import jax
 
         jax.config.update("jax_enable_x64", True)   # float64 as float64 (see module docstring)
         import jax.numpy as jnp
 
+        platform = str(jax.devices()[0].platform)
+        device = asked_device([{"gpu": "cuda"}.get(platform, platform)])
         self._jax, self._jnp = jax, jnp
         facts = {"framework": self.framework, "version": self._version(), "jax": jax.__version__,
-                 "device": str(jax.devices()[0].platform), "numpy": np.__version__, "jax_enable_x64": True}
+                 "device": device, "numpy": np.__version__, "jax_enable_x64": True}
         return facts
 
     def _version(self) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device
 from klconform.reference.family import Point
 
 #: keras.config.epsilon() default; Keras clips P and Q into [EPSILON, 1] (KL-EPS-CLIP).
@@ -111,10 +111,22 @@ def shape_text(a: np.ndarray, dtype: str) -> str:
 
 # ---------------------------------------------------------------------------- TF plumbing
 def import_tensorflow():
-    """Import TensorFlow quietly (TF_CPP_MIN_LOG_LEVEL=3) and return the module."""
+    """Import TensorFlow quietly (TF_CPP_MIN_LOG_LEVEL=3) on the device the run asked for
+    (klconform.adapters.base.asked_device): on cpu the GPUs are hidden (TensorFlow places
+    ops on a GPU whenever it sees one); cuda needs a visible GPU.  Returns the module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    device = asked_device(["cpu"] + (["cuda"] if gpus else []))
+    if device == "cpu" and gpus:
+        tf.config.set_visible_devices([], "GPU")
     return tf
+
+
+def tf_device() -> str:
+    """The device TensorFlow computes on in this worker (after :func:`import_tensorflow`)."""
+    import tensorflow as tf
+    return "cuda" if tf.config.get_visible_devices("GPU") else "cpu"
 
 
 def to_f64(tf, t) -> np.ndarray:
@@ -185,6 +197,7 @@ def keras_capabilities(native_reductions, options) -> Capabilities:
     )
 
 class _Keras3(Adapter):
+    devices = ("cpu", "cuda")
     """Shared Keras 3 setup; subclasses define the native call."""
 
     framework = "keras"
@@ -205,7 +218,7 @@ class _Keras3(Adapter):
         self._keras, self._tf = keras, tf
         return {"framework": "keras", "version": keras.__version__, "backend": "tensorflow",
                 "tensorflow": tf.__version__, "epsilon": float(keras.config.epsilon()),
-                "floatx": keras.config.floatx(), "numpy": np.__version__, "device": "cpu"}
+                "floatx": keras.config.floatx(), "numpy": np.__version__, "device": tf_device()}
 
     def _ready(self) -> None:
         if self._keras is None:

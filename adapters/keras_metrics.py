@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from klconform.adapters.base import Adapter, Capabilities, Outcome
-from klconform.adapters.keras_kldivergence import (DTYPES, capture_warnings, import_tensorflow,
+from klconform.adapters.keras_kldivergence import (DTYPES, capture_warnings, import_tensorflow, tf_device,
                                                    keras_sample_weight, shape_text, tf_tensor, to_f64,
                                                    unsupported_reason)
 from klconform.reference.family import Point
@@ -59,6 +59,7 @@ def chunks(case) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
 
 
 class _KerasMetric(Adapter):
+    devices = ("cpu", "cuda")
     doc_version = None
     #: set by subclasses
     module_name = ""
@@ -120,7 +121,7 @@ class KerasMetricKLDivergence(_KerasMetric):
         import keras
         self._mod, self._tf = keras, tf
         return {"framework": "keras", "version": keras.__version__, "backend": keras.backend.backend(),
-                "tensorflow": tf.__version__, "floatx": keras.config.floatx(), "device": "cpu"}
+                "tensorflow": tf.__version__, "floatx": keras.config.floatx(), "device": tf_device()}
 
 
 class TfKerasMetricKLDivergence(_KerasMetric):
@@ -140,4 +141,4 @@ class TfKerasMetricKLDivergence(_KerasMetric):
         import tf_keras
         self._mod, self._tf = tf_keras, tf
         return {"framework": "tf_keras", "version": tf_keras.__version__, "tensorflow": tf.__version__,
-                "floatx": tf_keras.backend.floatx(), "device": "cpu"}
+                "floatx": tf_keras.backend.floatx(), "device": tf_device()}

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device
 from klconform.reference.family import Point
 
 DOC_FUNCTIONAL = "https://www.paddlepaddle.org.cn/documentation/docs/en/api/paddle/nn/functional/kl_div_en.html"
@@ -50,6 +50,7 @@ def shape_text(a: np.ndarray, dtype: str) -> str:
 
 
 class _PaddleKL(Adapter):
+    devices = ("cpu", "cuda")
     framework = "paddlepaddle"
     doc_version = "3.3"
     known_records = ("klconform:known/paddle.toml",)
@@ -85,9 +86,11 @@ class _PaddleKL(Adapter):
     def setup(self) -> dict[str, Any]:
         import paddle
 
-        paddle.set_device("cpu")
+        device = asked_device(["cpu"] + (["cuda"] if paddle.device.is_compiled_with_cuda()
+                                         and paddle.device.cuda.device_count() else []))
+        paddle.set_device("cpu" if device == "cpu" else "gpu:0")
         self._paddle = paddle
-        return {"framework": "paddlepaddle", "version": str(paddle.__version__), "device": "cpu",
+        return {"framework": "paddlepaddle", "version": str(paddle.__version__), "device": device,
                 "numpy": np.__version__}
 
     def unsupported_reason(self, case) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from klconform.adapters.base import Adapter, Capabilities, Outcome
 from klconform.adapters.keras_kldivergence import (capture_warnings, keras_capabilities, evaluate_with_tape, formula_point,
-                                         import_tensorflow, keras_sample_weight, shape_text,
+                                         import_tensorflow, keras_sample_weight, shape_text, tf_device,
                                          unsupported_reason)
 from klconform.reference.family import Point
 
@@ -26,6 +26,7 @@ NATIVE_REDUCTIONS = {"distribution": "none", "sum": "sum", "distribution_mean": 
 
 
 class TfKerasKLDivergence(Adapter):
+    devices = ("cpu", "cuda")
     """``tf_keras.losses.KLDivergence(reduction=...)(y_true=P, y_pred=Q, sample_weight=W)``."""
 
     name = "tf_keras.KLDivergence"
@@ -57,7 +58,7 @@ class TfKerasKLDivergence(Adapter):
         self._tf_keras, self._tf = tf_keras, tf
         return {"framework": "tf_keras", "version": tf_keras.__version__, "tensorflow": tf.__version__,
                 "epsilon": float(tf_keras.backend.epsilon()), "floatx": tf_keras.backend.floatx(),
-                "device": "cpu"}
+                "device": tf_device()}
 
     def evaluate(self, case) -> Outcome:
         if self._tf_keras is None:

@@ -20,13 +20,14 @@ from typing import Any
 
 from klconform.adapters.base import Adapter, Capabilities, Outcome
 from klconform.adapters.keras_kldivergence import (DTYPES, capture_warnings, clip_point, evaluate_with_tape,
-                                                   import_tensorflow, shape_text, unsupported_reason)
+                                                   import_tensorflow, shape_text, tf_device, unsupported_reason)
 from klconform.reference.family import Point
 
 DOC_URL = "https://www.tensorflow.org/api_docs/python/tf/keras/losses/KLD"
 
 
 class TfKerasKLDivergenceFn(Adapter):
+    devices = ("cpu", "cuda")
     """``tf_keras.losses.kl_divergence(y_true=P, y_pred=Q)``: per-distribution losses."""
 
     name = "tf_keras.kl_divergence"
@@ -58,7 +59,7 @@ class TfKerasKLDivergenceFn(Adapter):
         import tf_keras
         self._tf_keras, self._tf = tf_keras, tf
         return {"framework": "tf_keras", "version": tf_keras.__version__, "tensorflow": tf.__version__,
-                "epsilon": float(tf_keras.backend.epsilon()), "device": "cpu"}
+                "epsilon": float(tf_keras.backend.epsilon()), "device": tf_device()}
 
     def evaluate(self, case) -> Outcome:
         if self._tf_keras is None:

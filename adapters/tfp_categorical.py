@@ -43,6 +43,7 @@ def shape_text(a: np.ndarray, dtype: str) -> str:
 
 
 class TfpCategoricalKL(Adapter):
+    devices = ("cpu", "cuda")
     """``tfp.distributions.kl_divergence(Categorical(P), Categorical(Q))``."""
 
     name = "tfp.kl_divergence"
@@ -85,12 +86,13 @@ class TfpCategoricalKL(Adapter):
         return Point(reduction=case.reduction)
 
     def setup(self) -> dict[str, Any]:
-        import tensorflow as tf
+        from klconform.adapters.keras_kldivergence import import_tensorflow, tf_device
+        tf = import_tensorflow()
         import tensorflow_probability as tfp
 
         self._tf, self._tfd = tf, tfp.distributions
         return {"framework": "tensorflow-probability", "version": tfp.__version__, "tensorflow": tf.__version__,
-                "device": "cpu", "numpy": np.__version__}
+                "device": tf_device(), "numpy": np.__version__}
 
     def unsupported_reason(self, case) -> str | None:
         if case.reduction != "distribution":

@@ -13,12 +13,11 @@ without torch.  Observed departures from the canonical definition are recorded i
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device
 from klconform.reference.family import Point
 
 DOC_FUNCTIONAL = "https://pytorch.org/docs/stable/generated/torch.nn.functional.kl_div.html"
@@ -26,8 +25,6 @@ DOC_MODULE = "https://pytorch.org/docs/stable/generated/torch.nn.KLDivLoss.html"
 # Canonical reduction -> torch's reduction= string (identical names, KL-RED-*).
 REDUCTIONS = {"none": "none", "sum": "sum", "mean": "mean", "batchmean": "batchmean"}
 DTYPES = ("float16", "bfloat16", "float32", "float64")
-# Device the worker evaluates on; "cuda" only where setup() found one.
-DEVICE_ENV = "KLCONFORM_TORCH_DEVICE"
 
 
 def documented_point(case) -> Point:
@@ -82,6 +79,7 @@ class _TorchKL(Adapter):
     doc_version = "2.13"
     # both APIs run the same kernel: one reviewed file for the two
     known_records = ("klconform:known/torch.toml",)
+    devices = ("cpu", "cuda")
 
     def __init__(self) -> None:
         self._torch = None
@@ -116,10 +114,7 @@ class _TorchKL(Adapter):
         self._torch = torch
         cuda = bool(torch.cuda.is_available())
         self._devices = frozenset({"cpu", "cuda"}) if cuda else frozenset({"cpu"})
-        wanted = os.environ.get(DEVICE_ENV, "cpu")
-        if wanted not in self._devices:
-            raise RuntimeError(f"{DEVICE_ENV}={wanted!r} is not available here (have {sorted(self._devices)})")
-        self._device = wanted
+        self._device = asked_device(self._devices)
         return {"framework": "torch", "version": str(torch.__version__), "device": self._device,
                 "devices": sorted(self._devices), "numpy": str(np.__version__),
                 "threads": torch.get_num_threads()}

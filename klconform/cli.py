@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtypes", metavar="LIST", help="comma-separated dtypes to keep (default: all)")
     r.add_argument("--corpus", metavar="FILE", default=None,
                    help="a corpus file in the frozen format (default: the frozen corpus, klconform/data/frozen-corpus.jsonl)")
+    r.add_argument("--devices", default="cpu", metavar="LIST",
+                   help="devices each adapter runs on, side by side (e.g. cpu,cuda): an adapter declaring a device "
+                        "gets one more run, NAME[device]; a device the worker lacks makes that run unavailable "
+                        "(default cpu)")
     r.add_argument("--large", default="quick", metavar="WHICH",
                    help="the large family (docs/large.md) each adapter also runs: quick (2 cases, the default), "
                         "all (klconform/data/large-corpus.jsonl: 112 recipes up to 64x131072), none, or a FILE "
@@ -363,6 +367,8 @@ def reproduction_command(args) -> str:
         cmd += ["--python", p]
     if args.dtypes:
         cmd += ["--dtypes", args.dtypes]
+    if getattr(args, "devices", "cpu") != "cpu":
+        cmd += ["--devices", args.devices]
     if getattr(args, "large", "quick") != "quick":
         cmd += ["--large", args.large]
     return shlex.join(cmd)
@@ -425,24 +431,44 @@ def load_large(value: str, dtypes: list[str] | None):
     """The large-family entries ``--large`` names (kept to ``dtypes``) and what the results
     record about them; a bad value or file is a UsageError."""
     from . import large
-    if value == "none":
-        entries = []
-    elif value == "quick":
-        entries = list(large.QUICK)
-    else:
-        try:
-            entries = large.read(None if value == "all" else out_path(value))
-        except large.LargeCorpusError as exc:
-            raise UsageError(f"--large {value}: {exc}") from None
+    try:
+        entries = large.select(value, out_path)
+    except large.LargeCorpusError as exc:
+        raise UsageError(f"--large {value}: {exc}") from None
     entries = [e for e in entries if not dtypes or e[0].dtype in dtypes]
     return entries, {"which": value, "cases": len(entries)}
+
+
+def with_devices(specs, value: str):
+    """``specs`` plus, per device of ``value`` other than cpu, one spec ``NAME[device]`` for
+    each adapter that declares it (``Adapter.devices``), right after its cpu run."""
+    import dataclasses
+    from . import registry
+    devices = _csv(value) or []
+    known = ("cpu", "cuda")
+    bad = [d for d in devices if d not in known]
+    if bad or not devices:
+        raise UsageError(f"--devices {value!r}: expected a comma-separated subset of {','.join(known)}")
+    out = []
+    for spec in specs:
+        if "cpu" in devices:
+            out.append(spec)
+        try:
+            declared = registry.load_adapter_class(spec.adapter_ref).devices
+        except Exception:       # noqa: BLE001 - reported by load_adapters like any bad adapter
+            declared = ("cpu",)
+        base = spec.run_id or registry.load_adapter_class(spec.adapter_ref).name if declared != ("cpu",) else None
+        for d in devices:
+            if d != "cpu" and d in declared:
+                out.append(dataclasses.replace(spec, device=d, run_id=f"{base}[{d}]"))
+    return out
 
 
 def cmd_run(args) -> int:
     formats = parse_formats(args.formats)
     dtypes = parse_dtypes(args.dtypes)
     out = prepare_out_dir(out_path(args.out))
-    specs = resolve_specs(args.frameworks, args.adapter, args.python)
+    specs = with_devices(resolve_specs(args.frameworks, args.adapter, args.python), args.devices)
     if not specs:
         raise UsageError("no adapter to run")
     named = asked_for(args.frameworks, args.adapter, args.python, specs)
@@ -516,10 +542,12 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         else:
             runnable.append((i, spec))
 
-    def finished(j: int, run) -> None:     # called by the engine's threads as each adapter ends
+    def finished(j: int, run, cited: dict) -> None:     # called by the engine's threads as each adapter ends
         nonlocal partial_written
         i = runnable[j][0]
         with lock:
+            for d, cj in cited.items():         # a partial file must hold every case it cites
+                result.cases.setdefault(d, cj)
             done[i] = run
             result.runs = [done[k] for k in sorted(done)]
             progress.line(f"[{i + 1}/{len(specs)}] {adapter_done_line(run)}")

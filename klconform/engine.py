@@ -363,6 +363,8 @@ def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
     from . import large as large_mod
     out: list[LargeEvaluated] = []
     for n, entry in enumerate(entries, 1):
+        if not large_mod.expressible(entry[0], session.caps):
+            continue
         case = large_mod.check(entry)
         t = translate(case, session.caps)
         if t is None or t.conversions:
@@ -380,14 +382,15 @@ def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
             for v in verdicts[-2:]:
                 rec = known_mod.find_record(session.records, v, session.facts(case, v, first))
                 v.known = rec.id if rec else None
-        canonical = next((v for v in verdicts if v.against == "canonical" and v.cls != "nondeterministic"), None)
+        judged = [v for v in verdicts if v.against == "canonical" and v.cls != "nondeterministic"]
+        errs = [v.err_over_bound for v in judged if v.err_over_bound is not None]
         run.outcomes[case.digest] = wire.to_json(first)
         run.verdicts += verdicts
         run.large.append({"digest": case.digest, "label": case.label, "elements": int(case.target.size),
                           "seconds": None if first.elapsed_s is None else round(first.elapsed_s, 4),
                           "repeat": ("not repeated" if first.status != "ok" else "differs" if differs else "identical"),
-                          "err_over_bound": None if canonical is None else canonical.err_over_bound,
-                          "verdict": None if canonical is None else canonical.cls})
+                          "err_over_bound": max(errs) if errs else None,
+                          "verdicts": sorted({v.cls for v in judged})})
         out.append(LargeEvaluated(case.digest, case.to_json(), facts(case), _verdict_classes(verdicts), verdicts,
                                   int(case.target.size)))
         if progress:
@@ -495,7 +498,8 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                     hypothesis_settings: dict[str, Any] | None = None, command: str = "",
                     progress: Callable[[str, int, int], None] | None = None, jobs: int = 1,
                     worker_options: dict[str, Any] | None = None,
-                    on_run: Callable[[int, AdapterRun], None] | None = None, large: Sequence = ()) -> RunResult:
+                    on_run: Callable[[int, AdapterRun, dict], None] | None = None,
+                    large: Sequence = ()) -> RunResult:
     """Run every adapter of ``specs`` (WorkerSpecs; after already opened ``targets``) on
     ``cases`` (default: the frozen corpus, :func:`klconform.frozen.load`) and return the
     :class:`RunResult`, each run annotated for the reports (:func:`klconform.annotate.annotate`:
@@ -503,8 +507,9 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
 
     ``jobs`` adapters run at once, each in its own thread driving its own worker process:
     the frameworks compute in their processes while this one classifies (the reference
-    and verdicts hold the GIL, so more threads than cores gain nothing).  ``on_run(i, run)``
-    is called as each adapter finishes (any order).  ``max_examples`` only labels results
+    and verdicts hold the GIL, so more threads than cores gain nothing).  ``on_run(i, run, cases)``
+    is called as each adapter finishes (any order), with the JSON form of every case its
+    outcomes cite (digest -> JSON: shrunk and large cases are not in ``cases``).  ``max_examples`` only labels results
     of cases drawn elsewhere.  ``large``: large-family entries (:func:`klconform.large.read`)
     each adapter also runs (:func:`run_large`)."""
     t0 = time.perf_counter()
@@ -520,6 +525,7 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
     def one(i: int, item) -> None:
         t = item if isinstance(item, Target) else open_target(
             item, case_timeout=case_timeout, batch_size=batch_size, **(worker_options or {}))
+        cited: dict[str, dict[str, Any]] = {}
         try:
             if isinstance(t, AdapterRun):
                 run = t
@@ -536,12 +542,13 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                     for digest, j in big.items():
                         all_cases.setdefault(digest, j)
                     annotate(run, t.adapter, all_cases, records)
+                    cited = {d: all_cases[d] for d in run.outcomes if d in all_cases}
         finally:
             if isinstance(t, Target):
                 t.runner.close()
         runs[i] = run
         if on_run:
-            on_run(i, run)
+            on_run(i, run, cited)
 
     if jobs <= 1 or len(items) <= 1:
         for i, item in enumerate(items):

@@ -188,6 +188,14 @@ def recipe_of(case: Case) -> Recipe | None:
     return getattr(case, "recipe", None)
 
 
+def expressible(recipe: Recipe, caps) -> bool:
+    """Whether an adapter with capabilities ``caps`` takes ``recipe``'s case as it is (no
+    conversion of encoding or layout): decided before generating 10⁷ values for nothing."""
+    return (recipe.dtype in caps.dtypes and recipe.reduction in caps.reductions
+            and recipe.pred_kind in caps.pred_kinds and recipe.target_kind in caps.target_kinds
+            and caps.min_ndim <= 2 <= caps.max_ndim)
+
+
 # ----------------------------------------------------------------------------- the catalogue
 _SIZES = ((64, 131072), (1, 200_000), (256, 32000), (128, 50257), (1000, 8192), (8, 131072), (1000, 1000))
 _KIND_PAIRS = (("prob", "logprob"), ("prob", "prob"), ("prob", "logits"), ("logprob", "logprob"))
@@ -279,6 +287,17 @@ def check(entry: tuple[Recipe, str], where: str = "") -> Case:
         raise LargeCorpusError(f"{where}recipe {recipe.label} generated case {case.digest}, the corpus froze "
                                f"{digest} (numpy {np.__version__}: generation is not reproducible here)")
     return case
+
+
+def select(which: str, resolve=Path) -> list[tuple[Recipe, str]]:
+    """The entries ``which`` names: ``quick`` (:data:`QUICK`), ``all`` (the committed large
+    corpus), ``none``, or a file in the large-corpus format (``resolve`` turns the text
+    into its path).  :class:`LargeCorpusError` for a bad file."""
+    if which == "none":
+        return []
+    if which == "quick":
+        return list(QUICK)
+    return read(None if which == "all" else resolve(which))
 
 
 def freeze(path: str | Path | None = None, recipes: Sequence[Recipe] | None = None) -> Path:

@@ -88,6 +88,9 @@ def pytest_addoption(parser):
     g.addoption("--klconform-corpus", metavar="FILE", default=None,
                 help="replay the cases of this corpus file (klconform.frozen format); 'frozen' = the corpus "
                      "shipped with klconform (the default, unless --klconform-seed/--klconform-cases ask for a drawn one)")
+    g.addoption("--klconform-large", metavar="WHICH", default=None,
+                help="the large family each adapter also runs (docs/large.md): quick (2 cases of 10^5-10^6 "
+                     "elements, the default), all (112 recipes up to 64x131072), none, or a large-corpus FILE")
     g.addoption("--klconform-seed", type=int, default=None, metavar="N",
                 help="draw a corpus with this seed instead of replaying the frozen one (default: $KLCONFORM_SEED or 0)")
     g.addoption("--klconform-cases", type=int, default=None, metavar="N",
@@ -120,6 +123,7 @@ class Selection:
     baseline: str | None
     case_timeout: float
     shrink_rounds: int
+    large: str = "quick"
 
     @property
     def enabled(self) -> bool:
@@ -166,6 +170,7 @@ def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
             None if _value(config, "klconform_seed", d) is not None or _value(config, "klconform_cases", d) is not None
             else FROZEN),
         seed=_int(config, "klconform_seed", d, 0), cases=cases,
+        large=_value(config, "klconform_large", d) or "quick",
         baseline=_value(config, "klconform_baseline", d),
         case_timeout=float(_value(config, "klconform_case_timeout", d)),
         shrink_rounds=int(_value(config, "klconform_shrink_rounds", d)))
@@ -175,9 +180,24 @@ def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
 class AdapterResult:
     """One adapter's run: the AdapterRun, the evaluated cases, the facts per verdict."""
 
-    def __init__(self, run, evaluated, unavailable: str = ""):
+    def __init__(self, run, evaluated, unavailable: str = "", large_cases: dict | None = None):
         self.run, self.evaluated, self.unavailable = run, evaluated, unavailable
-        self.cases = {e.sent.case.digest: e.sent.case for e in evaluated}   # digest -> sent Case
+        self.cases = _Cases({e.sent.case.digest: e.sent.case for e in evaluated})   # digest -> sent Case
+        self.cases.large_json = dict(large_cases or {})
+
+
+class _Cases(dict):
+    """digest -> sent Case; a large case (kept as its JSON form, a recipe) is generated
+    again the first time it is looked up."""
+
+    large_json: dict = {}
+
+    def __missing__(self, digest):
+        from klconform.case import Case
+        if digest not in self.large_json:
+            raise KeyError(digest)
+        case = self[digest] = Case.from_json(self.large_json[digest])
+        return case
 
     def facts_and_verdicts(self):
         from klconform.facts import facts
@@ -295,12 +315,21 @@ class ConformanceRuns:
         opened = engine.open_target(self.specs[run_id], case_timeout=self.sel.case_timeout, batch_size=64)
         if not isinstance(opened, engine.Target):
             return AdapterResult(opened, [], unavailable=f"{opened.status}: {opened.reason}")
+        big: dict = {}
         try:
             run, evaluated = engine.run_adapter(opened, self.corpus(), seed=self.sel.seed,
-                                                shrink_rounds=self.sel.shrink_rounds, evaluator=self._evaluator)
+                                                shrink_rounds=self.sel.shrink_rounds, evaluator=self._evaluator,
+                                                large=self.large_entries(), large_cases=big)
         finally:
             opened.runner.close()
-        return AdapterResult(run, evaluated)
+        return AdapterResult(run, evaluated, large_cases=big)
+
+    def large_entries(self) -> list:
+        from klconform import large
+        try:
+            return large.select(self.sel.large)
+        except large.LargeCorpusError as exc:
+            raise pytest.UsageError(f"--klconform-large: {exc}") from None
 
     def result(self, run_id: str) -> AdapterResult:
         """The run of ``run_id``, computed here or read from the xdist worker that did."""
@@ -412,7 +441,8 @@ def header_lines(runs: ConformanceRuns) -> list[str]:
         lines.append(f"klconform adapter {rid}: {cls.api}, {version}, {where}")
     if not runs.specs:
         lines.append("klconform: no adapter selected")
-    lines.append(f"klconform: seed {runs.sel.seed}, {runs.corpus_description()}")
+    lines.append(f"klconform: seed {runs.sel.seed}, {runs.corpus_description()}, "
+                 f"large family: {runs.sel.large} ({len(runs.large_entries())} cases)")
     return lines
 
 

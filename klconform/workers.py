@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import execnet
 
 from . import wire as wire_codec
-from .adapters.base import Outcome
+from .adapters.base import DEVICE_ENV, Outcome
 
 from ._worker_remote import ProgressRecord
 
@@ -233,13 +233,16 @@ class WorkerSpec:
     ``adapter_ref``: ``"module:Class"``; ``python``: the worker's interpreter (None: this
     one); ``run_id``: the name results are recorded under (None: the adapter's ``name``);
     ``unavailable``: a reason known before starting (e.g. the side interpreter of a
-    ``name@env`` variant is not configured) -- the worker then reports ``missing``.
+    ``name@env`` variant is not configured) -- the worker then reports ``missing``;
+    ``device``: the device the adapter is asked to compute on (None: cpu), passed to the
+    worker as ``KLCONFORM_DEVICE`` (klconform.adapters.base.DEVICE_ENV).
     """
 
     adapter_ref: str
     python: str | None = None
     run_id: str | None = None
     unavailable: str | None = None
+    device: str | None = None
 
 
 def _detail(exc: BaseException) -> str:
@@ -530,7 +533,10 @@ class AdapterWorker:
             _LIVE.add(self)
             # A remote worker cannot map this host's progress file: it runs without one, and a
             # hang or crash is charged to its first unfinished case (outcomes come in order).
-            self._channel.send({"ref": spec.adapter_ref, "env": dict(_DEFAULT_ENV),
+            env = dict(_DEFAULT_ENV)
+            if spec.device:
+                env[DEVICE_ENV] = spec.device
+            self._channel.send({"ref": spec.adapter_ref, "env": env,
                                 "paths": gateway_paths(self.python) if gateway else [],
                                 "progress": None if remote else self._progress.path,
                                 "memory_limit": self.memory_limit})

@@ -9,7 +9,7 @@ from html import escape as E
 from ..results import RunResult
 from ..areas import AREAS
 from . import plots
-from . import coverage, versions
+from . import coverage, scale, versions
 from .markdown import CANONICAL, bootstrap_command, not_run_line, python_text
 from .summary import (AREA_TITLES, EXIT_DOC, FIRST_SCREEN_COLUMNS, Group, ReportModel, alarm, build_model, error_points,
                       first_screen, gradient_points, recorded_rest)
@@ -253,7 +253,7 @@ def _reproduction(model: ReportModel) -> str:
 
 
 # The report, section by section.
-RENDER_STEPS = (_head, _first_screen, _summary, _fingerprints, versions.html_section, coverage.html_section, _claims, _discrepancies, _unexpected, _plots, _environment,
+RENDER_STEPS = (_head, _first_screen, _summary, _fingerprints, versions.html_section, coverage.html_section, scale.html_section, _claims, _discrepancies, _unexpected, _plots, _environment,
                 _reproduction)
 
 

@@ -7,13 +7,15 @@ from ..results import RunResult
 from ..areas import AREAS
 from .summary import (AREA_TITLES, EXIT_DOC, FIRST_SCREEN_COLUMNS, ReportModel, RunView, alarm, build_model,
                       first_screen, recorded_rest)
-from . import coverage, versions
+from . import coverage, scale, versions
 
 CANONICAL = ("KL(P‖Q) = Σ p·log(p/q) along the class axis, on the values as given (no normalisation, "
              "no epsilon), 0·log(0/q) = 0, p>0 & q=0 → +∞, then the reduction asked (SPEC.md KL-DEF-1, "
              "KL-ZERO-1, KL-ZERO-2, §4)")
 SECTIONS = ("What each API computes", "Summary", "Semantic fingerprints", "Corpus coverage", "Documentation claims", "Discrepancies",
             "Recorded discrepancies", "Unexpected findings", "Environment", "Reproduction")
+# Sections present only when the run has something for them (large cases; several devices).
+OPTIONAL_SECTIONS = {"Corpus coverage": (scale.LARGE_TITLE, scale.DEVICE_TITLE)}
 # report.md is read first (a PR comment, a terminal): one line per framework-version or per
 # group of identical ones; long lists stop here and continue in report.html.
 MAX_CHANGES = 6
@@ -244,7 +246,7 @@ def reproduction_section(model: ReportModel) -> list[str]:
 
 # The report, section by section (the titles are SECTIONS).
 RENDER_STEPS = (header_section, first_screen_section, summary_section, fingerprints_section, versions.markdown_section,
-                coverage.markdown_section, claims_section, discrepancies_section, recorded_section,
+                coverage.markdown_section, scale.markdown_section, claims_section, discrepancies_section, recorded_section,
                 unexpected_section, environment_section, reproduction_section)
 
 

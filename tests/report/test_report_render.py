@@ -6,7 +6,7 @@ import re
 from html.parser import HTMLParser
 
 from klconform.report.html import render_html
-from klconform.report.markdown import SECTIONS, render_markdown
+from klconform.report.markdown import OPTIONAL_SECTIONS, SECTIONS, render_markdown
 from klconform.report.summary import build_model
 
 
@@ -43,7 +43,13 @@ class Collector(HTMLParser):
 def test_markdown_structure(recorded):
     md = render_markdown(recorded)
     heads = re.findall(r"^## (.+)$", md, flags=re.M)
-    assert heads == list(SECTIONS)
+    optional = {t for ts in OPTIONAL_SECTIONS.values() for t in ts}
+    assert [h for h in heads if h not in optional] == list(SECTIONS)
+    for after, titles in OPTIONAL_SECTIONS.items():     # where present, right after their anchor
+        present = [h for h in heads if h in titles]
+        if present:
+            i = heads.index(after)
+            assert heads[i + 1:i + 1 + len(present)] == present
     # one first-screen row, one matrix row and one fingerprint row per run
     for run in recorded.runs:
         assert len(re.findall(rf"^\| {re.escape(run.adapter)} — ", md, flags=re.M)) == 3

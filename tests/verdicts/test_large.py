@@ -135,7 +135,7 @@ def test_engine_runs_each_large_case_twice_and_judges_determinism(cls, expect):
     nondet = [v for v in run.verdicts if v.cls == "nondeterministic"]
     assert run.outcomes[entry[1]]["status"] == "ok"
     if expect == "identical":
-        assert not nondet and run.large[0]["verdict"] == "match"
+        assert not nondet and run.large[0]["verdicts"] == ["match"]
     else:
         assert {v.against for v in nondet} == {"canonical", "documented"}
         assert "entries differ" in nondet[0].detail and nondet[0].clauses == ("KL-VERDICT-NONDETERMINISTIC",)

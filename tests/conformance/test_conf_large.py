@@ -1,0 +1,39 @@
+"""Conformance, the large family (docs/large.md; ``--klconform-large``, default quick): the
+same cases at realistic sizes, each sent twice to one worker (KL-VERDICT-NONDETERMINISTIC).
+
+Discrepancies on large cases fail the plugin's per-area items like any other; this module
+checks that every adapter that can take a large case without converting it was sent it,
+twice, and that its bound stays tight (KL-BOUND-7)."""
+from klconform import large
+
+
+def _takes(adapter_result, recipe) -> bool:
+    caps = adapter_result.run.capabilities
+    return (recipe.dtype in caps["dtypes"] and recipe.reduction in caps["reductions"]
+            and recipe.pred_kind in caps["pred_kinds"] and recipe.target_kind in caps["target_kinds"]
+            and caps["min_ndim"] <= 2 <= caps["max_ndim"])
+
+
+def test_every_expressible_quick_case_is_sent_twice(adapter_result):
+    run = adapter_result.run
+    sent = {e["digest"]: e for e in run.large}
+    for recipe, digest in large.QUICK:
+        if _takes(adapter_result, recipe):
+            assert digest in sent, f"{recipe.label} not sent"
+            entry = sent[digest]
+            assert entry["repeat"] in ("identical", "differs", "not repeated")
+            assert entry["elements"] == recipe.elements
+        else:
+            assert digest not in sent
+
+
+def test_large_outcomes_are_judged_against_a_tight_bound(adapter_result):
+    """A large case's verdict rests on KL-BOUND-7: the bound is far below the value."""
+    for entry in adapter_result.run.large:
+        if entry["verdicts"] != ["match"]:
+            continue
+        case = adapter_result.cases[entry["digest"]]
+        from klconform.reference.evaluate import evaluate
+        from klconform.reference.family import canonical
+        exp = evaluate(case, canonical(case))
+        assert (exp.bound <= 1e-2 * abs(exp.value) + 1e-30).all(), entry["label"]
