@@ -244,10 +244,10 @@ def compute_dtype_cases() -> list[Case]:
 
 # (pred shape, shape the target is sent in): the same element count (SPEC.md KL-SHAPE-3).
 # (2, 3)/(6,), (3, 4)/(4, 3), (2, 3)/(3, 2), (2, 2, 3)/(12,), (2, 6)/(3, 4) do not broadcast;
-# (1, 6)/(6,) broadcasts to the pred's shape (the same entries); (6, 1)/(1, 6) broadcasts to
-# (6, 6): a framework that broadcasts instead of reshaping computes another question.
+# (1, 6)/(6,) broadcasts to the pred's shape (the same entries); (2, 1, 3)/(1, 2, 3) broadcasts
+# to (2, 2, 3): a framework that broadcasts instead of reshaping computes another question.
 RESHAPED_TARGETS = (((2, 3), (6,)), ((3, 4), (4, 3)), ((2, 3), (3, 2)), ((2, 2, 3), (12,)),
-                    ((2, 6), (3, 4)), ((1, 6), (6,)), ((6, 1), (1, 6)))
+                    ((2, 6), (3, 4)), ((1, 6), (6,)), ((2, 1, 3), (1, 2, 3)))
 
 
 def reshaped_target_cases(dtypes=("float16", "float32", "float64")) -> list[Case]:

@@ -32,6 +32,8 @@ def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str 
     return {
         "dtype": case.dtype, "target_dtype": case.input_dtype("target"), "pred_dtype": case.input_dtype("pred"),
         "dtype_form": case.dtype_form, "reshaped_target": case.target_sent_shape is not None,
+        "other_dtype_inputs": {(False, False): "none", (True, False): "target", (False, True): "pred",
+                               (True, True): "both"}[case.target_dtype is not None, case.pred_dtype is not None],
         "reduction": case.reduction, "pred_kind": case.pred_kind,
         "target_kind": case.target_kind, "ndim": len(shape), "size": int(np.prod(shape, dtype=np.int64)),
         "empty": 0 in shape, "broadcast": t.shape != q.shape, "has_zero_target": zero_t,
