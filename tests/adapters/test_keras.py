@@ -429,7 +429,7 @@ def test_sample_weight_varying_along_classes_is_unsupported():
 # ----------------------------------------------------------------------------- inputs in other dtypes (KL-DTYPE-4)
 def test_mixed_input_dtypes_and_the_dtype_argument():
     """KL-DTYPE-4: keras.losses.kl_divergence computes in y_pred's dtype (float32 y_pred with
-    float64 y_true -> float32; record keras-fn-mixed-dtypes-in-y_pred-dtype); the class with
+    float64 y_true -> float32; record keras-fn-mixed-dtypes-in-pred-dtype); the class with
     ``dtype=`` computes in that dtype whatever the inputs' ("cast"): float32 inputs asked in
     float64 are exact within the float64 bound, asked in float16 within the float16 bound."""
     from adapter_checks import assert_within
