@@ -9,7 +9,10 @@ An adapter knows its framework and nothing else.  The class is imported in two p
   the framework and :meth:`Adapter.evaluate` runs cases.
 
 ``evaluate`` receives a decoded :class:`klconform.case.Case` (float64 arrays holding values
-exact in ``case.dtype``) and returns an :class:`Outcome`.  Exceptions raised by the
+exact in their input dtype, ``case.input_dtype("target")`` / ``case.input_dtype("pred")``,
+which is ``case.dtype`` unless the adapter declares ``Capabilities.input_dtypes``; the
+target to send is ``case.sent_target``, reshaped only for ``Capabilities.reshaped_target``)
+and returns an :class:`Outcome`.  Exceptions raised by the
 framework are caught by the worker and become ``Outcome(status="error")``: an adapter may
 simply let them propagate.
 """
@@ -55,6 +58,14 @@ class Capabilities:
     batch_axis: bool = False     # can the batch axis be chosen?
     class_axis: bool = False     # can the class axis be chosen?
     broadcasting: bool = False   # does the API accept different (broadcastable) shapes?
+    # Inputs in dtypes other than the case's (SPEC.md KL-DTYPE-4), a subset of
+    # {"promoted": mixed input dtypes, the result asked in their promotion;
+    #  "cast": the API takes a compute dtype argument that may differ from the inputs'}.
+    # Empty (the default): only cases whose inputs are both in the case's dtype are sent.
+    input_dtypes: frozenset[str] = frozenset()
+    # Does the API take a target of another shape with the same element count, reshaped
+    # like the prediction (case.target_sent_shape, SPEC.md KL-SHAPE-3)?
+    reshaped_target: bool = False
     min_ndim: int = 0
     max_ndim: int = 8
     options: tuple[str, ...] = ()   # native option names users touch, for the report

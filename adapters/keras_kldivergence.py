@@ -83,8 +83,11 @@ def keras_sample_weight(case) -> np.ndarray | None:
 
 def unsupported_reason(case, reductions, *, weights: bool) -> str | None:
     """Why ``case`` cannot be asked of a Keras KL API with these ``reductions``, or None."""
-    if case.dtype not in DTYPES:
-        return f"dtype {case.dtype!r} is not one of {DTYPES}"
+    for dt in (case.dtype, case.input_dtype("target"), case.input_dtype("pred")):
+        if dt not in DTYPES:
+            return f"dtype {dt!r} is not one of {DTYPES}"
+    if case.target_sent_shape is not None:
+        return "Keras takes y_true in y_pred's shape: a reshaped target is not expressible"
     if case.reduction not in reductions:
         return f"reduction {case.reduction!r} has no Keras equivalent (have {sorted(reductions)})"
     if case.target_kind != "prob" or case.pred_kind != "prob":
@@ -145,8 +148,9 @@ def evaluate_with_tape(tf, case, call: Callable[[Any, Any, Any], Any], native: s
 
     Gradients are of Σ(output) (``output_gradients`` of ones, KL-GRAD-1) w.r.t. y_pred
     ("pred") and y_true ("target"); an input TF cannot differentiate (None) is left out."""
-    y_true = tf_tensor(tf, case.target, case.dtype)
-    y_pred = tf_tensor(tf, case.pred, case.dtype)
+    # each input in its own dtype (case.input_dtype, KL-DTYPE-4); sample weights in case.dtype
+    y_true = tf_tensor(tf, case.target, case.input_dtype("target"))
+    y_pred = tf_tensor(tf, case.pred, case.input_dtype("pred"))
     sw = keras_sample_weight(case)
     sample_weight = None if sw is None else tf_tensor(tf, sw, case.dtype)
     with tf.GradientTape(persistent=False) as tape:
@@ -178,8 +182,9 @@ def capture_warnings(fn: Callable[[], Outcome]) -> Outcome:
 
 # ---------------------------------------------------------------------------- adapters
 
-def keras_capabilities(native_reductions, options) -> Capabilities:
-    """What a Keras KLDivergence loss object can be asked (Keras 3 and tf_keras alike)."""
+def keras_capabilities(native_reductions, options, input_dtypes=frozenset()) -> Capabilities:
+    """What a Keras KLDivergence loss object can be asked (Keras 3 and tf_keras alike);
+    ``input_dtypes``: Capabilities.input_dtypes (mixed input dtypes, a dtype argument)."""
     return Capabilities(
         dtypes=frozenset(DTYPES),
         reductions=frozenset(native_reductions),
@@ -194,6 +199,7 @@ def keras_capabilities(native_reductions, options) -> Capabilities:
         min_ndim=1,
         max_ndim=8,
         options=tuple(options),
+        input_dtypes=frozenset(input_dtypes),
     )
 
 class _Keras3(Adapter):
@@ -236,9 +242,13 @@ class KerasKLDivergence(_Keras3):
     native_reductions: dict[str, str] = NATIVE_REDUCTIONS
     #: pass ``dtype=case.dtype`` to the constructor (the ``dtype`` argument)
     pass_dtype: bool = False
+    #: Capabilities.input_dtypes: mixed y_true/y_pred dtypes are a question users ask
+    #: (keras-team/keras#19526); Loss.__call__ converts both to the loss dtype
+    input_dtypes: frozenset[str] = frozenset({"promoted"})
 
     def capabilities(self) -> Capabilities:
-        return keras_capabilities(self.native_reductions, ("reduction", "sample_weight", "dtype"))
+        return keras_capabilities(self.native_reductions, ("reduction", "sample_weight", "dtype"),
+                                  self.input_dtypes)
 
     def documented(self, case) -> Point:
         return formula_point(case.reduction)
@@ -257,8 +267,8 @@ class KerasKLDivergence(_Keras3):
         loss, kwargs = self._loss(case)
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         sw = keras_sample_weight(case)
-        native = (f"keras.losses.KLDivergence({args})(y_true={shape_text(case.target, case.dtype)}, "
-                  f"y_pred={shape_text(case.pred, case.dtype)}"
+        native = (f"keras.losses.KLDivergence({args})(y_true={shape_text(case.target, case.input_dtype('target'))}, "
+                  f"y_pred={shape_text(case.pred, case.input_dtype('pred'))}"
                   + ("" if sw is None else f", sample_weight={shape_text(sw, case.dtype)}") + ")")
         return capture_warnings(lambda: evaluate_with_tape(
             self._tf, case, lambda t, p, w: loss(t, p, sample_weight=w), native))
@@ -266,10 +276,13 @@ class KerasKLDivergence(_Keras3):
 
 class KerasKLDivergenceDtypeArg(KerasKLDivergence):
     """``keras.losses.KLDivergence(reduction=..., dtype=<case dtype>)``: the ``dtype``
-    argument set to the inputs' dtype, so the loss computes in that dtype."""
+    argument set to the case's dtype, so the loss computes in that dtype.  The inputs are
+    sent in their own dtypes (``case.input_dtype``): a ``"cast"`` case asks the loss in a
+    dtype other than the inputs' (KL-DTYPE-4), a ``"promoted"`` one in their promotion."""
 
     name = "keras.KLDivergence_dtype_arg"
     pass_dtype = True
+    input_dtypes = frozenset({"promoted", "cast"})
 
 
 class KerasKLDivergenceMeanWithSampleWeight(KerasKLDivergence):
@@ -306,6 +319,7 @@ class KerasKLDivergenceFn(_Keras3):
             min_ndim=1,
             max_ndim=8,
             options=(),
+            input_dtypes=frozenset({"promoted"}),   # y_true is converted to y_pred's dtype
         )
 
     def documented(self, case) -> Point:
@@ -318,7 +332,7 @@ class KerasKLDivergenceFn(_Keras3):
         why = unsupported_reason(case, ("distribution",), weights=False)
         if why is not None:
             return Outcome(status="unsupported", error_message=why)
-        native = (f"keras.losses.kl_divergence(y_true={shape_text(case.target, case.dtype)}, "
-                  f"y_pred={shape_text(case.pred, case.dtype)})")
+        native = (f"keras.losses.kl_divergence(y_true={shape_text(case.target, case.input_dtype('target'))}, "
+                  f"y_pred={shape_text(case.pred, case.input_dtype('pred'))})")
         fn = self._keras.losses.kl_divergence
         return capture_warnings(lambda: evaluate_with_tape(self._tf, case, lambda t, p, w: fn(t, p), native))

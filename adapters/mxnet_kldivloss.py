@@ -110,6 +110,11 @@ class MXNetKLDivLoss(Adapter):
             min_ndim=1,             # sum/mean(..., exclude=True) fails on 0-D (KL-RED-0D)
             max_ndim=8,
             options=("from_logits", "axis", "batch_axis", "weight", "sample_weight"),
+            # pred and label of different dtypes: asked, and what MXNet does is the outcome
+            input_dtypes=frozenset({"promoted"}),
+            # "label and pred can have arbitrary shape as long as they have the same number
+            # of elements": hybrid_forward reshapes label like pred (_reshape_like), KL-SHAPE-3
+            reshaped_target=True,
         )
 
     def documented(self, case) -> Point:
@@ -134,8 +139,11 @@ class MXNetKLDivLoss(Adapter):
             return f"pred_kind {case.pred_kind!r}: pred is log Q (from_logits=True) or logits (from_logits=False)"
         if case.target_kind != "prob":
             return f"target_kind {case.target_kind!r}: label is P as probabilities only"
-        if case.dtype not in DTYPES:
-            return f"dtype {case.dtype!r} is not among {DTYPES}"
+        for dt in (case.dtype, case.input_dtype("target"), case.input_dtype("pred")):
+            if dt not in DTYPES:
+                return f"dtype {dt!r} is not among {DTYPES}"
+        if case.dtype_form == "cast":
+            return "KLDivLoss takes no dtype argument: a compute dtype other than the inputs' is not expressible"
         if case.pred_kind == "logits":
             try:
                 pred_class_axis(case)
@@ -146,8 +154,8 @@ class MXNetKLDivLoss(Adapter):
     def native_call(self, case, batch_axis: int, axis: int) -> str:
         sw = "None" if case.sample_weight is None else shape_text(case.sample_weight, case.dtype)
         return (f"mxnet.gluon.loss.KLDivLoss(from_logits={FROM_LOGITS[case.pred_kind]}, axis={axis}, "
-                f"weight={case.weight!r}, batch_axis={batch_axis})(pred={shape_text(case.pred, case.dtype)}, "
-                f"label={shape_text(case.target, case.dtype)}, sample_weight={sw})")
+                f"weight={case.weight!r}, batch_axis={batch_axis})(pred={shape_text(case.pred, case.input_dtype('pred'))}, "
+                f"label={shape_text(case.sent_target, case.input_dtype('target'))}, sample_weight={sw})")
 
     def evaluate(self, case) -> Outcome:
         if self._mx is None:
@@ -164,18 +172,24 @@ class MXNetKLDivLoss(Adapter):
         loss_fn = mx.gluon.loss.KLDivLoss(from_logits=FROM_LOGITS[case.pred_kind], axis=axis,
                                           weight=case.weight, batch_axis=batch_axis)
         # float64 values are exact in dtype (Case invariant): the conversion is exact
-        arrays = [case.pred, case.target] + ([] if case.sample_weight is None else [case.sample_weight])
+        # each input in its own dtype (KL-DTYPE-4); label in its sent shape (KL-SHAPE-3)
+        arrays = [(case.pred, case.input_dtype("pred")), (case.sent_target, case.input_dtype("target"))]
+        if case.sample_weight is not None:
+            arrays.append((case.sample_weight, case.dtype))
         try:
             # MXNet 2 Gluon blocks take only mx.np arrays ("Block's inputs must be of type
             # mxnet.numpy.ndarray"); 1.x takes the legacy NDArray
             array = mx.np.array if int(mx.__version__.split(".")[0]) >= 2 else mx.nd.array
-            args = [array(a, dtype=case.dtype) for a in arrays]   # pred, label[, sample_weight]
+            args = [array(a, dtype=dt) for a, dt in arrays]   # pred, label[, sample_weight]
             value, grads = self._run(loss_fn, args, case.grad)
         except mx.base.MXNetError as exc:
             return Outcome(status="error", error_type="MXNetError", error_message=mxnet_error_line(exc),
                            native_call=native)
         grad_dtypes = {k: np.dtype(g.dtype).name for k, g in grads.items()}
         grads = {k: g.astype(np.float64) for k, g in grads.items()}
+        if "target" in grads and case.target_sent_shape is not None:
+            # d/d(label) comes in the sent shape: the same entries, row-major, as the held target
+            grads["target"] = grads["target"].reshape(case.target.shape)
         return Outcome(status="ok", value=value.astype(np.float64), dtype=np.dtype(value.dtype).name,
                        shape=tuple(value.shape), grads=grads, grad_dtypes=grad_dtypes,
                        native_call=native)

@@ -41,7 +41,9 @@ class TfKerasKLDivergence(Adapter):
         self._tf = None
 
     def capabilities(self) -> Capabilities:
-        return keras_capabilities(self.native_reductions, ("reduction", "sample_weight"))
+        # mixed y_true/y_pred dtypes: LossFunctionWrapper casts y_true to y_pred's dtype
+        return keras_capabilities(self.native_reductions, ("reduction", "sample_weight"),
+                                  input_dtypes=frozenset({"promoted"}))
 
     def documented(self, case) -> Point:
         # Same page text as Keras 3's class: the formula, "clipped to the [0, 1] range".
@@ -69,8 +71,9 @@ class TfKerasKLDivergence(Adapter):
         reduction = self.native_reductions[case.reduction]
         loss = self._tf_keras.losses.KLDivergence(reduction=reduction)
         sw = keras_sample_weight(case)
-        native = (f"tf_keras.losses.KLDivergence(reduction={reduction!r})(y_true={shape_text(case.target, case.dtype)}, "
-                  f"y_pred={shape_text(case.pred, case.dtype)}"
+        native = (f"tf_keras.losses.KLDivergence(reduction={reduction!r})"
+                  f"(y_true={shape_text(case.target, case.input_dtype('target'))}, "
+                  f"y_pred={shape_text(case.pred, case.input_dtype('pred'))}"
                   + ("" if sw is None else f", sample_weight={shape_text(sw, case.dtype)}") + ")")
         return capture_warnings(lambda: evaluate_with_tape(
             self._tf, case, lambda t, p, w: loss(t, p, sample_weight=w), native))

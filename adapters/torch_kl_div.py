@@ -13,6 +13,7 @@ without torch.  Observed departures from the canonical definition are recorded i
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,10 @@ class _TorchKL(Adapter):
             min_ndim=0,
             max_ndim=8,
             options=("reduction", "log_target"),
+            # mixed input dtypes: torch promotes (float32 with float64 -> float64, float16 with
+            # bfloat16 -> float32); its kl_div became a composite of promoting ops after
+            # pytorch/pytorch#80158 (backward failed on a float32 input with a float64 target)
+            input_dtypes=frozenset({"promoted"}),
         )
 
     def documented(self, case) -> Point:
@@ -129,8 +134,13 @@ class _TorchKL(Adapter):
             return "kl_div takes no weights"
         if case.reduction == "batchmean" and case.batch_axis not in (0, -len(case.shape)) and case.shape:
             return f"batch_axis {case.batch_axis}: torch's batchmean always divides by input.size(0)"
-        if case.dtype not in DTYPES:
-            return f"dtype {case.dtype!r} not supported"
+        for dt in (case.dtype, case.input_dtype("target"), case.input_dtype("pred")):
+            if dt not in DTYPES:
+                return f"dtype {dt!r} not supported"
+        if case.dtype_form == "cast":
+            return "kl_div takes no dtype argument: the result is in the promotion of the input dtypes"
+        if case.target_sent_shape is not None:
+            return "torch broadcasts input and target: a reshaped target is not its question"
         return None
 
     def _tensor(self, values: np.ndarray, dtype: str, grad: bool):
@@ -151,10 +161,11 @@ class _TorchKL(Adapter):
         torch = self._torch
         log_target = case.target_kind == "logprob"
         reduction = REDUCTIONS[case.reduction]
-        native = self._call_text(shape_text(case.pred, case.dtype), shape_text(case.target, case.dtype),
+        pdt, tdt = case.input_dtype("pred"), case.input_dtype("target")   # each input in its own dtype
+        native = self._call_text(shape_text(case.pred, pdt), shape_text(case.target, tdt),
                                  reduction, log_target)
-        pred = self._tensor(case.pred, case.dtype, case.grad)
-        target = self._tensor(case.target, case.dtype, case.grad)
+        pred = self._tensor(case.pred, pdt, case.grad)
+        target = self._tensor(case.target, tdt, case.grad)
         out = self._call(pred, target, reduction, log_target)
         grads: dict[str, np.ndarray] = {}
         grad_dtypes: dict[str, str] = {}
@@ -211,3 +222,60 @@ class TorchKLDivLoss(_TorchKL):
 
     def _call_text(self, pred, target, reduction, log_target):
         return f"torch.nn.KLDivLoss(reduction={reduction!r}, log_target={log_target})({pred}, {target})"
+
+
+# torch.nn.KLDivLoss's deprecated arguments: (size_average, reduce) -> the reduction= string
+# they stand for, per torch/nn/_reduction.py legacy_get_string (None counts as True):
+# reduce=False -> 'none' (size_average ignored); size_average=False -> 'sum'; else 'mean'.
+LEGACY_ARGS = {"none": {"size_average": None, "reduce": False},
+               "sum": {"size_average": False, "reduce": None},
+               "mean": {"size_average": True, "reduce": None}}
+DOC_LEGACY = DOC_MODULE + "#torch.nn.KLDivLoss"
+
+
+def legacy_reduction(size_average: bool | None, reduce: bool | None) -> str:
+    """The reduction string torch's ``_Reduction.legacy_get_string`` derives (without its
+    warning): ``reduce=False`` -> ``'none'``; ``size_average=False`` -> ``'sum'``; else
+    ``'mean'`` (None counts as True)."""
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if size_average and reduce:
+        return "mean"
+    return "sum" if reduce else "none"
+
+
+class TorchKLDivLossLegacy(_TorchKL):
+    """``torch.nn.KLDivLoss(size_average=..., reduce=..., log_target=...)(input=log Q, target=P)``:
+    the deprecated arguments, still accepted by torch 2.x with a UserWarning ("size_average and
+    reduce args will be deprecated, please use reduction='...' instead."), which the worker
+    records as the outcome's warnings.
+
+    The docs of the arguments (KLDivLoss page): ``size_average``: "By default, the losses are
+    averaged over each loss element in the batch. ... When reduce is False, ignored";
+    ``reduce``: "When reduce is False, returns a loss per batch element instead and ignores
+    size_average".  So the legacy 'mean' averages over *all* elements (KL-RED-MEAN, not
+    batchmean), 'sum' sums them and reduce=False gives the elementwise loss; there is no
+    legacy spelling of batchmean.  One case per canonical reduction among none/sum/mean,
+    asked with the arguments of :data:`LEGACY_ARGS`."""
+
+    name = "torch.KLDivLoss_legacy"
+    api = "torch.nn.KLDivLoss(size_average, reduce)"
+    doc_url = DOC_LEGACY
+
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(super().capabilities(), reductions=frozenset(LEGACY_ARGS),
+                                   options=("size_average", "reduce", "log_target"))
+
+    def unsupported_reason(self, case) -> str | None:
+        if case.reduction not in LEGACY_ARGS:
+            return (f"reduction {case.reduction!r}: size_average/reduce spell only {sorted(LEGACY_ARGS)} "
+                    f"(there is no legacy batchmean)")
+        return super().unsupported_reason(case)
+
+    def _call(self, pred, target, reduction, log_target):
+        loss = self._torch.nn.KLDivLoss(**LEGACY_ARGS[reduction], log_target=log_target)
+        return loss(pred, target)
+
+    def _call_text(self, pred, target, reduction, log_target):
+        args = ", ".join(f"{k}={v!r}" for k, v in LEGACY_ARGS[reduction].items())
+        return f"torch.nn.KLDivLoss({args}, log_target={log_target})({pred}, {target})"

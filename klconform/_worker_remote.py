@@ -164,7 +164,8 @@ def _plain(x):
 # The Case fields and wire version the fast decoder below knows; anything else falls back
 # to Case.from_wire.
 _CASE_FIELDS = frozenset({"target", "pred", "dtype", "target_kind", "pred_kind", "reduction", "class_axis",
-                          "batch_axis", "weight", "sample_weight", "grad", "label"})
+                          "batch_axis", "weight", "sample_weight", "grad", "label",
+                          "target_dtype", "pred_dtype", "target_sent_shape"})
 _CASE_WIRE_VERSION = 1
 
 
@@ -188,13 +189,16 @@ def case_decoder(case_cls, from_bits):
         if w.get("v") != _CASE_WIRE_VERSION:
             return case_cls.from_wire(w)
         dtype = w["dtype"]
+        # the optional keys (absent when None): each input in its own dtype, the target's sent shape
+        tdt, pdt, sent = w.get("target_dtype"), w.get("pred_dtype"), w.get("target_sent_shape")
         case = object.__new__(case_cls)
         values = {
-            "target": array(w, "target", dtype), "pred": array(w, "pred", dtype), "dtype": dtype,
+            "target": array(w, "target", tdt or dtype), "pred": array(w, "pred", pdt or dtype), "dtype": dtype,
             "target_kind": w["target_kind"], "pred_kind": w["pred_kind"], "reduction": w["reduction"],
             "class_axis": w["class_axis"], "batch_axis": w["batch_axis"], "weight": w["weight"],
             "sample_weight": None if w["sample_weight"] is None else array(w, "sample_weight", dtype),
             "grad": w["grad"], "label": w.get("label", ""),
+            "target_dtype": tdt, "pred_dtype": pdt, "target_sent_shape": None if sent is None else tuple(sent),
         }
         for name, value in values.items():
             object.__setattr__(case, name, value)

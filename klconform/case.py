@@ -12,6 +12,16 @@ Vocabulary (SPEC.md §Inputs, §Reductions):
 - ``pred_kind``: ``"prob"``, ``"logprob"`` (log Q) or ``"logits"`` (Q = softmax over
   ``class_axis``).
 - ``reduction``: a canonical reduction name from :data:`REDUCTIONS`.
+- ``dtype``: the dtype the result is asked in (the reference's bounds are this dtype's).
+  ``target_dtype`` / ``pred_dtype`` (None: ``dtype``): the dtype each input is *sent* in
+  when it differs (SPEC.md KL-DTYPE-4).  Either ``dtype`` is the promotion of the two input
+  dtypes (:attr:`Case.promoted`, ``dtype_form == "promoted"``: mixed inputs, the framework
+  promotes) or it is not (``"cast"``: an explicit compute dtype, e.g. Keras'
+  ``KLDivergence(dtype=...)``).  A per-side dtype equal to ``dtype`` is stored as None, so
+  one question has one digest.
+- ``target_sent_shape`` (None: ``target.shape``): the shape the target is *sent* in, a
+  row-major reshape with the same element count (SPEC.md KL-SHAPE-3, MXNet's "same number
+  of elements"); the question is on ``target`` as held, in the prediction's shape.
 """
 from __future__ import annotations
 
@@ -22,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .reference.dtypes import check_dtype, from_bits, representable, to_bits
+from .reference.dtypes import check_dtype, from_bits, promote, representable, to_bits
 
 from .reference.family import PRED_KINDS, TARGET_KINDS  # noqa: F401  (their home: the reference's family)
 # Canonical reductions (SPEC.md KL-RED-*).
@@ -54,6 +64,27 @@ def _as_f64(name: str, values, dtype: str) -> np.ndarray:
     return a
 
 
+def _sent_shape(shape, target: np.ndarray, pred: np.ndarray) -> tuple[int, ...]:
+    """``target_sent_shape`` validated: a tuple of sizes with ``target``'s element count,
+    differing from its shape; the held target must have the prediction's shape (the
+    framework reshapes the sent target like the prediction, KL-SHAPE-3)."""
+    try:
+        sent = tuple(int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise CaseError(f"target_sent_shape: {shape!r} is not a tuple of sizes") from None
+    if any(n < 0 for n in sent) or any(isinstance(n, bool) for n in shape):
+        raise CaseError(f"target_sent_shape: {list(shape)} has a negative or boolean size")
+    if int(np.prod(sent, dtype=np.int64)) != target.size:
+        raise CaseError(f"target_sent_shape: {list(sent)} has {int(np.prod(sent, dtype=np.int64))} elements, "
+                        f"the target {target.size}")
+    if target.shape != pred.shape:
+        raise CaseError(f"target_sent_shape: the target is held in the prediction's shape {list(pred.shape)}, "
+                        f"not {list(target.shape)}")
+    if sent == target.shape:
+        raise CaseError(f"target_sent_shape: {list(sent)} is the target's own shape (leave it None)")
+    return sent
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Case:
     target: np.ndarray
@@ -68,6 +99,9 @@ class Case:
     sample_weight: np.ndarray | None = None
     grad: bool = True
     label: str = ""
+    target_dtype: str | None = None          # dtype the target is sent in (None: dtype)
+    pred_dtype: str | None = None            # dtype the prediction is sent in (None: dtype)
+    target_sent_shape: tuple[int, ...] | None = None   # shape the target is sent in (None: as held)
 
     def __post_init__(self):
         check = object.__setattr__
@@ -75,14 +109,24 @@ class Case:
             check_dtype(self.dtype)
         except ValueError as exc:
             raise CaseError(str(exc)) from None
+        for side in ("target_dtype", "pred_dtype"):
+            dt = getattr(self, side)
+            if dt is None:
+                continue
+            try:
+                check_dtype(dt)
+            except ValueError as exc:
+                raise CaseError(f"{side}: {exc}") from None
+            if dt == self.dtype:          # the default spelled out: one question, one digest
+                check(self, side, None)
         if self.target_kind not in TARGET_KINDS:
             raise CaseError(f"target_kind: {self.target_kind!r} is not one of {TARGET_KINDS}")
         if self.pred_kind not in PRED_KINDS:
             raise CaseError(f"pred_kind: {self.pred_kind!r} is not one of {PRED_KINDS}")
         if self.reduction not in REDUCTIONS:
             raise CaseError(f"reduction: {self.reduction!r} is not one of {REDUCTIONS}")
-        check(self, "target", _as_f64("target", self.target, self.dtype))
-        check(self, "pred", _as_f64("pred", self.pred, self.dtype))
+        check(self, "target", _as_f64("target", self.target, self.input_dtype("target")))
+        check(self, "pred", _as_f64("pred", self.pred, self.input_dtype("pred")))
         if self.sample_weight is not None:
             check(self, "sample_weight", _as_f64("sample_weight", self.sample_weight, self.dtype))
         if self.weight is not None:
@@ -93,6 +137,34 @@ class Case:
             raise CaseError(
                 f"shapes: target {self.target.shape} and pred {self.pred.shape} do not broadcast"
             ) from None
+        if self.target_sent_shape is not None:
+            check(self, "target_sent_shape", _sent_shape(self.target_sent_shape, self.target, self.pred))
+
+    # ------------------------------------------------------------------ input dtypes and shapes
+    def input_dtype(self, side: str) -> str:
+        """The dtype input ``side`` ("target" or "pred") is sent in (KL-DTYPE-4)."""
+        if side not in ("target", "pred"):
+            raise ValueError(f"input_dtype: side {side!r} is not 'target' or 'pred'")
+        return getattr(self, side + "_dtype") or self.dtype
+
+    @property
+    def promoted(self) -> bool:
+        """True when ``dtype`` is the promotion of the two input dtypes (always, for a case
+        whose inputs are in ``dtype``); False: ``dtype`` is an explicit compute dtype."""
+        return self.dtype == promote(self.input_dtype("target"), self.input_dtype("pred"))
+
+    @property
+    def dtype_form(self) -> str:
+        """``"same"`` (both inputs in ``dtype``), ``"promoted"`` (mixed input dtypes, the
+        result in their promotion) or ``"cast"`` (an explicit compute dtype), KL-DTYPE-4."""
+        if self.target_dtype is None and self.pred_dtype is None:
+            return "same"
+        return "promoted" if self.promoted else "cast"
+
+    @property
+    def sent_target(self) -> np.ndarray:
+        """The target as sent: ``target`` reshaped (row-major) to ``target_sent_shape``."""
+        return self.target if self.target_sent_shape is None else self.target.reshape(self.target_sent_shape)
 
     # ------------------------------------------------------------------ derived facts
     @property
@@ -113,13 +185,15 @@ class Case:
 
     # ------------------------------------------------------------------ wire format
     def _payload(self) -> bytes:
-        parts = [to_bits(self.target, self.dtype), to_bits(self.pred, self.dtype)]
+        parts = [to_bits(self.target, self.input_dtype("target")), to_bits(self.pred, self.input_dtype("pred"))]
         if self.sample_weight is not None:
             parts.append(to_bits(self.sample_weight, self.dtype))
         return b"".join(parts)
 
     def _wire_header(self) -> dict[str, Any]:
-        return {
+        # The optional keys are present only when set: every case without them keeps the
+        # header, hence the digest, it had before they existed (frozen corpus, baselines).
+        h = {
             "v": WIRE_VERSION,
             "dtype": self.dtype,
             "target_kind": self.target_kind,
@@ -133,12 +207,19 @@ class Case:
             "pred_shape": list(self.pred.shape),
             "sample_weight_shape": None if self.sample_weight is None else list(self.sample_weight.shape),
         }
+        if self.target_dtype is not None:
+            h["target_dtype"] = self.target_dtype
+        if self.pred_dtype is not None:
+            h["pred_dtype"] = self.pred_dtype
+        if self.target_sent_shape is not None:
+            h["target_sent_shape"] = list(self.target_sent_shape)
+        return h
 
     def to_wire(self) -> dict[str, Any]:
         """A dict of plain types (execnet- and JSON-serialisable once bytes are hex'd)."""
         w = self._wire_header()
-        w["target"] = to_bits(self.target, self.dtype)
-        w["pred"] = to_bits(self.pred, self.dtype)
+        w["target"] = to_bits(self.target, self.input_dtype("target"))
+        w["pred"] = to_bits(self.pred, self.input_dtype("pred"))
         w["sample_weight"] = None if self.sample_weight is None else to_bits(self.sample_weight, self.dtype)
         w["label"] = self.label
         w["digest"] = self.digest
@@ -152,9 +233,11 @@ class Case:
         sw = None
         if w["sample_weight"] is not None:
             sw = from_bits(w["sample_weight"], dt, tuple(w["sample_weight_shape"]))
+        tdt, pdt = w.get("target_dtype"), w.get("pred_dtype")
+        sent = w.get("target_sent_shape")
         return cls(
-            target=from_bits(w["target"], dt, tuple(w["target_shape"])),
-            pred=from_bits(w["pred"], dt, tuple(w["pred_shape"])),
+            target=from_bits(w["target"], tdt or dt, tuple(w["target_shape"])),
+            pred=from_bits(w["pred"], pdt or dt, tuple(w["pred_shape"])),
             dtype=dt,
             target_kind=w["target_kind"],
             pred_kind=w["pred_kind"],
@@ -165,6 +248,9 @@ class Case:
             sample_weight=sw,
             grad=w["grad"],
             label=w.get("label", ""),
+            target_dtype=tdt,
+            pred_dtype=pdt,
+            target_sent_shape=None if sent is None else tuple(sent),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -197,5 +283,8 @@ class Case:
         return dataclasses.replace(self, **changes)
 
     def __repr__(self) -> str:  # short, for test ids and reports
-        return (f"Case({self.label or self.digest}, {self.dtype}, P:{self.target_kind}{list(self.target.shape)}, "
-                f"Q:{self.pred_kind}{list(self.pred.shape)}, {self.reduction})")
+        t_dt = f" {self.target_dtype}" if self.target_dtype else ""
+        p_dt = f" {self.pred_dtype}" if self.pred_dtype else ""
+        sent = f" sent as {list(self.target_sent_shape)}" if self.target_sent_shape is not None else ""
+        return (f"Case({self.label or self.digest}, {self.dtype}, P:{self.target_kind}{list(self.target.shape)}"
+                f"{t_dt}{sent}, Q:{self.pred_kind}{list(self.pred.shape)}{p_dt}, {self.reduction})")

@@ -41,6 +41,10 @@ def capability_keys(case: Case) -> list[str]:
         keys.append("class_axis=" + ("last" if case.class_axis % nd == nd - 1 else "other"))
     if nd >= 2:
         keys.append("batch_axis=" + ("first" if case.batch_axis % nd == 0 else "other"))
+    if case.dtype_form != "same":
+        keys.append(f"input_dtypes={case.dtype_form}")
+    if case.target_sent_shape is not None:
+        keys.append("target_sent_shape=reshaped")
     sw = case.sample_weight
     if sw is not None:
         if sw.size and np.any(sw == 0):
@@ -50,10 +54,11 @@ def capability_keys(case: Case) -> list[str]:
 
 
 def special_keys(case: Case) -> list[str]:
-    """The special values ``case`` carries in any of its arrays (as encoded)."""
+    """The special values ``case`` carries in any of its arrays (as encoded; subnormal in the
+    array's own dtype: the coarsest of the case's dtypes when they differ)."""
     arrays = [case.target, case.pred] + ([case.sample_weight] if case.sample_weight is not None else [])
     flat = np.concatenate([a.reshape(-1) for a in arrays])
-    tiny = FINFO[case.dtype][1]
+    tiny = max(FINFO[d][1] for d in (case.dtype, case.input_dtype("target"), case.input_dtype("pred")))
     keys = []
     with np.errstate(invalid="ignore"):
         if np.any((flat == 0) & ~np.signbit(flat)):
@@ -99,6 +104,9 @@ def declared(caps) -> dict[str, list[str]]:
         keys += ["batch_axis=first"] + (["batch_axis=other"] if caps.batch_axis else [])
     if "sample" in forms:
         keys += ["sample_weight=uniform", "sample_weight=varying", "sample_weight=with_zeros"]
+    keys += [f"input_dtypes={v}" for v in sorted(getattr(caps, "input_dtypes", ()))]
+    if getattr(caps, "reshaped_target", False):
+        keys.append("target_sent_shape=reshaped")
     special = [s for s in SPECIAL_VALUES if s != "huge_logits" or "logits" in caps.pred_kinds]
     clauses = set(VALUE_CLAUSES)
     for r in caps.reductions:

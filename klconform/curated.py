@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from .case import REDUCTIONS, Case
-from .reference.dtypes import FINFO, round_to
+from .reference.dtypes import FINFO, promote, round_to
 from .strategies import encode
 
 _D1 = [0.2, 0.5, 0.2, 0.1]        # seeds/000, seeds/001 (MXNet tutorial): dist_1
@@ -193,13 +193,89 @@ def keras_doc_example_cases(dtypes=("float32", "float64")) -> list[Case]:
     return out
 
 
+# Inputs in different dtypes (SPEC.md KL-DTYPE-4): (target dtype, pred dtype) pairs whose
+# result is asked in their promotion (float32+float64 both ways, float16+bfloat16 both ways,
+# and the half dtypes with float32/float64), and explicit compute dtypes (inputs -> dtype):
+# coarser (float32 inputs, float16/bfloat16 result; float64 -> float32) and finer than the
+# inputs (float32 -> float64, float16 -> float32), one of them with mixed inputs.
+MIXED_INPUT_DTYPES = (("float32", "float64"), ("float64", "float32"), ("float16", "bfloat16"),
+                      ("bfloat16", "float16"), ("float16", "float32"), ("float32", "float16"),
+                      ("float16", "float64"), ("float64", "float16"))
+COMPUTE_DTYPES = ((("float32", "float32"), "float64"), (("float32", "float32"), "float16"),
+                  (("float32", "float32"), "bfloat16"), (("float64", "float64"), "float32"),
+                  (("float16", "float16"), "float32"), (("float32", "float64"), "float16"))
+_MIXED_QUESTIONS = ("hand_checked_example", "seed_mxnet_d4_vs_d1", "one_hot_target", "broadcast_target_row")
+_MIXED_REDUCTIONS = ("none", "sum", "mean", "batchmean", "distribution", "distribution_mean", "sample_sum")
+
+
+def mixed_dtype_cases() -> list[Case]:
+    """Curated questions with the target and the prediction in different dtypes, the result
+    asked in their promotion (``Case.dtype_form == "promoted"``), Q as log-probabilities,
+    in every reduction an adapter declares; labelled ``curated/mixed_dtypes_<question>``."""
+    qs = {q.name: q for q in questions()}
+    out = []
+    for name in _MIXED_QUESTIONS:
+        q = qs[name]
+        P, Q = np.asarray(q.target, dtype=np.float64), np.asarray(q.pred, dtype=np.float64)
+        for tdt, pdt in MIXED_INPUT_DTYPES:
+            for red in _MIXED_REDUCTIONS:
+                out.append(Case(target=round_to(P, tdt), pred=encode(round_to(Q, pdt), "logprob", pdt),
+                                dtype=promote(tdt, pdt), target_dtype=tdt, pred_dtype=pdt, pred_kind="logprob",
+                                reduction=red, label=f"curated/mixed_dtypes_{name}"))
+    return out
+
+
+def compute_dtype_cases() -> list[Case]:
+    """The Keras ``KLDivergence(dtype=...)`` question: inputs in one dtype, the loss asked in
+    another (``Case.dtype_form == "cast"``), P and Q as probabilities, in the Keras
+    reductions; labelled ``curated/compute_dtype_<question>``."""
+    qs = {q.name: q for q in questions()}
+    out = []
+    for name in ("hand_checked_example", "seed_mxnet_d4_vs_d1", "seed_medium_rows"):
+        q = qs[name]
+        P, Q = np.asarray(q.target, dtype=np.float64), np.asarray(q.pred, dtype=np.float64)
+        for (tdt, pdt), dtype in COMPUTE_DTYPES:
+            for red in ("distribution", "sum", "distribution_mean"):
+                out.append(Case(target=round_to(P, tdt), pred=round_to(Q, pdt), dtype=dtype, target_dtype=tdt,
+                                pred_dtype=pdt, target_kind="prob", pred_kind="prob", reduction=red,
+                                label=f"curated/compute_dtype_{name}"))
+    return out
+
+
+# (pred shape, shape the target is sent in): the same element count (SPEC.md KL-SHAPE-3).
+# (2, 3)/(6,), (3, 4)/(4, 3), (2, 3)/(3, 2), (2, 2, 3)/(12,), (2, 6)/(3, 4) do not broadcast;
+# (1, 6)/(6,) broadcasts to the pred's shape (the same entries); (2, 1, 3)/(1, 2, 3) broadcasts
+# to (2, 2, 3): a framework that broadcasts instead of reshaping computes another question.
+RESHAPED_TARGETS = (((2, 3), (6,)), ((3, 4), (4, 3)), ((2, 3), (3, 2)), ((2, 2, 3), (12,)),
+                    ((2, 6), (3, 4)), ((1, 6), (6,)), ((2, 1, 3), (1, 2, 3)))
+
+
+def reshaped_target_cases(dtypes=("float16", "float32", "float64")) -> list[Case]:
+    """A target sent in another shape with the prediction's element count (MXNet's "arbitrary
+    shape as long as they have the same number of elements"): P and Q normalised along the
+    last axis of the pred's shape, Q as log-probabilities and as logits, reduction
+    ``sample_sum``; labelled ``curated/reshaped_target``."""
+    out = []
+    for i, (shape, sent) in enumerate(RESHAPED_TARGETS):
+        P = _softmax(_uniform(shape, 20 + i), -1)
+        Q = _softmax(_uniform(shape, 40 + i), -1)
+        for dtype in dtypes:
+            for kind in ("logprob", "logits"):
+                out.append(Case(target=round_to(P, dtype), pred=encode(round_to(Q, dtype), kind, dtype),
+                                dtype=dtype, pred_kind=kind, reduction="sample_sum", target_sent_shape=sent,
+                                label="curated/reshaped_target"))
+    return out
+
+
 def all_curated() -> list[Case]:
     """The curated set that runs every time: every question in every dtype with Q as
     log-probabilities, again in float64 with Q and P given as probabilities / P as
-    log-probabilities, the weighted seed examples in every dtype, and the tf_keras
-    docstring's example calls."""
+    log-probabilities, the weighted seed examples in every dtype, the tf_keras
+    docstring's example calls, and the questions of inputs in other dtypes and of a
+    reshaped target (KL-DTYPE-4, KL-SHAPE-3)."""
     dts = ("float16", "bfloat16", "float32", "float64")
     return (curated_cases(dtypes=dts)
             + curated_cases(dtypes=("float64",), pred_kinds=("prob",), target_kinds=("prob", "logprob"))
             + weighted_curated_cases(dtypes=dts)
-            + keras_doc_example_cases())
+            + keras_doc_example_cases()
+            + mixed_dtype_cases() + compute_dtype_cases() + reshaped_target_cases())

@@ -30,7 +30,11 @@ def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str 
         m = _GRAD_PREFIX.match(verdict.detail or "")
         grad_input = m.group(1) if m else None
     return {
-        "dtype": case.dtype, "reduction": case.reduction, "pred_kind": case.pred_kind,
+        "dtype": case.dtype, "target_dtype": case.input_dtype("target"), "pred_dtype": case.input_dtype("pred"),
+        "dtype_form": case.dtype_form, "reshaped_target": case.target_sent_shape is not None,
+        "other_dtype_inputs": {(False, False): "none", (True, False): "target", (False, True): "pred",
+                               (True, True): "both"}[case.target_dtype is not None, case.pred_dtype is not None],
+        "reduction": case.reduction, "pred_kind": case.pred_kind,
         "target_kind": case.target_kind, "ndim": len(shape), "size": int(np.prod(shape, dtype=np.int64)),
         "empty": 0 in shape, "broadcast": t.shape != q.shape, "has_zero_target": zero_t,
         "has_zero_pred": zero_q, "has_nonfinite": not all(np.all(np.isfinite(a)) for a in arrays),

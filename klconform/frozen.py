@@ -29,6 +29,9 @@ FORMAT_VERSION = 1
 FROZEN_PATH = Path(__file__).resolve().parent / "data" / "frozen-corpus.jsonl"
 _CASE_FIELDS = ("digest", "label", "dtype", "target_kind", "pred_kind", "reduction", "class_axis",
                 "batch_axis", "weight", "grad", "target", "pred", "sample_weight")
+# Written only when set (after the fields above), so every line without them is unchanged:
+# the dtype each input is sent in, and the shape the target is sent in (docs/corpus.md).
+_OPTIONAL_FIELDS = ("target_dtype", "pred_dtype", "target_sent_shape")
 
 
 class FrozenCorpusError(ValueError):
@@ -99,29 +102,40 @@ def _array(d: Any, dtype: str, name: str) -> np.ndarray:
 def case_to_line(case: Case) -> str:
     """One case as its canonical, human-reviewable JSON line (no trailing newline)."""
     dt = case.dtype
+    tdt, pdt = case.input_dtype("target"), case.input_dtype("pred")
     d = {"digest": case.digest, "label": case.label, "dtype": dt, "target_kind": case.target_kind,
          "pred_kind": case.pred_kind, "reduction": case.reduction, "class_axis": case.class_axis,
          "batch_axis": case.batch_axis,
          "weight": None if case.weight is None else _number(case.weight, "float64", _canonical_nan_bits("float64")),
-         "grad": case.grad, "target": _array_json(case.target, dt), "pred": _array_json(case.pred, dt),
+         "grad": case.grad, "target": _array_json(case.target, tdt), "pred": _array_json(case.pred, pdt),
          "sample_weight": None if case.sample_weight is None else _array_json(case.sample_weight, dt)}
+    for name in _OPTIONAL_FIELDS:
+        value = getattr(case, name)
+        if value is not None:
+            d[name] = list(value) if name == "target_sent_shape" else value
     return json.dumps(d, allow_nan=False, separators=(",", ":"))
 
 
 def case_from_line(text: str) -> Case:
     """The case of one line (ValueError/CaseError naming what is wrong)."""
     d = json.loads(text)
-    if not isinstance(d, dict) or set(d) != set(_CASE_FIELDS):
-        raise ValueError(f"expected exactly the fields {', '.join(_CASE_FIELDS)}")
+    if not isinstance(d, dict) or not set(_CASE_FIELDS) <= set(d) <= set(_CASE_FIELDS + _OPTIONAL_FIELDS):
+        raise ValueError(f"expected exactly the fields {', '.join(_CASE_FIELDS)} "
+                         f"(and optionally {', '.join(_OPTIONAL_FIELDS)})")
     dt = d["dtype"]
-    if not isinstance(dt, str):
-        raise ValueError("dtype: not a string")
-    case = Case(target=_array(d["target"], dt, "target"), pred=_array(d["pred"], dt, "pred"), dtype=dt,
+    tdt, pdt, sent = d.get("target_dtype"), d.get("pred_dtype"), d.get("target_sent_shape")
+    for name, value in (("dtype", dt), ("target_dtype", tdt), ("pred_dtype", pdt)):
+        if not isinstance(value, str) and not (name != "dtype" and value is None):
+            raise ValueError(f"{name}: not a string")
+    if sent is not None and not isinstance(sent, list):
+        raise ValueError("target_sent_shape: not a list")
+    case = Case(target=_array(d["target"], tdt or dt, "target"), pred=_array(d["pred"], pdt or dt, "pred"), dtype=dt,
                 target_kind=d["target_kind"], pred_kind=d["pred_kind"], reduction=d["reduction"],
                 class_axis=d["class_axis"], batch_axis=d["batch_axis"],
                 weight=None if d["weight"] is None else _value(d["weight"], "float64"),
                 sample_weight=None if d["sample_weight"] is None else _array(d["sample_weight"], dt, "sample_weight"),
-                grad=d["grad"], label=d["label"])
+                grad=d["grad"], label=d["label"], target_dtype=tdt, pred_dtype=pdt,
+                target_sent_shape=None if sent is None else tuple(sent))
     if case.digest != d["digest"]:
         raise ValueError(f"recorded digest {d['digest']} but the content's digest is {case.digest}")
     return case

@@ -33,6 +33,14 @@ Each entry::
 field               fact about the (sent) case, verdict and outcome
 =================== =============================================================
 dtype               case dtype: "float16" | "bfloat16" | "float32" | "float64"
+                    (the dtype the result is asked in)
+target_dtype        dtype the target is sent in (= dtype unless set, KL-DTYPE-4)
+pred_dtype          dtype the prediction is sent in (= dtype unless set)
+dtype_form          "same" (both inputs in dtype) | "promoted" (mixed inputs, dtype their
+                    promotion) | "cast" (an explicit compute dtype), Case.dtype_form
+other_dtype_inputs  the inputs sent in a dtype other than dtype: "none" | "target" |
+                    "pred" | "both" (in a promoted case: the narrower input(s))
+reshaped_target     the target is sent in another shape (Case.target_sent_shape, KL-SHAPE-3)
 reduction           canonical reduction name
 pred_kind          "prob" | "logprob" | "logits" (as sent, after translation)
 target_kind         "prob" | "logprob"
@@ -86,6 +94,7 @@ FIELDS = {
     "has_weight": bool, "has_sample_weight": bool, "grad": bool, "family": str, "label": str,
     "explained_by": str, "grad_input": str, "returned_dtype": str, "status": str,
     "error_type": str, "version": str, "run": str,
+    "target_dtype": str, "pred_dtype": str, "dtype_form": str, "other_dtype_inputs": str, "reshaped_target": bool,
 }
 ENTRY_KEYS = {"id", "class", "against", "clauses", "when", "match", "explained_by", "citation", "note"}
 REQUIRED = ("id", "class", "against", "clauses", "when", "citation")
@@ -300,7 +309,8 @@ def applicable(records: Iterable[Record], *, run: str, version: str | None) -> l
 # in a corpus depends on these; the rest (verdict, outcome, run) is only known once run.
 CASE_FIELDS = ("dtype", "reduction", "pred_kind", "target_kind", "ndim", "size", "empty", "broadcast",
                "has_zero_target", "has_zero_pred", "has_nonfinite", "has_nan", "has_negative", "has_weight",
-               "has_sample_weight", "grad", "family", "label")
+               "has_sample_weight", "grad", "family", "label", "target_dtype", "pred_dtype", "dtype_form",
+               "other_dtype_inputs", "reshaped_target")
 
 
 def can_occur(record: Record, case_facts: Iterable[dict[str, Any]]) -> bool:

@@ -7,8 +7,8 @@ log-probabilities; an API without broadcasting needs equal shapes; an API withou
 records each step as a :class:`Conversion`.  Rewritten values are rounded into the case's
 dtype, so the adapter receives exact values — and the reference is evaluated on those same
 converted values, never on the originals.  What cannot be rewritten without changing the
-question (dtype, reduction, weights, ndim range) makes the case *inexpressible* for that
-adapter: :func:`translate` returns None and :func:`why_not` says why.
+question (dtype, input dtypes, a reshaped target, reduction, weights, ndim range) makes the case
+*inexpressible* for that adapter: :func:`translate` returns None and :func:`why_not` says why.
 """
 from __future__ import annotations
 
@@ -65,6 +65,15 @@ def why_not(case: Case, caps) -> str | None:
     """The reason ``case`` is inexpressible for an adapter with capabilities ``caps``, or None."""
     if case.dtype not in caps.dtypes:
         return f"dtype {case.dtype} not supported"
+    for side in ("target", "pred"):
+        if case.input_dtype(side) not in caps.dtypes:
+            return f"{side} dtype {case.input_dtype(side)} not supported"
+    form = case.dtype_form
+    if form != "same" and form not in getattr(caps, "input_dtypes", frozenset()):
+        return (f"inputs in {case.input_dtype('target')}/{case.input_dtype('pred')} with the result in "
+                f"{case.dtype} ({form}) not supported")
+    if case.target_sent_shape is not None and not getattr(caps, "reshaped_target", False):
+        return "a target sent in another shape (same element count) not supported"
     if case.reduction not in caps.reductions:
         return f"reduction {case.reduction} not supported"
     if case.weight is not None and "scalar" not in caps.weights:
@@ -147,7 +156,7 @@ def translate(case: Case, caps) -> Translated | None:
         batch_first = ((not caps.batch_axis) and out.reduction in _BATCH_REDUCTIONS
                        and out.batch_axis % nd != 0)
         if class_last or batch_first:
-            if out.sample_weight is not None:
+            if out.sample_weight is not None or out.target_sent_shape is not None:
                 return None
             out, c = _move_axes(out, class_last, batch_first)
             if out.reduction == "none":
@@ -159,19 +168,21 @@ def translate(case: Case, caps) -> Translated | None:
         return None
     if out.pred_kind not in caps.pred_kinds:
         dst = next(k for k in _PRED_PREFERENCE[out.pred_kind] if k in caps.pred_kinds)
-        pred = convert_encoding(out.pred, out.pred_kind, dst, out.dtype, out.class_axis)
+        pdt = out.input_dtype("pred")
+        pred = convert_encoding(out.pred, out.pred_kind, dst, pdt, out.class_axis)
         lossy = dst == "logits" or out.pred_kind == "logits"
         how = {("logprob", "prob"): "exp", ("prob", "logprob"): "log", ("prob", "logits"): "log (as logits)",
                ("logprob", "logits"): "identity (log-probs as logits)", ("logits", "prob"): "softmax",
                ("logits", "logprob"): "log_softmax"}[(out.pred_kind, dst)]
-        convs.append(Conversion("pred", f"{out.pred_kind} -> {dst} via {how}, rounded to {out.dtype}",
+        convs.append(Conversion("pred", f"{out.pred_kind} -> {dst} via {how}, rounded to {pdt}",
                                 lossy=lossy))
         out = out.replace(pred=pred, pred_kind=dst)
     if out.target_kind not in caps.target_kinds:
         dst = next(k for k in _TARGET_PREFERENCE[out.target_kind] if k in caps.target_kinds)
-        target = convert_encoding(out.target, out.target_kind, dst, out.dtype, out.class_axis)
+        tdt = out.input_dtype("target")
+        target = convert_encoding(out.target, out.target_kind, dst, tdt, out.class_axis)
         how = "exp" if dst == "prob" else "log"
-        convs.append(Conversion("target", f"{out.target_kind} -> {dst} via {how}, rounded to {out.dtype}"))
+        convs.append(Conversion("target", f"{out.target_kind} -> {dst} via {how}, rounded to {tdt}"))
         out = out.replace(target=target, target_kind=dst)
     if out.grad and not caps.gradients:
         out = out.replace(grad=False)

@@ -104,7 +104,9 @@ def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
     verdicts: list[Verdict] = []
     rdt = outcome.dtype
     used = judged_dtype(case.dtype, rdt)
-    grad_dts = {k: v for k, v in (outcome.grad_dtypes or {}).items() if v != case.dtype}
+    # a gradient comes back in the dtype of the input it is taken w.r.t. (KL-DTYPE-1, KL-DTYPE-4)
+    grad_dts = {k: v for k, v in (outcome.grad_dtypes or {}).items()
+                if v != (case.input_dtype(k) if k in ("target", "pred") else case.dtype)}
     if (rdt and rdt != case.dtype) or grad_dts:
         parts = [f"value returned as {rdt}"] if rdt != case.dtype else []
         parts += [f"gradient wrt {k} as {v}" for k, v in sorted(grad_dts.items())]

@@ -69,3 +69,29 @@ def representable(values, dtype: str) -> bool:
     a = np.asarray(values, dtype=np.float64)
     r = round_to(a, dtype)
     return bool(np.all((r == a) | (np.isnan(r) & np.isnan(a))))
+
+
+def _promotion_table() -> dict[tuple[str, str], str]:
+    """Type promotion of two floating dtypes (torch.promote_types / numpy with bfloat16):
+    the wider wins; float16 with bfloat16 (neither holds the other) gives float32."""
+    rank = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
+    table = {}
+    for a in DTYPES:
+        for b in DTYPES:
+            if a == b:
+                table[a, b] = a
+            elif rank[a] == rank[b]:          # float16 + bfloat16
+                table[a, b] = "float32"
+            else:
+                table[a, b] = a if rank[a] > rank[b] else b
+    return table
+
+
+#: ``PROMOTION[a, b]``: the dtype a computation on inputs of dtypes ``a`` and ``b`` runs in
+#: (SPEC.md KL-DTYPE-4); equal to ``torch.promote_types`` for these four dtypes.
+PROMOTION = _promotion_table()
+
+
+def promote(a: str, b: str) -> str:
+    """The promotion of two input dtypes (:data:`PROMOTION`)."""
+    return PROMOTION[check_dtype(a), check_dtype(b)]

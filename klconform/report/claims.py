@@ -476,8 +476,8 @@ def _check_shape(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, 
     expect = claim.check["expect"]
 
     def shapes(d):
-        c = data.case(d)
-        return tuple(c.pred.shape), tuple(c.target.shape)
+        c = data.case(d)   # the target as sent (case.target_sent_shape, KL-SHAPE-3)
+        return tuple(c.pred.shape), tuple(c.sent_target.shape)
 
     def pair_text(d):
         p, t = shapes(d)
@@ -538,8 +538,8 @@ def _check_shape(claim: Claim, run: AdapterRun, data: _Data) -> tuple[str, str, 
         distinctive = [d for d in judged if shapes(d)[0] != shapes(d)[1] and allowed(d)
                        and not _broadcastable(*shapes(d))]
         if not distinctive:
-            return UNCHECKED, ("the claim is about equal-count shapes that do not broadcast, and the case model cannot "
-                               "send those (klconform/case.py: Case requires target and pred to broadcast); "
+            return UNCHECKED, ("the claim is about equal-count shapes that do not broadcast, and no such pair "
+                               "(a case with target_sent_shape, KL-SHAPE-3) reached the framework; "
                                f"what was sent agrees with it: {seen}"), judged[:5]
     return HOLDS, seen, judged[:5]
 

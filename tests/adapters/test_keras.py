@@ -424,3 +424,32 @@ def test_sample_weight_varying_along_classes_is_unsupported():
     assert o.status == "unsupported" and "class axis" in o.error_message
     c2 = case("sw_constant_rows", P, Q, sample_weight=[[2.0, 2.0, 2.0], [0.5, 0.5, 0.5]])
     assert keras_sample_weight(c2).tolist() == [2.0, 0.5]
+
+
+# ----------------------------------------------------------------------------- inputs in other dtypes (KL-DTYPE-4)
+def test_mixed_input_dtypes_and_the_dtype_argument():
+    """KL-DTYPE-4: keras.losses.kl_divergence computes in y_pred's dtype (float32 y_pred with
+    float64 y_true -> float32; record keras-fn-mixed-dtypes-in-pred-dtype); the class with
+    ``dtype=`` computes in that dtype whatever the inputs' ("cast"): float32 inputs asked in
+    float64 are exact within the float64 bound, asked in float16 within the float16 bound."""
+    from adapter_checks import assert_within
+    from klconform.reference.dtypes import promote
+    p, q = np.array([[0.25, 0.75], [0.5, 0.5]]), np.array([[0.5, 0.5], [0.125, 0.875]])
+
+    def case(tdt, pdt, dtype=None, red="distribution"):
+        return Case(target=round_to(p, tdt), pred=round_to(q, pdt), dtype=dtype or promote(tdt, pdt),
+                    target_dtype=tdt, pred_dtype=pdt, target_kind="prob", pred_kind="prob", reduction=red)
+
+    mixed = case("float64", "float32")
+    (o,) = run_cases("klconform.adapters.keras_kldivergence:KerasKLDivergenceFn", [mixed])
+    assert o.status == "ok" and o.dtype == "float32"
+    e = evaluate(mixed)
+    assert_within(o.value, e.value, evaluate(case("float32", "float32")).bound * 4, "kl_divergence mixed")
+    finer, coarser = case("float32", "float32", "float64", "sum"), case("float32", "float32", "float16", "sum")
+    assert finer.dtype_form == coarser.dtype_form == "cast"
+    outcomes = run_cases("klconform.adapters.keras_kldivergence:KerasKLDivergenceDtypeArg", [finer, coarser])
+    for c, o in zip((finer, coarser), outcomes):
+        assert o.status == "ok" and o.dtype == c.dtype, o
+        e = evaluate(c)
+        assert_within(o.value, e.value, e.bound, f"dtype={c.dtype}")
+        assert o.grad_dtypes == {"pred": "float32", "target": "float32"}

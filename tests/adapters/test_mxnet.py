@@ -478,3 +478,27 @@ def test_versions_differ_exactly_by_class_count(main_run, side_run):
         per_sample = int(np.prod(case.shape)) // case.shape[case.batch_axis]
         np.testing.assert_allclose(new[label].value, old[label].value * per_sample, rtol=1e-13, err_msg=label)
         np.testing.assert_allclose(new[label].grads["pred"], old[label].grads["pred"] * per_sample, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------- mixed dtypes, reshaped labels
+@needs_main
+def test_mixed_dtypes_are_refused_and_a_same_count_label_is_not_reshaped():
+    """KL-DTYPE-4: pred and label in different dtypes raise MXNetError (record
+    mxnet-mixed-dtypes-refused).  KL-SHAPE-3: the docstring's "arbitrary shape as long as they
+    have the same number of elements" does not hold for KLDivLoss: a (6,) label for a (2, 3)
+    pred is refused; a (6,) label for a (1, 6) pred broadcasts to the same question (within
+    the bound of the reference on the held arrays)."""
+    p = np.array([[0.25, 0.75, 0.5], [0.5, 0.25, 0.25]])
+    lq = np.log(np.array([[0.5, 0.25, 0.25], [0.125, 0.5, 0.375]]))
+    mixed = Case(target=round_to(p, "float32"), pred=lq, dtype="float64", target_dtype="float32",
+                 reduction="sample_sum")
+    refused = Case(target=p, pred=lq, reduction="sample_sum", target_sent_shape=(6,))
+    same = Case(target=p.reshape(1, 6), pred=lq.reshape(1, 6), reduction="sample_sum", target_sent_shape=(6,))
+    _, (o_mixed, o_refused, o_same) = run_cases([mixed, refused, same])
+    assert o_mixed.status == "error" and "Incompatible attr" in o_mixed.error_message
+    assert o_refused.status == "error" and "could not be broadcast" in o_refused.error_message
+    assert o_same.status == "ok"
+    point = Point(reduction="sample_sum", epsilon="target_log_eps", eps=1e-12)
+    e = evaluate(same, point)
+    assert_within(o_same.value, e.value, e.bound, "label (6,) for pred (1, 6)")
+    assert o_same.grads["target"].shape == (1, 6)

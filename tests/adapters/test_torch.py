@@ -483,3 +483,59 @@ def test_known_records_are_valid(adapter_name):
     for r in records:
         assert set(r.clauses) <= ids, f"{r.id}: unknown clauses {set(r.clauses) - ids}"
         assert r.citation.startswith("https://"), r.id
+
+
+# ----------------------------------------------------------------------------- mixed dtypes, legacy arguments
+def _mixed(tdt, pdt, reduction="sum"):
+    p, q = round_to(P_BENIGN, tdt), round_to(np.log(round_to(Q_BENIGN, pdt)), pdt)
+    from klconform.reference.dtypes import promote
+    return Case(target=p, pred=q, dtype=promote(tdt, pdt), target_dtype=tdt, pred_dtype=pdt, reduction=reduction)
+
+
+def test_mixed_input_dtypes_are_promoted_and_a_narrower_input_is_exact():
+    """KL-DTYPE-4: float32 input with a float64 target and the reverse: the result in
+    float64, gradients in each input's dtype; a narrower *input* (log Q) is exact (within the
+    float64 bound), a narrower target is not: torch takes log P in the target's dtype
+    (record torch-mixed-dtypes-log-target-in-target-dtype)."""
+    wide_target = _mixed("float64", "float32")
+    narrow_target = _mixed("float32", "float64")
+    halves = _mixed("float16", "bfloat16", "none")
+    for ref in REFS.values():
+        o_wide, o_narrow, o_half = run_cases(ref, [wide_target, narrow_target, halves])
+        for o, c in ((o_wide, wide_target), (o_narrow, narrow_target), (o_half, halves)):
+            assert o.status == "ok" and o.dtype == c.dtype, (ref, o)
+            assert o.grad_dtypes == {"pred": c.input_dtype("pred"), "target": c.input_dtype("target")}
+        e = evaluate(wide_target)
+        assert_within(o_wide.value, e.value, e.bound, f"{ref} float64 target, float32 input")
+        for k in ("pred", "target"):
+            assert_within(o_wide.grads[k], e.grads[k], e.grad_bounds[k], f"{ref} grad {k}")
+        e = evaluate(narrow_target)
+        err = abs(float(o_narrow.value) - float(e.value))
+        assert e.bound < err <= 4 * 2.0**-24 * float(np.sum(np.abs(evaluate(narrow_target.replace(
+            reduction="none")).value))) + 1e-7, (ref, err, e.bound)
+
+
+def test_legacy_size_average_reduce_map_to_reductions_with_a_warning():
+    """torch.KLDivLoss_legacy: size_average/reduce as legacy_get_string maps them
+    (reduce=False -> none, size_average=False -> sum, default -> mean over all elements,
+    KL-RED-MEAN, KL-RED-SUM, KL-RED-NONE), each call warning that they are deprecated."""
+    from klconform.adapters.torch_kl_div import LEGACY_ARGS, TorchKLDivLossLegacy, legacy_reduction
+    assert all(legacy_reduction(**args) == r for r, args in LEGACY_ARGS.items())
+    assert legacy_reduction(False, False) == "none" and legacy_reduction(None, None) == "mean"
+    caps = TorchKLDivLossLegacy().capabilities()
+    assert set(caps.reductions) == {"none", "sum", "mean"} and caps.input_dtypes == {"promoted"}
+    cases = []
+    for r in ("none", "sum", "mean"):
+        dt = "float32" if r == "mean" else "float64"
+        cases.append(Case(target=round_to(P_BENIGN, dt), pred=round_to(np.log(Q_BENIGN), dt), dtype=dt, reduction=r))
+    outcomes = run_cases("klconform.adapters.torch_kl_div:TorchKLDivLossLegacy", cases)
+    for c, o in zip(cases, outcomes):
+        assert o.status == "ok", o
+        e = evaluate(c)
+        assert_within(o.value, e.value, e.bound, c.reduction)
+        for k in ("pred", "target"):
+            assert_within(o.grads[k], e.grads[k], e.grad_bounds[k], f"{c.reduction} grad {k}")
+        assert any(f"please use reduction='{c.reduction}' instead" in w for w in o.warnings), o.warnings
+    # the legacy mean divides by all 4 elements, not by the batch of 2
+    batchmean = evaluate(cases[2].replace(reduction="batchmean")).value
+    assert abs(float(outcomes[2].value) * 2 - float(batchmean)) < 1e-6

@@ -461,3 +461,68 @@ def test_without_extended_precision_core_values_and_lower_dtypes_still_evaluate(
     got = evaluate(low)
     assert "KL-BOUND-5" in got.clauses
     np.testing.assert_allclose(got.value, mpf.value(low, canonical(low)), rtol=2.0 ** -40)
+
+
+# ----------------------------------------------------------------------------- inputs in other dtypes, sent shapes
+def test_promotion_table_is_the_wider_dtype_and_float32_for_the_two_halves():
+    """KL-DTYPE-4: the promotion rule, written out by hand (torch.promote_types)."""
+    from klconform.reference.dtypes import PROMOTION, promote
+    assert promote("float32", "float64") == promote("float64", "float32") == "float64"
+    assert promote("float16", "bfloat16") == promote("bfloat16", "float16") == "float32"
+    assert promote("float16", "float32") == "float32" and promote("bfloat16", "float64") == "float64"
+    assert all(PROMOTION[d, d] == d for d in ("float16", "bfloat16", "float32", "float64"))
+    assert len(PROMOTION) == 16
+
+
+def test_promoted_and_cast_cases_are_the_values_as_sent_in_the_result_dtype():
+    """KL-DTYPE-4: a promoted case and a cast case evaluate the input values exactly as sent,
+    with the bound of ``dtype``; a promoted case has the same expectation as the case of the
+    same values all in ``dtype``."""
+    p32, q64 = round_to(P, "float32"), np.log(Q)
+    mixed = Case(target=p32, pred=q64, dtype="float64", target_dtype="float32", reduction="sum", grad=False)
+    plain = Case(target=p32, pred=q64, dtype="float64", reduction="sum", grad=False)
+    assert mixed.dtype_form == "promoted" and mixed.digest != plain.digest
+    a, b = evaluate(mixed), evaluate(plain)
+    assert a.value == b.value and a.bound == b.bound
+    np.testing.assert_allclose(a.value, mpf.value(plain, canonical(plain)), rtol=4e-16)
+    cast = Case(target=p32, pred=round_to(Q, "float32"), pred_kind="prob", dtype="float16",
+                target_dtype="float32", pred_dtype="float32", reduction="distribution", grad=False)
+    assert cast.dtype_form == "cast" and not cast.promoted
+    e = evaluate(cast)
+    f16 = evaluate(Case(target=round_to(P, "float16"), pred=round_to(Q, "float16"), pred_kind="prob",
+                        dtype="float16", reduction="distribution", grad=False))
+    assert np.all(e.bound > 0) and np.all(np.abs(e.bound / f16.bound - 1) < 0.01)   # float16's bound
+
+
+@pytest.mark.parametrize("src, dst", [("float32", "float16"), ("float32", "bfloat16"), ("float64", "float32")])
+def test_coarser_cast_rounding_the_inputs_first_meets_the_bound(src, dst):
+    """KL-DTYPE-4 KL-BOUND-2: inputs exact in ``src``, result asked in coarser ``dst``: the
+    model algorithm that rounds both inputs into ``dst`` and computes there stays within B."""
+    rng = np.random.default_rng(5)
+    np_dt = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
+    for n, a in [(4, 1.0), (50, 0.5), (300, 1.0)]:
+        p = round_to(np.clip(rng.dirichlet(np.ones(n) * a), 2.0**-12, 1), src)
+        q = round_to(np.clip(p * (1 + rng.normal(0, 0.2, n)), 2.0**-12, 1), src)
+        e = evaluate(Case(target=p[None], pred=q[None], pred_kind="prob", dtype=dst, target_dtype=src,
+                          pred_dtype=src, reduction="distribution", grad=False))
+        if dst == "bfloat16":
+            pr, qr = round_to(p, "bfloat16").astype(np.float32), round_to(q, "bfloat16").astype(np.float32)
+            got = round_to(np.sum(pr * (np.log(pr) - np.log(qr)), dtype=np.float32), "bfloat16")
+        else:
+            got = _model_algorithm(p[None], q[None], np_dt[dst])
+        assert np.all(np.abs(got - e.value) <= e.bound), (n, got, e.value, e.bound)
+
+
+def test_reshaped_target_is_the_question_on_the_held_arrays():
+    """KL-SHAPE-3: a target sent as (8,) for a (2, 4) prediction is the case on the held (2, 4)
+    target: the same value, result shape and gradients as the case without the sent shape."""
+    lq = np.log(Q)
+    sent = Case(target=P, pred=lq, reduction="sample_sum", target_sent_shape=(8,))
+    held = Case(target=P, pred=lq, reduction="sample_sum")
+    assert sent.sent_target.shape == (8,) and np.array_equal(sent.sent_target, P.reshape(-1))
+    a, b = evaluate(sent), evaluate(held)
+    np.testing.assert_array_equal(a.value, b.value)
+    assert a.value.shape == (2,)
+    for k in ("pred", "target"):
+        np.testing.assert_array_equal(a.grads[k], b.grads[k])
+    np.testing.assert_allclose(a.value, mpf.value(held, canonical(held)), rtol=4e-16)
