@@ -116,6 +116,11 @@ def start_adapter(ref: str):
         adapter = import_class(ref)()
     except BaseException as exc:  # noqa: BLE001 - any failure is data for the controller
         return None, ("import_error", f"cannot load adapter {ref}: {_one_line(exc)}")
+    device = os.environ.get("KLCONFORM_DEVICE") or "cpu"      # klconform.adapters.base.DEVICE_ENV
+    declared = tuple(getattr(adapter, "devices", ("cpu",)))
+    if device not in declared:
+        return None, ("import_error", f"{ref} setup failed: DeviceUnavailable: device {device!r} asked for; "
+                                      f"the adapter declares {', '.join(declared)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # import-time deprecation chatter is not a result

@@ -54,7 +54,7 @@ ENV_DEFAULTS = {
     "klconform_seed": "KLCONFORM_SEED",
     "klconform_cases": "KLCONFORM_CASES",
     "klconform_reference_backend": "KLCONFORM_REFERENCE_BACKEND",
-    "klconform_torch_device": "KLCONFORM_TORCH_DEVICE",
+    "klconform_device": "KLCONFORM_DEVICE",
 }
 
 
@@ -101,8 +101,9 @@ def pytest_addoption(parser):
                      "(klconform.baseline.check): one more item per adapter, failing on a change")
     g.addoption("--klconform-reference-backend", choices=("auto", "numba", "numpy"), default=None,
                 help="the reference's fast path (default: $KLCONFORM_REFERENCE_BACKEND or auto)")
-    g.addoption("--klconform-torch-device", metavar="DEVICE", default=None,
-                help="device the torch adapters run on, cpu or cuda (default: $KLCONFORM_TORCH_DEVICE or cpu)")
+    g.addoption("--klconform-device", metavar="DEVICE", default=None,
+                help="device the adapters run on, cpu or cuda (default: $KLCONFORM_DEVICE or cpu); an adapter "
+                     "that cannot compute there (Adapter.devices, or no GPU) is skipped as unavailable")
     g.addoption("--klconform-case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="S",
                 help=f"seconds one case may take in a worker (default {DEFAULT_CASE_TIMEOUT:g})")
     g.addoption("--klconform-shrink-rounds", type=int, default=DEFAULT_SHRINK_ROUNDS, metavar="N",
@@ -391,9 +392,10 @@ def _apply_environment(config, defaults) -> None:
         accurate = sys.modules.get("klconform.reference._accurate")
         if accurate is not None:      # already imported: switch it as its own tests do
             accurate._BACKEND = backend
-    device = _value(config, "klconform_torch_device", defaults)
+    device = _value(config, "klconform_device", defaults)
     if device:
-        os.environ["KLCONFORM_TORCH_DEVICE"] = device   # read by the torch worker's setup()
+        from klconform.adapters.base import DEVICE_ENV
+        os.environ[DEVICE_ENV] = device   # read by each worker's setup() (Adapter.devices)
 
 
 # ----------------------------------------------------------------------------- pytest hooks

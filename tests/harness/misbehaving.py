@@ -170,3 +170,14 @@ class SlowKL(GoodKL):
     def misbehave(self, case):
         if case.label == "slow":
             time.sleep(0.4)
+
+
+class PretendGPU(GoodKL):
+    """Declares cpu and cuda and pretends both are present: reports the device asked for."""
+
+    name = "double.pretend_gpu"
+    devices = ("cpu", "cuda")
+
+    def setup(self):
+        from klconform.adapters.base import asked_device
+        return {"framework": "numpy", "version": "0", "device": asked_device(["cpu", "cuda"])}
