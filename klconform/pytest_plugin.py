@@ -89,7 +89,7 @@ def pytest_addoption(parser):
                 help="replay the cases of this corpus file (klconform.frozen format); 'frozen' = the corpus "
                      "shipped with klconform (the default, unless --klconform-seed/--klconform-cases ask for a drawn one)")
     g.addoption("--klconform-large", metavar="WHICH", default=None,
-                help="the large family each adapter also runs (docs/large.md): quick (2 cases of 10^5-10^6 "
+                help="the large family each adapter also runs (docs/large.md): quick (7 cases of ~10^5 "
                      "elements, the default), all (112 recipes up to 64x131072), none, or a large-corpus FILE")
     g.addoption("--klconform-seed", type=int, default=None, metavar="N",
                 help="draw a corpus with this seed instead of replaying the frozen one (default: $KLCONFORM_SEED or 0)")

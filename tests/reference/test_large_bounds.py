@@ -41,7 +41,7 @@ def _blocked(terms, leaf):
 
 @pytest.fixture(scope="module")
 def quick_case():
-    return large.generate(large.QUICK[0])     # 16 x 32000 float32, prob/logprob, batchmean
+    return large.generate(large.QUICK[0][0])     # 16 x 32000 float32, prob/logprob, batchmean
 
 
 def test_blocked_and_pairwise_float32_sums_pass_sequential_fails(quick_case):
