@@ -274,8 +274,11 @@ def serve(channel) -> None:
         msg = channel.receive()
         if msg is None:
             return
-        seqs, blob = msg
-        run_batch(channel, adapter, decode, codec, seqs, pickle.loads(blob), progress, stderr)
+        seqs, blob, shared = msg
+        wires = pickle.loads(blob)
+        with SharedPayloads(shared) as payloads:
+            run_batch(channel, adapter, decode, codec, seqs, payloads.attach(wires), progress, stderr)
+            del wires
 
 
 def run_batch(channel, adapter, decode, codec, seqs, wires, progress, stderr=None) -> None:
@@ -301,6 +304,45 @@ def run_batch(channel, adapter, decode, codec, seqs, wires, progress, stderr=Non
             pending, last_flush = [], time.monotonic()
     if pending:
         channel.send(pickle.dumps(pending, protocol=WIRE_PICKLE_PROTOCOL))
+
+
+class SharedPayloads:
+    """Worker side of klconform.workers.SharedPayloads: maps the controller's memory file
+    (``path``; None: everything came through the pipe) and puts read-only views of it where
+    the wires hold ``{"shared": [offset, size]}``.  The decoder copies the values out, so the
+    map is closed when the batch is done."""
+
+    def __init__(self, path):
+        self.path, self._file, self._map = path, None, None
+
+    def __enter__(self):
+        if self.path:
+            import mmap
+            self._file = open(self.path, "rb")
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        return self
+
+    def attach(self, wires: list) -> list:
+        if self._map is None:
+            return wires
+        view = memoryview(self._map)
+        for w in wires:
+            for k, v in list(w.items()):
+                if isinstance(v, dict) and set(v) == {"shared"}:
+                    offset, size = v["shared"]
+                    w[k] = view[offset:offset + size]
+        return wires
+
+    def __exit__(self, *exc):
+        if self._map is not None:
+            import gc
+            gc.collect()          # views held by reference cycles (an adapter's traceback)
+            try:
+                self._map.close()
+            except BufferError:   # a view still alive (kept by the adapter): the OS frees it at exit
+                pass
+            self._file.close()
+        return False
 
 
 class StderrCapture:

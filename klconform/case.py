@@ -178,17 +178,24 @@ class Case:
         (computed once: a large case hashes 10⁸ bytes)."""
         d = self.__dict__.get("_digest")
         if d is None:
-            d = hashlib.sha256(json.dumps(self._wire_header(), sort_keys=True).encode()
-                               + self._payload()).hexdigest()[:16]
+            h = hashlib.sha256(json.dumps(self._wire_header(), sort_keys=True).encode())
+            for part in self._bits():
+                if part is not None:
+                    h.update(part)
+            d = h.hexdigest()[:16]
             object.__setattr__(self, "_digest", d)
         return d
 
     # ------------------------------------------------------------------ wire format
-    def _payload(self) -> bytes:
-        parts = [to_bits(self.target, self.input_dtype("target")), to_bits(self.pred, self.input_dtype("pred"))]
-        if self.sample_weight is not None:
-            parts.append(to_bits(self.sample_weight, self.dtype))
-        return b"".join(parts)
+    def _bits(self) -> tuple[bytes, bytes, bytes | None]:
+        """The wire bytes of target, pred and sample_weight, encoded once per case (a large
+        case is sent to every adapter, twice, and hashed: 10⁸ bytes each time otherwise)."""
+        b = self.__dict__.get("_wire_bits")
+        if b is None:
+            b = (to_bits(self.target, self.input_dtype("target")), to_bits(self.pred, self.input_dtype("pred")),
+                 None if self.sample_weight is None else to_bits(self.sample_weight, self.dtype))
+            object.__setattr__(self, "_wire_bits", b)
+        return b
 
     def _wire_header(self) -> dict[str, Any]:
         # The optional keys are present only when set: every case without them keeps the
@@ -218,9 +225,7 @@ class Case:
     def to_wire(self) -> dict[str, Any]:
         """A dict of plain types (execnet- and JSON-serialisable once bytes are hex'd)."""
         w = self._wire_header()
-        w["target"] = to_bits(self.target, self.input_dtype("target"))
-        w["pred"] = to_bits(self.pred, self.input_dtype("pred"))
-        w["sample_weight"] = None if self.sample_weight is None else to_bits(self.sample_weight, self.dtype)
+        w["target"], w["pred"], w["sample_weight"] = self._bits()
         w["label"] = self.label
         w["digest"] = self.digest
         return w

@@ -324,9 +324,58 @@ class _LazyWires:
             self.wires[i] = self.cases[i].to_wire()
         return self.wires[i]
 
-    def blob(self, indices: Sequence[int]) -> bytes:
-        """The cases at ``indices`` as one pickle of wire dicts (plain types only)."""
-        return pickle.dumps([self.get(i) for i in indices], protocol=WIRE_PICKLE_PROTOCOL)
+    def blob(self, indices: Sequence[int], shared: "SharedPayloads | None" = None) -> bytes:
+        """The cases at ``indices`` as one pickle of wire dicts (plain types only); with
+        ``shared``, payloads of SHARED_PAYLOAD_BYTES or more go into it instead (the pickle
+        then holds ``{"shared": [offset, size]}`` in their place)."""
+        wires = [self.get(i) for i in indices]
+        if shared is not None:
+            wires = [{k: shared.put(v) if isinstance(v, bytes) and len(v) >= SHARED_PAYLOAD_BYTES else v
+                      for k, v in w.items()} for w in wires]
+        return pickle.dumps(wires, protocol=WIRE_PICKLE_PROTOCOL)
+
+
+# Payloads at least this big reach a local worker through an anonymous memory file (a
+# memfd the worker maps as /proc/<controller>/fd/<n>) instead of the execnet pipe: a
+# 64x131072 float32 case is 64 MiB, which the pipe, pickling and unpickling copy four times.
+SHARED_PAYLOAD_BYTES = 1 << 20
+
+
+class SharedPayloads:
+    """One batch's large payloads in a memfd: written here, mapped read-only by the worker,
+    closed once the batch is over (no directory entry ever names it, so nothing is left
+    behind whatever happens to either process).  Each bytes object is stored once."""
+
+    def __init__(self):
+        self.fd = os.memfd_create("klconform-payloads")   # close-on-exec
+        self.size = 0
+        self._at: dict[int, list[int]] = {}
+        self._keep: list[bytes] = []
+
+    @classmethod
+    def available(cls) -> bool:
+        return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
+
+    @property
+    def path(self) -> str:
+        return f"/proc/{os.getpid()}/fd/{self.fd}"
+
+    def put(self, data: bytes) -> dict[str, list[int]]:
+        at = self._at.get(id(data))
+        if at is None:
+            at = self._at[id(data)] = [self.size, len(data)]
+            self._keep.append(data)       # ids stay unique while the batch is built
+            view = memoryview(data)
+            while view:
+                view = view[os.pwrite(self.fd, view, self.size + len(data) - len(view)):]
+            self.size += len(data)
+        return {"shared": at}
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self._keep.clear()
 
 
 class AdapterWorker:
@@ -425,8 +474,18 @@ class AdapterWorker:
         and gets its ``crash``/``timeout`` outcome; cases it had finished but not yet sent
         are lost with it and resent.  While waiting, this thread encodes the ``upcoming``
         cases and otherwise sleeps (the receiver thread collects outcomes)."""
+        shared = SharedPayloads() if not self._remote and SharedPayloads.available() else None
         try:
-            self._channel.send((batch, wires.blob(batch)))
+            return self._send_and_collect(wires, batch, upcoming, outcomes, shared)
+        finally:
+            if shared is not None:
+                shared.close()
+
+    def _send_and_collect(self, wires: _LazyWires, batch: list[int], upcoming: list[int], outcomes: list,
+                          shared: "SharedPayloads | None") -> list[int]:
+        try:
+            blob = wires.blob(batch, shared)
+            self._channel.send((batch, blob, shared.path if shared is not None and shared.size else None))
         except _BROKEN:
             # died between batches, after its last outcome: retry once on a fresh worker
             return self._unattributed_death(batch, outcomes, "before this case was delivered")

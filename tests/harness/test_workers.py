@@ -341,3 +341,48 @@ def test_example_adapter_runs_under_another_interpreter(monkeypatch):
     assert env["adapter"] == "inhouse.numpy_kl"
     for c, o in zip(cases, out):
         assert_matches_reference(c, o)
+
+
+# ----------------------------------------------------------------------------- large payloads
+def big_case(i: int, label: str = "") -> Case:
+    """A case whose payloads exceed SHARED_PAYLOAD_BYTES: they travel through a memfd."""
+    from klconform.workers import SHARED_PAYLOAD_BYTES
+    n = SHARED_PAYLOAD_BYTES // 8 + 1000 * (i + 1)
+    rng = np.random.default_rng(i)
+    p = rng.dirichlet(np.ones(n))[None, :]
+    q = rng.dirichlet(np.ones(n))[None, :]
+    return Case(target=p, pred=np.log(q), grad=False, label=label or f"big{i}")
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_large_payloads_go_through_shared_memory_and_leave_no_descriptor():
+    from klconform.workers import SharedPayloads
+    if not SharedPayloads.available():
+        pytest.skip("no memfd here: large payloads take the pipe")
+    cases = [big_case(0), make_case(1), big_case(1)]
+    before = _fds()
+    with AdapterWorker(WorkerSpec(REF + "GoodKL"), batch_size=3, **FAST) as w:
+        outcomes = w.run(cases + [cases[0]])          # the same case twice: stored once
+        mid = _fds()
+    for c, o in zip(cases, outcomes):
+        assert o.status == "ok"
+        np.testing.assert_allclose(o.value, reference.evaluate(c.replace(grad=False)).value, rtol=1e-12)
+    assert outcomes[3].value.tobytes() == outcomes[0].value.tobytes()
+    assert not any("klconform-payloads" in os.readlink(f"/proc/self/fd/{fd}") for fd in mid - before
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+    assert _fds() <= before | {fd for fd in _fds() if not os.path.exists(f"/proc/self/fd/{fd}")}
+
+
+def test_segfault_on_a_large_case_is_attributed_and_the_rest_still_arrive():
+    cases = [big_case(0), big_case(1, "segfault"), big_case(2)]
+    before = _fds()
+    with AdapterWorker(WorkerSpec(REF + "SegfaultingKL"), batch_size=3, **FAST) as w:
+        outcomes = w.run(cases)
+        assert w.restarts == 1
+    assert [o.status for o in outcomes] == ["ok", "crash", "ok"]
+    np.testing.assert_allclose(outcomes[2].value, reference.evaluate(cases[2]).value, rtol=1e-12)
+    assert not [fd for fd in _fds() - before if os.path.exists(f"/proc/self/fd/{fd}")
+                and "klconform-payloads" in os.readlink(f"/proc/self/fd/{fd}")]
