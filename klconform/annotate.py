@@ -59,14 +59,12 @@ def annotate(run: AdapterRun, adapter, all_cases: Mapping[str, dict], records: S
         run.env.pop(key, None)
     if run.status != "ok":
         return
-    # the fingerprint says what an API computes from the frozen corpus; large cases (their
-    # JSON is a recipe: 10⁷ values to generate per look) only add size, and their verdicts
-    # are in run.large
-    small = {d: j for d, j in all_cases.items() if j.get("recipe") is None}
-    outcomes = {d: o for d, o in run.outcomes.items() if d in small}
-    cases = [Case.from_json(small[d]) for d in sorted(outcomes)]
+    # the documented summary (like the fingerprint) is read from the small cases: a large
+    # one's JSON is a recipe, 10⁷ values to generate per look, and adds only size
+    cases = [Case.from_json(all_cases[d]) for d in sorted(run.outcomes)
+             if d in all_cases and all_cases[d].get("recipe") is None]
     run.documented = documented_summary(adapter, cases)
     run.known_records = known_records(records)
     fp = dict(run.fingerprint or {})
-    fp.update(infer_fingerprint(small, outcomes, documented=run.documented))
+    fp.update(infer_fingerprint(all_cases, run.outcomes, documented=run.documented))
     run.fingerprint = fp

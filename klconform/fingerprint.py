@@ -273,12 +273,19 @@ def differing_fields(a: Template, b: Template) -> list[str]:
     return out
 
 
+def _is_large(case) -> bool:
+    """A large case (klconform.large): what an API computes is read from the small cases;
+    a large one only adds size, and would cost a generation and 10⁷-term evaluations per
+    template."""
+    return (case.get("recipe") if isinstance(case, dict) else getattr(case, "recipe", None)) is not None
+
+
 def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
                       documented: Mapping[str, Any] | None = None, max_search_cases: int = 300,
                       evaluate: Callable | None = None) -> dict[str, Any]:
     """The observed semantics of one adapter.
 
-    ``cases``: digest -> :class:`Case` or ``Case.to_json()``; ``outcomes``: digest ->
+    ``cases``: digest -> :class:`Case` or ``Case.to_json()`` (large cases are left out); ``outcomes``: digest ->
     :class:`~klconform.adapters.base.Outcome` or ``klconform.wire.to_json(outcome)`` (only ``ok`` outcomes with a value
     are compared); ``documented``: optional ``AdapterRun.documented`` summary, used as a
     second starting point and scored for comparison; ``evaluate(case, point)`` defaults
@@ -289,7 +296,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
     items: list[tuple[Case, Any]] = []
     for digest in sorted(outcomes):
         o = _as_outcome(outcomes[digest])
-        if o.status != "ok" or o.value is None or digest not in cases:
+        if o.status != "ok" or o.value is None or digest not in cases or _is_large(cases[digest]):
             continue
         items.append((_as_case(cases[digest]), o))
     doc_t = documented_template(documented)

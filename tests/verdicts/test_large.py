@@ -154,3 +154,15 @@ def test_large_case_needing_a_conversion_is_skipped():
     t = engine.Target(a.name, a, engine.InProcessRunner(a), env={"version": "0"})
     run, _ = engine.run_adapter(t, [], records=[], large=[(SMALL, large.generate(SMALL).digest)])
     assert run.large == [] and run.outcomes == {}
+
+
+def test_fingerprint_inference_leaves_large_cases_out():
+    """What an API computes is read from the small cases; a large case would cost a
+    generation and a 10⁷-term evaluation per template."""
+    from klconform.fingerprint import infer_fingerprint
+    a = ReferenceAdapter()
+    t = engine.Target(a.name, a, engine.InProcessRunner(a), env={"version": "0"})
+    sink = {}
+    run, _ = engine.run_adapter(t, [], records=[], large=[(SMALL, large.generate(SMALL).digest)], large_cases=sink)
+    fp = infer_fingerprint(sink, run.outcomes)
+    assert fp["compared"] == 0 and len(run.outcomes) == 1
