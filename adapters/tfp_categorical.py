@@ -78,12 +78,14 @@ class TfpCategoricalKL(Adapter):
 
     def documented(self, case) -> Point:
         """``kl_divergence`` "Get the KL-divergence KL(distribution_a || distribution_b)"
-        of two categorical distributions: ``probs`` are "the probability of each class",
-        ``logits`` "unnormalized log probabilities" -- the KL of the distributions the
-        parameters define.  For logits that is log_softmax (KL-INPUT-LOGITS, canonical); the
-        docs do not say what unnormalised ``probs`` mean, so the documented point is the
-        canonical per-distribution KL and the normalisation is a recorded departure."""
-        return Point(reduction=case.reduction)
+        of two categorical distributions: ``logits`` are "unnormalized log probabilities"
+        and ``probs`` "the probability of each class" -- the parameters define a
+        distribution only once normalised, and ``_kl_categorical_categorical`` says so in
+        code (``log_softmax`` of both sides).  The documented point is therefore the
+        per-distribution KL of normalised inputs (KL-NORM-1), as for torch's Categorical;
+        that it differs from the canonical KL on rows not summing to 1 is recorded
+        (``tfp-normalises-inputs``)."""
+        return Point(reduction=case.reduction, normalise=True)
 
     def setup(self) -> dict[str, Any]:
         from klconform.adapters.keras_kldivergence import import_tensorflow, tf_device

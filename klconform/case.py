@@ -264,8 +264,9 @@ class Case:
         recipe = getattr(self, "recipe", None)
         if recipe is not None:
             w = self._wire_header()
+            from .facts import value_facts    # facts imports this module
             w.update(target=None, pred=None, sample_weight=None, label=self.label, digest=self.digest,
-                     recipe=recipe.to_json())
+                     recipe=recipe.to_json(), value_facts=value_facts(self))
             return w
         w = self.to_wire()
         for k in ("target", "pred", "sample_weight"):

@@ -314,12 +314,6 @@ def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_
 
 
 # ----------------------------------------------------------------------------- large cases
-# A large case's explanation search tries this many family points at most (each costs a
-# reference evaluation of 10⁷ terms); the points that explained the adapter's small cases
-# are tried first (ReferenceCache.hints).
-LARGE_MAX_CANDIDATES = 6
-
-
 @dataclasses.dataclass
 class LargeEvaluated:
     """What a large case leaves behind once its arrays are dropped."""
@@ -370,7 +364,9 @@ def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
         if t is None or t.conversions:
             continue
         first, second = session.run_cases([case, case])
-        verdicts = session.verdicts_for(case, first, max_candidates=LARGE_MAX_CANDIDATES)
+        # the explanation search tries the points that explained the small cases first
+        # (ReferenceCache.hints): the frozen corpus runs before the large cases
+        verdicts = session.verdicts_for(case, first)
         differs = _same_outcome(first, second) if first.status == second.status == "ok" else None
         if first.status == "ok" and second.status != "ok":
             differs = f"status: ok then {second.status}"

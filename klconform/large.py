@@ -31,6 +31,7 @@ accumulation-heavy case), ``peaked`` (spread 4: language-model-like rows), ``spa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -167,6 +168,7 @@ def _dyadic(x: np.ndarray, spread: int) -> np.ndarray:
     return np.round(x * grid) / grid
 
 
+@functools.lru_cache(maxsize=2)      # a report looks a case up several times in a row
 def generate(recipe: Recipe) -> Case:
     """The case ``recipe`` describes (the same bytes on every machine; see the module doc).
     The returned case remembers its recipe: its JSON form (results files, blobs) is the

@@ -153,7 +153,9 @@ def select(result: RunResult, run: AdapterRun, selector: dict[str, Any]) -> list
     """Digests of the cases ``run`` answered that match ``selector``, in digest order.  A
     counterexample the shrinker derived from a corpus case keeps that case's label but is
     not the documented question (the tf_keras docstring's (2, 2) example shrinks to a
-    (1, 1) one): those are left out."""
+    (1, 1) one): those are left out, and so are large cases (docs/large.md: claims are
+    checked on the frozen corpus; a large case costs a generation and a 10⁷-term reference
+    evaluation per look)."""
     shrunk = {cx.get("case") for cx in (run.counterexamples or {}).values()
               if isinstance(cx, dict) and cx.get("case") != cx.get("found_as")}
     out = []
@@ -161,7 +163,7 @@ def select(result: RunResult, run: AdapterRun, selector: dict[str, Any]) -> list
         if digest in shrunk:
             continue
         c = result.cases.get(digest)
-        if c is not None and all(_field_matches(w, c.get(k)) for k, w in selector.items()):
+        if c is not None and c.get("recipe") is None and all(_field_matches(w, c.get(k)) for k, w in selector.items()):
             out.append(digest)
     return out
 

@@ -22,7 +22,7 @@ from ..areas import AREAS, area_of
 from ..case import Case
 from ..compare import compare_arrays
 from ..evaluator import UNDEFINED
-from ..facts import facts
+from ..facts import facts, facts_of_json
 from ..fingerprint import Template, infer_fingerprint, point_for
 from ..provenance import reference_identity
 from ..results import AdapterRun, RunResult, Verdict
@@ -273,10 +273,12 @@ def verdict_cells(result: RunResult, run: AdapterRun, cache: dict) -> dict[str, 
     for v in run.verdicts:
         if v.against != "canonical":
             continue
-        c = _case(result, cache, v.case)
-        if c is None:
+        cj = result.cases.get(v.case)
+        if cj is None:
             continue
-        area = area_of(v, facts(c, v))
+        # a large case's JSON keeps the facts that need its values: no generation per verdict
+        area = area_of(v, facts_of_json(cj, v) if cj.get("value_facts") is not None
+                       else facts(_case(result, cache, v.case), v))
         cell = cells.setdefault(area, Cell())
         cell.by_class[v.cls] = cell.by_class.get(v.cls, 0) + 1
         if v.cls == "match":

@@ -75,7 +75,7 @@ def test_capabilities_and_documented_point():
     caps = TfpCategoricalKL().capabilities()
     assert caps.reductions == {"distribution"} and caps.pred_kinds == {"prob", "logprob", "logits"}
     assert not caps.broadcasting and caps.gradients == {"pred", "target"}
-    assert TfpCategoricalKL().documented(CASES["benign/float64"]) == Point(reduction="distribution")
+    assert TfpCategoricalKL().documented(CASES["benign/float64"]) == Point(reduction="distribution", normalise=True)
 
 
 def test_records_are_valid_and_cite_upstream():

@@ -166,3 +166,12 @@ def test_fingerprint_inference_leaves_large_cases_out():
     run, _ = engine.run_adapter(t, [], records=[], large=[(SMALL, large.generate(SMALL).digest)], large_cases=sink)
     fp = infer_fingerprint(sink, run.outcomes)
     assert fp["compared"] == 0 and len(run.outcomes) == 1
+
+
+def test_json_form_keeps_the_value_facts_so_reports_need_not_generate():
+    from klconform.facts import facts, facts_of_json
+    for recipe in (SMALL, large.Recipe(seed=4, batch=2, classes=1000, target_kind="logprob", profile="sparse")):
+        case = large.generate(recipe)
+        j = case.to_json()
+        assert facts_of_json(j) == facts(case)
+        assert j["value_facts"]["has_zero_target"] == (recipe.profile == "sparse")
