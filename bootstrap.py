@@ -234,7 +234,16 @@ def main(argv: list[str]) -> None:
                   file=sys.stderr)
     if cmd == "run":
         _exec([str(py), "-m", "klconform", "run", *rest])
-    _exec([str(py), "-m", "pytest", "--hypothesis-profile=ci", "-p", "no:cacheprovider", *rest])
+    _exec([str(py), "-m", "pytest", "--hypothesis-profile=ci", "-p", "no:cacheprovider", *_parallel(rest), *rest])
+
+
+def _parallel(rest: list[str]) -> list[str]:
+    """``-n auto`` (pytest-xdist, one test process per CPU: the suite's 5-minute budget on
+    two cores) unless the caller chose: ``-n``/``--numprocesses``/``--dist``, or
+    ``-p no:xdist``."""
+    chosen = any(a in ("-n", "--numprocesses", "--dist") or a.startswith(("-n", "--numprocesses=", "--dist="))
+                 for a in rest) or "no:xdist" in rest
+    return [] if chosen else ["-n", "auto"]
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ def bind_to_controller() -> None:
     short-lived threads."""
     import signal
     import threading
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():
+        # a gateway may run this on another thread (ssh), where Python refuses signal
+        # handlers; such a worker shares no terminal process group with the controller
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
 
     def watch():
