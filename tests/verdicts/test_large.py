@@ -175,3 +175,27 @@ def test_json_form_keeps_the_value_facts_so_reports_need_not_generate():
         j = case.to_json()
         assert facts_of_json(j) == facts(case)
         assert j["value_facts"]["has_zero_target"] == (recipe.profile == "sparse")
+
+
+class ErrorsOnce(ReferenceAdapter):
+    """Raises on the first call only: a status that changes between two evaluations."""
+
+    name = "double.errors_once"
+
+    def __init__(self):
+        self.calls = 0
+
+    def evaluate(self, case):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("transient")
+        return super().evaluate(case)
+
+
+def test_a_status_that_changes_between_the_two_evaluations_is_nondeterministic():
+    a = ErrorsOnce()
+    t = engine.Target(a.name, a, engine.InProcessRunner(a), env={"version": "0"})
+    run, _ = engine.run_adapter(t, [], records=[], large=[(SMALL, large.generate(SMALL).digest)])
+    assert run.large[0]["repeat"] == "differs"
+    nondet = [v for v in run.verdicts if v.cls == "nondeterministic"]
+    assert nondet and "status: 'error' then 'ok'" in nondet[0].detail
