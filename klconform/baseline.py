@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -205,12 +205,10 @@ def file_name(adapter: str, version: str) -> str:
     return f"{adapter_name(adapter)}@{re.sub(r'[^A-Za-z0-9._+-]', '_', str(version))}{SUFFIX}"
 
 
-def from_run(result: RunResult, run: AdapterRun, evaluate=None) -> Baseline:
-    """The baseline of one adapter run of ``result``."""
-    evaluate = evaluate or make_evaluator()
+def _header(result: RunResult, run: AdapterRun) -> dict[str, Any]:
     env = run.env or {}
     observed = (run.fingerprint or {}).get("observed") or {}
-    header = {
+    return {
         "schema": SCHEMA_VERSION, "kind": "klconform-baseline",
         "adapter": adapter_name(run.adapter), "run_id": run.adapter, "api": run.api,
         "framework": env.get("framework", ""), "version": str(env.get("version", "")),
@@ -219,21 +217,30 @@ def from_run(result: RunResult, run: AdapterRun, evaluate=None) -> Baseline:
         "fingerprint": {"name": observed.get("name", ""), "points": observed.get("points", {}),
                         "status": (run.fingerprint or {}).get("status", "")},
     }
-    canonical = {v.case: v for v in run.verdicts if v.against == "canonical"}
-    cases: dict[str, dict[str, Any]] = {}
+
+
+def from_run(result: RunResult, run: AdapterRun) -> Baseline:
+    """The baseline of one adapter run of ``result``."""
+    return from_result(result, [run])[0]
+
+
+def from_result(result: RunResult, runs: Sequence[AdapterRun] | None = None) -> list[Baseline]:
+    """One baseline per adapter run that ran (status ok), of ``runs`` (default all).  Cases
+    are taken in corpus order and each is decoded once for all runs (a large case is
+    generated once, klconform.large), its reference answer computed once."""
+    evaluate = make_evaluator()
+    runs = [r for r in (result.runs if runs is None else runs) if r.status == "ok"]
+    canonical = [{v.case: v for v in r.verdicts if v.against == "canonical"} for r in runs]
+    entries: list[dict[str, dict[str, Any]]] = [{} for _ in runs]
     for digest in result.cases:                       # corpus order
-        o = run.outcomes.get(digest)
-        if o is None:
+        answered = [i for i, r in enumerate(runs) if digest in r.outcomes]
+        if not answered:
             continue
         case = Case.from_json(result.cases[digest])
-        cases[digest] = case_entry(case, wire.from_json(o), canonical.get(digest), evaluate)
-    return Baseline(header, cases)
-
-
-def from_result(result: RunResult) -> list[Baseline]:
-    """One baseline per adapter run that ran (status ok)."""
-    evaluate = make_evaluator()
-    return [from_run(result, r, evaluate) for r in result.runs if r.status == "ok"]
+        for i in answered:
+            entries[i][digest] = case_entry(case, wire.from_json(runs[i].outcomes[digest]),
+                                            canonical[i].get(digest), evaluate)
+    return [Baseline(_header(result, r), e) for r, e in zip(runs, entries)]
 
 
 def read(path: str | Path) -> Baseline:

@@ -187,9 +187,13 @@ def check_references(doc: dict[str, Any], where: str = "results") -> None:
             if digest not in cases:
                 raise ResultsError(f"{where}: runs/{i} ({run.get('adapter', '?')}) {part} cite case {digest!r}, "
                                    f"which is not in 'cases' (truncated or edited file?)")
+    from .large import Recipe
     for digest, case in cases.items():
         try:
-            Case.from_json(case)
+            if isinstance(case, dict) and case.get("recipe") is not None:
+                Recipe.from_json(case["recipe"])    # a large case: its recipe is checked here, its
+            else:                                   # digest when it is generated (klconform.large)
+                Case.from_json(case)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a damaged file
             raise ResultsError(f"{where}: cases/{digest} does not decode ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from None

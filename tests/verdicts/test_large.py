@@ -199,3 +199,13 @@ def test_a_status_that_changes_between_the_two_evaluations_is_nondeterministic()
     assert run.large[0]["repeat"] == "differs"
     nondet = [v for v in run.verdicts if v.cls == "nondeterministic"]
     assert nondet and "status: 'error' then 'ok'" in nondet[0].detail
+
+
+def test_results_files_check_a_large_cases_recipe_without_generating_it(monkeypatch):
+    from klconform.resultsio import ResultsError, check_references
+    j = large.generate(SMALL).to_json()
+    monkeypatch.setattr(large, "generate", lambda r: (_ for _ in ()).throw(AssertionError("generated")))
+    check_references({"cases": {j["digest"]: j}, "runs": []})
+    bad = dict(j, recipe=dict(j["recipe"], classes=5))
+    with pytest.raises(ResultsError, match="does not decode.*recipe classes"):
+        check_references({"cases": {j["digest"]: bad}, "runs": []})
