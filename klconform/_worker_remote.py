@@ -119,7 +119,8 @@ def start_adapter(ref: str):
         adapter = import_class(ref)()
     except BaseException as exc:  # noqa: BLE001 - any failure is data for the controller
         return None, ("import_error", f"cannot load adapter {ref}: {_one_line(exc)}")
-    device = os.environ.get("KLCONFORM_DEVICE") or "cpu"      # klconform.adapters.base.DEVICE_ENV
+    from klconform.adapters.base import DEVICE_ENV
+    device = os.environ.get(DEVICE_ENV) or "cpu"
     declared = tuple(getattr(adapter, "devices", ("cpu",)))
     if device not in declared:
         return None, ("import_error", f"{ref} setup failed: DeviceUnavailable: device {device!r} asked for; "

@@ -264,9 +264,9 @@ class Case:
         recipe = getattr(self, "recipe", None)
         if recipe is not None:
             w = self._wire_header()
-            from .facts import value_facts    # facts imports this module
+            from .facts import case_facts     # facts imports this module
             w.update(target=None, pred=None, sample_weight=None, label=self.label, digest=self.digest,
-                     recipe=recipe.to_json(), value_facts=value_facts(self))
+                     recipe=recipe.to_json(), case_facts=case_facts(self))
             return w
         w = self.to_wire()
         for k in ("target", "pred", "sample_weight"):

@@ -453,14 +453,15 @@ def with_devices(specs, value: str):
     for spec in specs:
         if "cpu" in devices:
             out.append(spec)
+        others = [d for d in devices if d != "cpu"]
+        if not others:
+            continue
         try:
-            declared = registry.load_adapter_class(spec.adapter_ref).devices
+            cls = registry.load_adapter_class(spec.adapter_ref)
         except Exception:       # noqa: BLE001 - reported by load_adapters like any bad adapter
-            declared = ("cpu",)
-        base = spec.run_id or registry.load_adapter_class(spec.adapter_ref).name if declared != ("cpu",) else None
-        for d in devices:
-            if d != "cpu" and d in declared:
-                out.append(dataclasses.replace(spec, device=d, run_id=f"{base}[{d}]"))
+            continue
+        out += [dataclasses.replace(spec, device=d, run_id=f"{spec.run_id or cls.name}[{d}]")
+                for d in others if d in cls.devices]
     return out
 
 

@@ -41,7 +41,7 @@ from .results import AdapterRun, RunResult, Verdict
 from .translate import Translated, translate, translate_all
 from .annotate import annotate
 from .evaluator import make_evaluator
-from .facts import facts
+from .facts import facts, facts_of_json
 from .provenance import reference_identity
 from .verdicts import classify, effective_point, verdict_clause
 
@@ -151,19 +151,17 @@ class AdapterSession:
             out += self.target.runner.run(list(cases[i:i + self.batch_size]))
         return out
 
-    def verdicts_for(self, case: Case, outcome, *, max_candidates: int = 24) -> list[Verdict]:
+    def verdicts_for(self, case: Case, outcome) -> list[Verdict]:
         documented = effective_point(self.target.adapter.documented(case), case)
         canonical = canonical_point(case)
         grads = tuple(self.caps.gradients)
         vs = classify(case, outcome, adapter=self.target.run_id, against="canonical",
-                      point=canonical, documented=documented, gradients=grads, evaluate=self.ev,
-                      max_candidates=max_candidates)
+                      point=canonical, documented=documented, gradients=grads, evaluate=self.ev)
         if documented == canonical:   # the same comparison: same verdicts, other label
             vs += [dataclasses.replace(v, against="documented") for v in vs]
         else:
             vs += classify(case, outcome, adapter=self.target.run_id, against="documented",
-                           point=documented, documented=documented, gradients=grads, evaluate=self.ev,
-                           max_candidates=max_candidates)
+                           point=documented, documented=documented, gradients=grads, evaluate=self.ev)
         for v in vs:
             if v.cls != "match":
                 rec = known_mod.find_record(self.records, v, self.facts(case, v, outcome))
@@ -201,8 +199,9 @@ class AdapterSession:
         return out
 
 
-def _classes(ev: Evaluated) -> set[tuple[str, str]]:
-    return {(v.against, v.cls) for v in ev.verdicts if v.cls != "match"}
+def _classes(verdicts: Iterable[Verdict]) -> set[tuple[str, str]]:
+    """The (comparison, class) pairs of the discrepancies among ``verdicts``."""
+    return {(v.against, v.cls) for v in verdicts if v.cls != "match"}
 
 
 def _size_key(case: Case) -> tuple:
@@ -304,7 +303,7 @@ def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_
         for i, batch in enumerate(batches):
             if i and deadline is not None and time.perf_counter() >= deadline:
                 return cur, rounds, "budget"
-            nxt = next((e for e in session.evaluate(batch, shrunk=True) if key in _classes(e)), None)
+            nxt = next((e for e in session.evaluate(batch, shrunk=True) if key in _classes(e.verdicts)), None)
             if nxt is not None:
                 break
         if nxt is None:
@@ -345,8 +344,7 @@ def _same_outcome(a, b) -> str | None:
     return None
 
 
-def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
-              progress: Callable[[int], None] | None = None) -> list[LargeEvaluated]:
+def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun) -> list[LargeEvaluated]:
     """The large family (:mod:`klconform.large`) through ``session``: each entry (recipe,
     digest) is generated and digest-checked here, one at a time, sent twice in one batch
     (the same worker evaluates it twice in a row: a different result is a
@@ -356,7 +354,7 @@ def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
     values would have no recipe."""
     from . import large as large_mod
     out: list[LargeEvaluated] = []
-    for n, entry in enumerate(entries, 1):
+    for entry in entries:
         if not large_mod.expressible(entry[0], session.caps):
             continue
         case = large_mod.check(entry)
@@ -385,15 +383,10 @@ def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun,
                           "repeat": "differs" if differs else "identical",
                           "err_over_bound": max(errs) if errs else None,
                           "verdicts": sorted({v.cls for v in judged})})
-        out.append(LargeEvaluated(case.digest, case.to_json(), facts(case), _verdict_classes(verdicts), verdicts,
+        case_json = case.to_json()           # holds the value facts: one pass over the arrays
+        out.append(LargeEvaluated(case.digest, case_json, facts_of_json(case_json), _classes(verdicts), verdicts,
                                   int(case.target.size)))
-        if progress:
-            progress(n)
     return out
-
-
-def _verdict_classes(verdicts) -> set[tuple[str, str]]:
-    return {(v.against, v.cls) for v in verdicts if v.cls != "match"}
 
 
 # ----------------------------------------------------------------------------- run
@@ -426,7 +419,7 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     # minimal counterexamples: per discrepancy class, the smallest case, shrunk further
     firsts: dict[str, tuple[tuple[str, str], Evaluated]] = {}
     for e in sorted(evaluated, key=lambda e: _size_key(e.sent.case)):
-        for against, cls in sorted(_classes(e), key=lambda k: k[0] != "canonical"):
+        for against, cls in sorted(_classes(e.verdicts), key=lambda k: k[0] != "canonical"):
             firsts.setdefault(cls, ((against, cls), e))
     for b in sorted(big, key=lambda b: (b.elements, b.digest)):      # classes only large cases show
         for against, cls in sorted(b.classes, key=lambda k: k[0] != "canonical"):

@@ -13,9 +13,10 @@ from .results import Verdict
 _GRAD_PREFIX = re.compile(r"^gradient wrt (\w+):")   # the detail of a gradient verdict (klconform.verdicts)
 
 
-def value_facts(case: Case) -> dict[str, bool]:
-    """The facts that need the case's values (a pass over its arrays).  A large case's JSON
-    form stores them (``Case.to_json``), so reports place its verdicts without generating it."""
+def case_facts(case: Case) -> dict[str, Any]:
+    """The facts about the case alone (JSON types; one pass over its arrays).  A large
+    case's JSON form stores them (``Case.to_json``), so reports and record matching place
+    its verdicts without generating it."""
     t, q = case.target, case.pred
     with np.errstate(invalid="ignore"):
         zero_t = bool(np.any(t == 0)) if case.target_kind == "prob" else bool(np.any(t == -np.inf))
@@ -24,59 +25,48 @@ def value_facts(case: Case) -> dict[str, bool]:
         neg = ((case.target_kind == "prob" and bool(np.any(t < 0)))
                or (case.pred_kind == "prob" and bool(np.any(q < 0))))
     arrays = [t, q] + ([case.sample_weight] if case.sample_weight is not None else [])
-    return {"has_zero_target": zero_t, "has_zero_pred": zero_q,
-            "has_nonfinite": not all(bool(np.all(np.isfinite(a))) for a in arrays),
-            "has_nan": bool(np.any(np.isnan(t)) or np.any(np.isnan(q))), "has_negative": neg}
+    shape = case.shape
+    return {
+        "dtype": case.dtype, "target_dtype": case.input_dtype("target"), "pred_dtype": case.input_dtype("pred"),
+        "dtype_form": case.dtype_form, "reshaped_target": case.target_sent_shape is not None,
+        "other_dtype_inputs": {(False, False): "none", (True, False): "target", (False, True): "pred",
+                               (True, True): "both"}[case.target_dtype is not None, case.pred_dtype is not None],
+        "reduction": case.reduction, "pred_kind": case.pred_kind,
+        "target_kind": case.target_kind, "ndim": len(shape), "size": int(np.prod(shape, dtype=np.int64)),
+        "empty": 0 in shape, "broadcast": t.shape != q.shape, "has_zero_target": zero_t,
+        "has_zero_pred": zero_q, "has_nonfinite": not all(bool(np.all(np.isfinite(a))) for a in arrays),
+        "has_nan": bool(np.any(np.isnan(t)) or np.any(np.isnan(q))), "has_negative": neg,
+        "has_weight": case.weight is not None, "has_sample_weight": case.sample_weight is not None,
+        "grad": case.grad, "family": case.label.split("/", 1)[0], "label": case.label,
+    }
 
 
 def facts(case: Case, verdict: Verdict | None = None, outcome=None, *, run: str = "",
           version: str | None = None) -> dict[str, Any]:
     """The facts the known-discrepancy matcher tests (vocabulary: klconform/records.py)."""
-    return _facts(_header(case), value_facts(case), verdict, outcome, run=run, version=version)
+    return _with_verdict(case_facts(case), verdict, outcome, run=run, version=version)
 
 
 def facts_of_json(case_json: dict[str, Any], verdict: Verdict | None = None, outcome=None, *, run: str = "",
                   version: str | None = None) -> dict[str, Any]:
-    """:func:`facts` of a case given by its JSON form: a large case's stored ``value_facts``
+    """:func:`facts` of a case given by its JSON form: a large case's stored ``case_facts``
     spare generating it; any other case is decoded."""
-    stored = case_json.get("value_facts")
+    stored = case_json.get("case_facts")
     if stored is None:
         return facts(Case.from_json(case_json), verdict, outcome, run=run, version=version)
-    head = {"dtype": case_json["dtype"], "target_dtype": case_json.get("target_dtype") or case_json["dtype"],
-            "pred_dtype": case_json.get("pred_dtype") or case_json["dtype"],
-            "dtype_form": "same", "reshaped_target": False, "other_dtype_inputs": "none",
-            "reduction": case_json["reduction"], "pred_kind": case_json["pred_kind"],
-            "target_kind": case_json["target_kind"], "shape": tuple(case_json["target_shape"]),
-            "broadcast": case_json["target_shape"] != case_json["pred_shape"],
-            "has_weight": case_json["weight"] is not None, "has_sample_weight": case_json["sample_weight"] is not None,
-            "grad": case_json["grad"], "label": case_json["label"]}
-    return _facts(head, stored, verdict, outcome, run=run, version=version)
+    return _with_verdict(dict(stored), verdict, outcome, run=run, version=version)
 
 
-def _header(case: Case) -> dict[str, Any]:
-    return {"dtype": case.dtype, "target_dtype": case.input_dtype("target"), "pred_dtype": case.input_dtype("pred"),
-            "dtype_form": case.dtype_form, "reshaped_target": case.target_sent_shape is not None,
-            "other_dtype_inputs": {(False, False): "none", (True, False): "target", (False, True): "pred",
-                                   (True, True): "both"}[case.target_dtype is not None, case.pred_dtype is not None],
-            "reduction": case.reduction, "pred_kind": case.pred_kind, "target_kind": case.target_kind,
-            "shape": case.shape, "broadcast": case.target.shape != case.pred.shape,
-            "has_weight": case.weight is not None, "has_sample_weight": case.sample_weight is not None,
-            "grad": case.grad, "label": case.label}
-
-
-def _facts(head: dict[str, Any], values: dict[str, bool], verdict, outcome, *, run: str,
-           version: str | None) -> dict[str, Any]:
-    shape = head.pop("shape")
+def _with_verdict(case_level: dict[str, Any], verdict, outcome, *, run: str, version: str | None) -> dict[str, Any]:
     grad_input = None
     if verdict is not None and verdict.cls == "gradient":
         m = _GRAD_PREFIX.match(verdict.detail or "")
         grad_input = m.group(1) if m else None
-    return {
-        **head, "ndim": len(shape), "size": int(np.prod(shape, dtype=np.int64)), "empty": 0 in shape,
-        **values, "family": head["label"].split("/", 1)[0],
+    case_level.update({
         "explained_by": None if verdict is None else verdict.explained_by, "grad_input": grad_input,
         "returned_dtype": None if outcome is None else outcome.dtype,
         "status": None if outcome is None else outcome.status,
         "error_type": None if outcome is None else outcome.error_type,
         "version": version, "run": run,
-    }
+    })
+    return case_level

@@ -40,9 +40,14 @@ class FrozenCorpusError(ValueError):
 
 def corpus_digest(cases: Sequence[Case]) -> str:
     """Hash over the case digests, in order (the corpus' identity in results files)."""
+    return digests_digest(c.digest for c in cases)
+
+
+def digests_digest(digests: Iterable[str]) -> str:
+    """SHA-256 over case digests, in order, 16 hex digits (also the large corpus' identity)."""
     h = hashlib.sha256()
-    for c in cases:
-        h.update(c.digest.encode())
+    for d in digests:
+        h.update(d.encode())
     return h.hexdigest()[:16]
 
 

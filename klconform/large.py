@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .case import REDUCTIONS, Case, CaseError
+from .frozen import digests_digest
 from .reference.dtypes import DTYPES, round_to
 from .reference.family import PRED_KINDS, TARGET_KINDS
 
@@ -123,10 +123,9 @@ def _logits(bits: np.random.PCG64, n: int, spread: int) -> np.ndarray:
 
 def _log_probs(z: np.ndarray, spread: int) -> np.ndarray:
     """``z - c`` per row, ``c`` the row's log-sum-exp rounded to the logits' grid."""
-    grid = float(2 ** (17 - spread))
     m = z.max(axis=-1, keepdims=True)
     lse = m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
-    return z - np.round(lse * grid) / grid
+    return z - _dyadic(lse, spread)
 
 
 def _probs(z: np.ndarray, lanes: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
@@ -164,6 +163,7 @@ def _side(bits: np.random.PCG64, shape: tuple[int, int], kind: str, spread: int,
 
 
 def _dyadic(x: np.ndarray, spread: int) -> np.ndarray:
+    """``x`` rounded onto the logits' grid (steps of 2**(spread - 17))."""
     grid = float(2 ** (17 - spread))
     return np.round(x * grid) / grid
 
@@ -183,11 +183,6 @@ def generate(recipe: Recipe) -> Case:
                 class_axis=-1, batch_axis=0, grad=False, label=recipe.label)
     object.__setattr__(case, "recipe", recipe)
     return case
-
-
-def recipe_of(case: Case) -> Recipe | None:
-    """The recipe ``case`` was generated from (None for an ordinary case)."""
-    return getattr(case, "recipe", None)
 
 
 def expressible(recipe: Recipe, caps) -> bool:
@@ -254,17 +249,10 @@ class LargeCorpusError(ValueError):
 
 def dumps(entries: Sequence[tuple[Recipe, str]], made_by: str) -> str:
     head = {"format": FORMAT, "version": FORMAT_VERSION, "made_by": made_by, "cases": len(entries),
-            "digest": _digest(d for _, d in entries)}
+            "digest": digests_digest(d for _, d in entries)}
     lines = [json.dumps(head, separators=(",", ":"))]
     lines += [json.dumps({"digest": d, "recipe": r.to_json()}, separators=(",", ":")) for r, d in entries]
     return "\n".join(lines) + "\n"
-
-
-def _digest(digests) -> str:
-    h = hashlib.sha256()
-    for d in digests:
-        h.update(d.encode())
-    return h.hexdigest()[:16]
 
 
 def read(path: str | Path | None = None) -> list[tuple[Recipe, str]]:
@@ -289,7 +277,7 @@ def read(path: str | Path | None = None) -> list[tuple[Recipe, str]]:
             entries.append((Recipe.from_json(d["recipe"]), d["digest"]))
         except (ValueError, TypeError) as exc:
             raise LargeCorpusError(f"{path}:{no}: {exc}") from None
-    if len(entries) != head.get("cases") or _digest(d for _, d in entries) != head.get("digest"):
+    if len(entries) != head.get("cases") or digests_digest(d for _, d in entries) != head.get("digest"):
         raise LargeCorpusError(f"{path}:1: header count/digest do not match the entries")
     return entries
 
@@ -325,8 +313,3 @@ def freeze(path: str | Path | None = None, recipes: Sequence[Recipe] | None = No
     tmp.replace(path)
     return path
 
-
-def load(path: str | Path | None = None) -> list[Case]:
-    """Every case of a large-corpus file, generated and digest-checked (slow: ~0.5 s per
-    10⁷ values; the engine generates them one at a time instead, :class:`LazyCases`)."""
-    return [check(e, f"{path or LARGE_PATH}: ") for e in read(path)]

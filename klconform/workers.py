@@ -347,7 +347,7 @@ class SharedPayloads:
     behind whatever happens to either process).  Each bytes object is stored once."""
 
     def __init__(self):
-        self.fd = os.memfd_create("klconform-payloads")   # close-on-exec
+        self.fd = None          # created by the first put(): most batches have no large payload
         self.size = 0
         self._at: dict[int, list[int]] = {}
         self._keep: list[bytes] = []
@@ -363,6 +363,8 @@ class SharedPayloads:
     def put(self, data: bytes) -> dict[str, list[int]]:
         at = self._at.get(id(data))
         if at is None:
+            if self.fd is None:
+                self.fd = os.memfd_create("klconform-payloads")   # close-on-exec
             at = self._at[id(data)] = [self.size, len(data)]
             self._keep.append(data)       # ids stay unique while the batch is built
             view = memoryview(data)

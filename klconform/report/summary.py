@@ -277,7 +277,7 @@ def verdict_cells(result: RunResult, run: AdapterRun, cache: dict) -> dict[str, 
         if cj is None:
             continue
         # a large case's JSON keeps the facts that need its values: no generation per verdict
-        area = area_of(v, facts_of_json(cj, v) if cj.get("value_facts") is not None
+        area = area_of(v, facts_of_json(cj, v) if cj.get("case_facts") is not None
                        else facts(_case(result, cache, v.case), v))
         cell = cells.setdefault(area, Cell())
         cell.by_class[v.cls] = cell.by_class.get(v.cls, 0) + 1

@@ -39,7 +39,7 @@ def test_generated_rows_are_distributions_of_the_kind_asked(profile, kinds):
                      profile=profile)
     c = large.generate(r)
     assert c.shape == (4, 3000) and c.class_axis == -1 and c.batch_axis == 0 and not c.grad
-    assert c.label == r.label and large.recipe_of(c) == r
+    assert c.label == r.label and c.recipe == r
     for values, kind in ((c.target, kinds[0]), (c.pred, kinds[1])):
         assert representable(values, "float32")
         if kind == "prob":
@@ -168,13 +168,13 @@ def test_fingerprint_inference_leaves_large_cases_out():
     assert fp["compared"] == 0 and len(run.outcomes) == 1
 
 
-def test_json_form_keeps_the_value_facts_so_reports_need_not_generate():
+def test_json_form_keeps_the_case_facts_so_reports_need_not_generate():
     from klconform.facts import facts, facts_of_json
     for recipe in (SMALL, large.Recipe(seed=4, batch=2, classes=1000, target_kind="logprob", profile="sparse")):
         case = large.generate(recipe)
         j = case.to_json()
         assert facts_of_json(j) == facts(case)
-        assert j["value_facts"]["has_zero_target"] == (recipe.profile == "sparse")
+        assert j["case_facts"]["has_zero_target"] == (recipe.profile == "sparse")
 
 
 class ErrorsOnce(ReferenceAdapter):
