@@ -209,3 +209,22 @@ def test_results_files_check_a_large_cases_recipe_without_generating_it(monkeypa
     bad = dict(j, recipe=dict(j["recipe"], classes=5))
     with pytest.raises(ResultsError, match="does not decode.*recipe classes"):
         check_references({"cases": {j["digest"]: bad}, "runs": []})
+
+
+def test_report_section_sums_up_the_large_cases():
+    from klconform.report import scale
+    from klconform.results import RunResult
+    runs = []
+    for cls in (ReferenceAdapter, Jittery):
+        a = cls()
+        t = engine.Target(a.name, a, engine.InProcessRunner(a), env={"version": "0"})
+        runs.append(engine.run_adapter(t, [], records=[], large=[(SMALL, large.generate(SMALL).digest)])[0])
+
+    class Model:
+        result = RunResult(schema_version=1, seed=0, hypothesis={}, corpus_digest="", cases={}, runs=runs)
+    rows = scale.large_rows(Model)
+    assert [r[0] for r in rows] == ["double.reference", "double.jittery"]
+    assert rows[0][1:5] == ["1", "match 1", "0", "0 differ"] and rows[0][5] == "3,000"
+    assert rows[1][4].startswith("1 differ (e.g. large/") and 0 < float(rows[1][3]) < 1   # jitter within the bound
+    html = scale.html_section(Model)
+    assert "<code>nondeterministic</code>" in html and "`" not in html
