@@ -427,6 +427,15 @@ def load_corpus(path: str | None):
                    "digest": head["digest"]}
 
 
+def writable_file(option: str, value: str) -> Path:
+    """``value`` as the path of a file this command will write (relative to where it was
+    typed), checked before any work: a UsageError naming ``option`` otherwise."""
+    path = out_path(value)
+    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise UsageError(f"{option} {value}: not a writable file path (its directory must exist)")
+    return path
+
+
 def load_large(value: str, dtypes: list[str] | None):
     """The large-family entries ``--large`` names (kept to ``dtypes``) and what the results
     record about them; a bad value or file is a UsageError."""
@@ -634,10 +643,8 @@ def cmd_explore(args) -> int:
     kinds only the new cases show (unrecorded first) with the smallest case of each."""
     from . import engine, explore, frozen, workers
     dtypes = parse_dtypes(args.dtypes)
-    save_path = out_path(args.save) if args.save else None
-    if save_path is not None:   # before the run: a bad --save must not cost the exploration
-        if save_path.is_dir() or not save_path.parent.is_dir() or not os.access(save_path.parent, os.W_OK):
-            raise UsageError(f"--save {args.save}: not a writable file path (its directory must exist)")
+    # before the run: a bad --save must not cost the exploration
+    save_path = writable_file("--save", args.save) if args.save else None
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
     adapters = [a for a in load_adapters(specs, True)]
     progress = Progress(args.quiet)
@@ -687,13 +694,14 @@ def cmd_corpus(args) -> int:
     from . import frozen
     if args.corpus_command == "freeze":
         from . import explore
+        target = writable_file("--out", args.out) if args.out else frozen.FROZEN_PATH   # before the drawing
         cases, made_by = explore.freeze(args.seed, args.examples)
-        path = frozen.dump(cases, out_path(args.out) if args.out else frozen.FROZEN_PATH, made_by=made_by)
+        path = frozen.dump(cases, target, made_by=made_by)
         print(f"{path}: {len(cases)} cases, {path.stat().st_size} bytes")
         return EXIT_OK
     if args.corpus_command == "freeze-large":
         from . import large
-        path = large.freeze(out_path(args.out) if args.out else None)
+        path = large.freeze(writable_file("--out", args.out) if args.out else None)
         print(f"{path}: {len(large.read(path))} recipes")
         return EXIT_OK
     if args.corpus_command == "add":
