@@ -663,6 +663,7 @@ def cmd_explore(args) -> int:
                                      worker_options=dict(setup_timeout=args.setup_timeout,
                                                          memory_limit=args.worker_memory))
     except (KeyboardInterrupt, workers.RunAborted):
+        _ACTED.set()
         workers.abort_all()
         sys.stderr.write("\nklconform: interrupted\n")
         return EXIT_INTERRUPTED
@@ -801,17 +802,20 @@ def _error_line(message: str) -> None:
 # the run go on and write a new report.
 import threading as _threading
 _STOP = _threading.Event()
+_ACTED = _threading.Event()       # the stop has been raised or handled: later signals change nothing
 _EXITING = _threading.Event()     # main() is returning: its status stands
 
 
 def _raise_if_stopped() -> None:
     if _STOP.is_set():
+        _ACTED.set()
         raise KeyboardInterrupt
 
 
 def _interrupted(result, partial: Path | None, out: Path) -> int:
     """The run was stopped before its output set was replaced: kill the workers, say what
     was kept (a partial file only when one was written), exit 130."""
+    _ACTED.set()
     from . import workers
     workers.abort_all()
     kept = (f"{sum(r.status == 'ok' for r in result.runs)} completed adapter(s) kept in {partial}; "
@@ -830,7 +834,7 @@ def _stop_on_signal(signum, frame) -> None:
     # partly initialised module); one that is not imported yet has nothing to stop.
     workers = sys.modules.get(__package__ + ".workers")
     commit = getattr(sys.modules.get(__package__ + ".resultsio"), "COMMIT", None)
-    if _EXITING.is_set():
+    if _EXITING.is_set() or _ACTED.is_set():
         return
     if commit is not None and commit.active:
         commit.held.append(signum)
@@ -840,15 +844,23 @@ def _stop_on_signal(signum, frame) -> None:
         workers.abort_all()
     if _in_finalizer(frame):
         # A KeyboardInterrupt raised in a finalizer is printed and dropped by Python:
-        # ask again in a moment, from wherever the controller is then.
+        # ask again in a moment, from wherever the controller is then, unless it has
+        # stopped by then on its own (the workers are gone: RunAborted) - the repeat then
+        # arrives in a handled stop and is ignored (_ACTED), never a second interrupt.
         import threading
-        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again = threading.Timer(0.05, _ask_again, (signum,))
         again.daemon = True            # never joined at exit
         again.start()
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ACTED.set()
     raise KeyboardInterrupt
+
+
+def _ask_again(signum: int) -> None:
+    if not (_ACTED.is_set() or _EXITING.is_set()):
+        os.kill(os.getpid(), signum)
 
 
 def _in_finalizer(frame) -> bool:
@@ -869,6 +881,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
     from .resultsio import COMMIT
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _STOP.clear()
+    _ACTED.clear()
     _EXITING.clear()
     COMMIT.reset()
     previous = {}
@@ -882,6 +895,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
         _error_line(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
+        _ACTED.set()
         sys.stderr.write("\nklconform: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - klconform's own bug: one line and the details in a log
@@ -898,6 +912,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             _STOP.clear()
+            _ACTED.clear()
             COMMIT.reset()
         from . import workers
         workers.reset_abort()
