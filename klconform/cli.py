@@ -873,7 +873,7 @@ def _in_finalizer(frame) -> bool:
 
 def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = False) -> int:
     """The command line; never ends in a traceback (exit statuses: module docstring).
-    ``keep_signal_handlers`` (``python -m klconform``): leave the handlers installed when
+    ``keep_signal_handlers`` (:func:`klconform.__main__.entry`): leave the handlers installed when
     returning, so that a signal arriving while the process exits is ignored instead of
     becoming a KeyboardInterrupt traceback; in-process callers get theirs back."""
     import signal

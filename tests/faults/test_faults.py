@@ -121,13 +121,13 @@ def test_full_disk_while_writing_keeps_the_previous_file(tmp_path, capsys, monke
     old = previous_report(tmp_path)
     real = resultsio.stage_text
 
-    def stage(directory, name, text):
+    def stage(directory, name, text, staged):
         if name == "report.md":
             fd = os.open(directory / ".report.md.partial.tmp", os.O_CREAT | os.O_WRONLY)
             os.close(fd)
             os.unlink(directory / ".report.md.partial.tmp")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(directory, name, text)
+        return real(directory, name, text, staged)
     monkeypatch.setattr(resultsio, "stage_text", stage)
     rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(tmp_path)], capsys)
     assert rc == cli.EXIT_USAGE and one_line_error(err) and "No space left" in err, err

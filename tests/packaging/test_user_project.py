@@ -145,6 +145,10 @@ def test_wheel_holds_only_the_klconform_package_and_its_data(installed):
     eps = zipfile.ZipFile(installed["wheel"]).read(
         next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "[pytest11]" in eps and "klconform.pytest_plugin = klconform.pytest_plugin" in eps
+    # the console script is the same process entry as `python -m klconform` (its signal edges)
+    assert "klconform = klconform.__main__:entry" in eps
+    script = installed["python"].parent / "klconform"
+    assert "usage: klconform" in _checked([script, "--help"], cwd=tempfile.gettempdir()).stdout
     probe = ("import importlib.util as u, klconform, klconform.reference as r; "
              "print(u.find_spec('reference'), u.find_spec('adapters'), klconform.__file__, r.__file__)")
     out = _checked([installed["python"], "-c", probe], cwd=tempfile.gettempdir()).stdout.split()
