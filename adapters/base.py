@@ -44,6 +44,12 @@ def asked_device(available: Iterable[str] = ("cpu",)) -> str:
     return device
 
 
+def input_text(case, side: str) -> str:
+    """How input ``side`` ("target", "pred") of ``case`` is shown in a native call: the
+    dtype and shape it is sent in, e.g. ``<float32[64, 131072]>`` (never its values)."""
+    return f"<{case.input_dtype(side)}{list(case.sent_shape(side))}>"
+
+
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
     """What an adapter can be asked. The harness only sends cases inside these sets."""

@@ -119,8 +119,9 @@ class _PaddleKL(Adapter):
         reduction = REDUCTIONS[case.reduction]
         native = self._call_text(shape_text(case.pred, case.dtype), shape_text(case.target, case.dtype),
                                  reduction, log_target)
-        pred = paddle.to_tensor(np.asarray(case.pred, dtype=case.dtype), stop_gradient=not case.grad)
-        target = paddle.to_tensor(np.asarray(case.target, dtype=case.dtype))
+        # in case.dtype (no mixed inputs); to_tensor copies the read-only received values
+        pred = paddle.to_tensor(case.sent_values("pred"), stop_gradient=not case.grad)
+        target = paddle.to_tensor(case.sent_values("target"))
         out = self._call(pred, target, reduction, log_target)
         grads: dict[str, np.ndarray] = {}
         grad_dtypes: dict[str, str] = {}

@@ -88,8 +88,7 @@ class _Scipy(Adapter):
         why = self.unsupported_reason(case)
         if why is not None:
             return Outcome(status="unsupported", error_message=why)
-        x = np.asarray(case.target, dtype=case.dtype)
-        y = np.asarray(case.pred, dtype=case.dtype)
+        x, y = case.sent_values("target"), case.sent_values("pred")     # in case.dtype: no mixed inputs
         with np.errstate(all="ignore"):
             out, native = self._call(case, x, y)
         out = np.asarray(out)

@@ -14,11 +14,12 @@ without torch.  Observed departures from the canonical definition are recorded i
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device, input_text
 from klconform.reference.family import Point
 
 DOC_FUNCTIONAL = "https://pytorch.org/docs/stable/generated/torch.nn.functional.kl_div.html"
@@ -143,11 +144,16 @@ class _TorchKL(Adapter):
             return "torch broadcasts input and target: a reshaped target is not its question"
         return None
 
-    def _tensor(self, values: np.ndarray, dtype: str, grad: bool):
+    def _tensor(self, case, side: str, grad: bool):
+        """Input ``side`` as a torch tensor of the dtype it is sent in (exact: Case
+        invariant), sharing the received values where dtype and device allow."""
         torch = self._torch
-        # float64 values are exact in dtype (Case invariant), so this conversion is exact
-        t = torch.tensor(np.asarray(values, dtype=np.float64), dtype=getattr(torch, dtype),
-                         device=self._device)
+        with warnings.catch_warnings():
+            # the values are read-only (a view of the received bytes); torch warns that it
+            # has no read-only tensors - kl_div and autograd never write their inputs
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(case.sent_values(side))
+        t = t.to(device=self._device, dtype=getattr(torch, case.input_dtype(side)))
         if grad:
             t.requires_grad_(True)
         return t
@@ -161,11 +167,10 @@ class _TorchKL(Adapter):
         torch = self._torch
         log_target = case.target_kind == "logprob"
         reduction = REDUCTIONS[case.reduction]
-        pdt, tdt = case.input_dtype("pred"), case.input_dtype("target")   # each input in its own dtype
-        native = self._call_text(shape_text(case.pred, pdt), shape_text(case.target, tdt),
+        native = self._call_text(input_text(case, "pred"), input_text(case, "target"),
                                  reduction, log_target)
-        pred = self._tensor(case.pred, pdt, case.grad)
-        target = self._tensor(case.target, tdt, case.grad)
+        pred = self._tensor(case, "pred", case.grad)
+        target = self._tensor(case, "target", case.grad)
         out = self._call(pred, target, reduction, log_target)
         grads: dict[str, np.ndarray] = {}
         grad_dtypes: dict[str, str] = {}

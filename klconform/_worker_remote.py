@@ -178,7 +178,7 @@ _CASE_FIELDS = frozenset({"target", "pred", "dtype", "target_kind", "pred_kind",
 _CASE_WIRE_VERSION = 1
 
 
-def case_decoder(case_cls, from_bits):
+def case_decoder(case_cls, from_bits_carried):
     """A function wire dict -> Case equal to ``case_cls.from_wire`` but without re-running
     the constructor's checks.  Why that is sound: the wire was written by ``Case.to_wire``
     of a Case the controller already validated, and ``from_bits`` restores its values bit
@@ -189,10 +189,17 @@ def case_decoder(case_cls, from_bits):
     if {f.name for f in dataclasses.fields(case_cls)} != _CASE_FIELDS:
         return case_cls.from_wire
 
-    def array(w, key, dtype):
-        a = from_bits(w[key], dtype, tuple(w[key + "_shape"]))
-        a.setflags(write=False)
-        return a
+    def carried(w, key, dtype):
+        """The values as received (Case.sent_values; the float64 field is widened from
+        them on first use, Case.__getattr__)."""
+        values = from_bits_carried(w[key], dtype, tuple(w[key + "_shape"]))
+        values.setflags(write=False)
+        return values
+
+    def wide(w, key, dtype):
+        values = carried(w, key, dtype).astype("float64")
+        values.setflags(write=False)
+        return values
 
     def decode(w):
         if w.get("v") != _CASE_WIRE_VERSION:
@@ -202,10 +209,11 @@ def case_decoder(case_cls, from_bits):
         tdt, pdt, sent = w.get("target_dtype"), w.get("pred_dtype"), w.get("target_sent_shape")
         case = object.__new__(case_cls)
         values = {
-            "target": array(w, "target", tdt or dtype), "pred": array(w, "pred", pdt or dtype), "dtype": dtype,
+            "_carried": {"target": carried(w, "target", tdt or dtype), "pred": carried(w, "pred", pdt or dtype)},
+            "dtype": dtype,
             "target_kind": w["target_kind"], "pred_kind": w["pred_kind"], "reduction": w["reduction"],
             "class_axis": w["class_axis"], "batch_axis": w["batch_axis"], "weight": w["weight"],
-            "sample_weight": None if w["sample_weight"] is None else array(w, "sample_weight", dtype),
+            "sample_weight": None if w["sample_weight"] is None else wide(w, "sample_weight", dtype),
             "grad": w["grad"], "label": w.get("label", ""),
             "target_dtype": tdt, "pred_dtype": pdt, "target_sent_shape": None if sent is None else tuple(sent),
         }
@@ -261,8 +269,8 @@ def serve(channel) -> None:
         prepare_environment(config.get("env", {}), config.get("paths", []))
         from klconform import wire as codec
         from klconform.case import Case
-        from klconform.reference.dtypes import from_bits
-        decode = case_decoder(Case, from_bits)
+        from klconform.reference.dtypes import from_bits_carried
+        decode = case_decoder(Case, from_bits_carried)
     except BaseException as exc:  # noqa: BLE001
         channel.send(("unavailable", "import_error", f"worker environment: {_one_line(exc)}"))
         return
@@ -278,9 +286,9 @@ def serve(channel) -> None:
         msg = channel.receive()
         if msg is None:
             return
-        seqs, blob, shared = msg
+        seqs, blob = msg
         wires = pickle.loads(blob)
-        with SharedPayloads(shared) as payloads:
+        with SharedPayloads() as payloads:
             run_batch(channel, adapter, decode, codec, seqs, payloads.attach(wires), progress, stderr)
             del wires
 
@@ -311,41 +319,39 @@ def run_batch(channel, adapter, decode, codec, seqs, wires, progress, stderr=Non
 
 
 class SharedPayloads:
-    """Worker side of klconform.workers.SharedPayloads: maps the controller's memory file
-    (``path``; None: everything came through the pipe) and puts read-only views of it where
-    the wires hold ``{"shared": [offset, size]}``.  The decoder copies the values out, so the
-    map is closed when the batch is done."""
+    """Worker side of klconform.workers.SharedPayloads: maps the controller's memory files
+    read-only and puts views of them where the wires hold ``{"shared": [path, size]}``.
+    The decoded case keeps views (``Case.sent_values``, from which adapters build tensors
+    without a copy); each map is closed when the batch is done, or when its last view goes."""
 
-    def __init__(self, path):
-        self.path, self._file, self._map = path, None, None
+    def __init__(self):
+        self._maps: dict[str, object] = {}
 
     def __enter__(self):
-        if self.path:
-            import mmap
-            self._file = open(self.path, "rb")
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         return self
 
     def attach(self, wires: list) -> list:
-        if self._map is None:
-            return wires
-        view = memoryview(self._map)
+        import mmap
         for w in wires:
             for k, v in list(w.items()):
                 if isinstance(v, dict) and set(v) == {"shared"}:
-                    offset, size = v["shared"]
-                    w[k] = view[offset:offset + size]
+                    path, size = v["shared"]
+                    if path not in self._maps:
+                        with open(path, "rb") as f:       # the map keeps its own descriptor
+                            self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    w[k] = memoryview(self._maps[path])[:size]
         return wires
 
     def __exit__(self, *exc):
-        if self._map is not None:
-            import gc
-            gc.collect()          # views held by reference cycles (an adapter's traceback)
+        for m in self._maps.values():
             try:
-                self._map.close()
-            except BufferError:   # a view still alive (kept by the adapter): the OS frees it at exit
+                m.close()
+            except BufferError:
+                # a view still alive (a reference cycle, an adapter's cache): the mapping
+                # goes when its last view does.  Not gc.collect() to find out sooner: with
+                # a framework loaded that costs 80-150 ms, twice a 64 MiB case's kl_div.
                 pass
-            self._file.close()
+        self._maps.clear()
         return False
 
 

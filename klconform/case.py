@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .reference.dtypes import check_dtype, from_bits, promote, representable, to_bits
+from .reference.dtypes import CARRIER, check_dtype, from_bits, promote, representable, to_bits
 
 from .reference.family import PRED_KINDS, TARGET_KINDS  # noqa: F401  (their home: the reference's family)
 # Canonical reductions (SPEC.md KL-RED-*).
@@ -161,16 +161,58 @@ class Case:
             return "same"
         return "promoted" if self.promoted else "cast"
 
+    def sent_values(self, side: str) -> np.ndarray:
+        """Input ``side`` ("target" or "pred") as sent: read-only, C-contiguous numpy values
+        of the dtype it is sent in (bfloat16: float32 values, :data:`~klconform.reference.
+        dtypes.CARRIER`), the target in its sent shape (:attr:`sent_target`).  Exactly the
+        float64 field's values (Case invariant).  Where the case came over the wire they are
+        a view of the received bytes, so an adapter that builds framework tensors from them
+        skips two full passes (to float64 and back) over up to 10⁷ values; elsewhere they
+        are converted on each call."""
+        carried = self.__dict__.get("_carried")
+        if carried is not None and side in carried:
+            values = carried[side]
+        else:
+            values = np.ascontiguousarray(getattr(self, side), dtype=CARRIER[self.input_dtype(side)]).view()
+            values.setflags(write=False)
+        if side == "target" and self.target_sent_shape is not None:
+            values = values.reshape(self.target_sent_shape)
+        return values
+
     @property
     def sent_target(self) -> np.ndarray:
         """The target as sent: ``target`` reshaped (row-major) to ``target_sent_shape``."""
         return self.target if self.target_sent_shape is None else self.target.reshape(self.target_sent_shape)
 
     # ------------------------------------------------------------------ derived facts
+    def held_shape(self, side: str) -> tuple[int, ...]:
+        """The shape of field ``side`` ("target" or "pred"), without widening a received
+        input to float64 (:meth:`__getattr__`)."""
+        values = self.__dict__.get(side)
+        return tuple((values if values is not None else self._carried[side]).shape)
+
+    def sent_shape(self, side: str) -> tuple[int, ...]:
+        """The shape input ``side`` is sent in (the target's may be ``target_sent_shape``)."""
+        if side == "target" and self.target_sent_shape is not None:
+            return tuple(self.target_sent_shape)
+        return self.held_shape(side)
+
     @property
     def shape(self) -> tuple[int, ...]:
         """The broadcast shape of the elementwise loss."""
-        return tuple(np.broadcast_shapes(self.target.shape, self.pred.shape))
+        return tuple(np.broadcast_shapes(self.held_shape("target"), self.held_shape("pred")))
+
+    def __getattr__(self, name: str):
+        # Only for attributes not set: a case decoded in a worker holds its inputs as
+        # received (sent_values) and widens them to the float64 fields on first use, so an
+        # adapter that builds its tensors from sent_values never pays the 10⁷-value pass.
+        carried = self.__dict__.get("_carried")
+        if carried is None or name not in ("target", "pred"):
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+        wide = carried[name].astype(np.float64)
+        wide.setflags(write=False)
+        object.__setattr__(self, name, wide)
+        return wide
 
     @property
     def digest(self) -> str:

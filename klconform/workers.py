@@ -327,7 +327,7 @@ class _LazyWires:
     def blob(self, indices: Sequence[int], shared: "SharedPayloads | None" = None) -> bytes:
         """The cases at ``indices`` as one pickle of wire dicts (plain types only); with
         ``shared``, payloads of SHARED_PAYLOAD_BYTES or more go into it instead (the pickle
-        then holds ``{"shared": [offset, size]}`` in their place)."""
+        then holds ``{"shared": [path, size]}`` in their place)."""
         wires = [self.get(i) for i in indices]
         if shared is not None:
             wires = [{k: shared.put(v) if isinstance(v, bytes) and len(v) >= SHARED_PAYLOAD_BYTES else v
@@ -339,45 +339,97 @@ class _LazyWires:
 # memfd the worker maps as /proc/<controller>/fd/<n>) instead of the execnet pipe: a
 # 64x131072 float32 case is 64 MiB, which the pipe, pickling and unpickling copy four times.
 SHARED_PAYLOAD_BYTES = 1 << 20
+#: How many bytes of payload files the controller keeps for reuse: a large case goes to
+#: every adapter (and twice to each); writing its 64 MiB again per batch cost 27 ms.
+PAYLOAD_CACHE_BYTES = 1 << 29
+
+
+class _PayloadFiles:
+    """The controller's memory files, one per large payload (a ``bytes`` object, held here
+    so that its id stays its own), kept for reuse up to PAYLOAD_CACHE_BYTES; a file that a
+    batch in flight uses is pinned and never closed under it.  Thread-safe (one controller
+    thread per worker)."""
+
+    def __init__(self, capacity: int = PAYLOAD_CACHE_BYTES):
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._files: collections.OrderedDict[int, list] = collections.OrderedDict()  # id -> [data, fd, pins]
+
+    def pin(self, data: bytes) -> str:
+        """The path of a file holding ``data`` (written now unless kept), pinned."""
+        with self._lock:
+            entry = self._files.get(id(data))
+            if entry is None:
+                fd = os.memfd_create("klconform-payload")        # close-on-exec
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.pwrite(fd, view, len(data) - len(view)):]
+                except BaseException:
+                    os.close(fd)
+                    raise
+                entry = self._files[id(data)] = [data, fd, 0]
+            self._files.move_to_end(id(data))
+            entry[2] += 1
+            self._evict()
+            return f"/proc/{os.getpid()}/fd/{entry[1]}"
+
+    def unpin(self, data: bytes) -> None:
+        with self._lock:
+            entry = self._files.get(id(data))
+            if entry is not None:
+                entry[2] -= 1
+                self._evict()
+
+    def _evict(self) -> None:
+        total = sum(len(e[0]) for e in self._files.values())
+        for key in list(self._files):
+            if total <= self.capacity:
+                break
+            data, fd, pins = self._files[key]
+            if pins == 0:
+                os.close(fd)
+                del self._files[key]
+                total -= len(data)
+
+    def clear(self) -> None:
+        with self._lock:
+            for key in [k for k, e in self._files.items() if e[2] == 0]:
+                os.close(self._files.pop(key)[1])
+
+
+_PAYLOAD_FILES = _PayloadFiles()
 
 
 class SharedPayloads:
-    """One batch's large payloads in a memfd: written here, mapped read-only by the worker,
-    closed once the batch is over (no directory entry ever names it, so nothing is left
-    behind whatever happens to either process).  Each bytes object is stored once."""
+    """One batch's large payloads, each in a memory file the worker maps read-only (no
+    directory entry ever names one, so nothing is left behind whatever happens to either
+    process); the files stay pinned until :meth:`close`, and are kept for the next batch
+    that sends the same payload (:class:`_PayloadFiles`)."""
 
-    def __init__(self):
-        self.fd = None          # created by the first put(): most batches have no large payload
-        self.size = 0
-        self._at: dict[int, list[int]] = {}
-        self._keep: list[bytes] = []
+    def __init__(self, files: _PayloadFiles | None = None):
+        self.files = files or _PAYLOAD_FILES
+        self._pinned: dict[int, bytes] = {}
 
     @classmethod
     def available(cls) -> bool:
         return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
 
     @property
-    def path(self) -> str:
-        return f"/proc/{os.getpid()}/fd/{self.fd}"
+    def used(self) -> bool:
+        return bool(self._pinned)
 
-    def put(self, data: bytes) -> dict[str, list[int]]:
-        at = self._at.get(id(data))
-        if at is None:
-            if self.fd is None:
-                self.fd = os.memfd_create("klconform-payloads")   # close-on-exec
-            at = self._at[id(data)] = [self.size, len(data)]
-            self._keep.append(data)       # ids stay unique while the batch is built
-            view = memoryview(data)
-            while view:
-                view = view[os.pwrite(self.fd, view, self.size + len(data) - len(view)):]
-            self.size += len(data)
-        return {"shared": at}
+    def put(self, data: bytes) -> dict[str, list]:
+        path = self.files.pin(data)
+        if id(data) in self._pinned:
+            self.files.unpin(data)            # one pin per batch and payload
+        self._pinned[id(data)] = data
+        return {"shared": [path, len(data)]}
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        self._keep.clear()
+        for data in self._pinned.values():
+            self.files.unpin(data)
+        self._pinned.clear()
 
 
 class AdapterWorker:
@@ -487,7 +539,7 @@ class AdapterWorker:
                           shared: "SharedPayloads | None") -> list[int]:
         try:
             blob = wires.blob(batch, shared)
-            self._channel.send((batch, blob, shared.path if shared is not None and shared.size else None))
+            self._channel.send((batch, blob))
         except _BROKEN:
             # died between batches, after its last outcome: retry once on a fresh worker
             return self._unattributed_death(batch, outcomes, "before this case was delivered")

@@ -56,12 +56,24 @@ def to_bits(values: np.ndarray, dtype: str) -> bytes:
     return a.astype(np.dtype(dtype).newbyteorder("<")).tobytes()
 
 
-def from_bits(payload: bytes, dtype: str, shape) -> np.ndarray:
-    """Decode bytes written by :func:`to_bits` into a float64 array of ``shape``."""
+#: The numpy dtype that carries each dtype's values exactly (numpy has no bfloat16: its
+#: values, the top halves of float32 bit patterns, are float32 values).
+CARRIER = {"float16": np.dtype("float16"), "bfloat16": np.dtype("float32"),
+           "float32": np.dtype("float32"), "float64": np.dtype("float64")}
+
+
+def from_bits_carried(payload, dtype: str, shape) -> np.ndarray:
+    """Decode bytes written by :func:`to_bits` into an array of ``CARRIER[dtype]`` of
+    ``shape``: a read-only view of ``payload`` (no copy) except for bfloat16 (widened)."""
     if dtype == "bfloat16":
         bits = np.frombuffer(payload, dtype="<u2").astype("<u4") << 16
-        return bits.view("<f4").astype(np.float64).reshape(shape)
-    return np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float64).reshape(shape)
+        return bits.view("<f4").reshape(shape)
+    return np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+def from_bits(payload: bytes, dtype: str, shape) -> np.ndarray:
+    """Decode bytes written by :func:`to_bits` into a float64 array of ``shape``."""
+    return from_bits_carried(payload, dtype, shape).astype(np.float64)
 
 
 def representable(values, dtype: str) -> bool:

@@ -73,9 +73,9 @@ def _codec_cases() -> list[Case]:
 @pytest.mark.parametrize("case", _codec_cases(), ids=lambda c: c.label or c.dtype)
 def test_worker_fast_case_decoder_equals_case_from_wire(case):
     from klconform._worker_remote import case_decoder
-    from klconform.reference.dtypes import from_bits
+    from klconform.reference.dtypes import from_bits_carried
     wire = case.to_wire()
-    fast, slow = case_decoder(Case, from_bits)(wire), Case.from_wire(wire)
+    fast, slow = case_decoder(Case, from_bits_carried)(wire), Case.from_wire(wire)
     assert type(fast) is Case
     for f in dataclasses.fields(Case):
         a, b = getattr(fast, f.name), getattr(slow, f.name)
@@ -85,6 +85,16 @@ def test_worker_fast_case_decoder_equals_case_from_wire(case):
         else:
             assert a == b, f.name
     assert fast.digest == case.digest
+    # the received values as sent: a view of the wire bytes where the dtype has a numpy
+    # carrier of its width, equal to the float64 field and to what a constructed case gives
+    for side in ("target", "pred"):
+        got, want = fast.sent_values(side), slow.sent_values(side)
+        carrier = {"bfloat16": "float32"}.get(case.input_dtype(side), case.input_dtype(side))
+        assert got.dtype == want.dtype == np.dtype(carrier) and not got.flags.writeable
+        held = case.sent_target if side == "target" else case.pred
+        assert np.array_equal(got, held, equal_nan=True) and got.shape == held.shape
+        if case.input_dtype(side) != "bfloat16":
+            assert np.shares_memory(got, np.frombuffer(wire[side], dtype=np.uint8))
 
 
 def test_worker_case_decoder_falls_back_for_an_unknown_case_class():
@@ -354,35 +364,66 @@ def big_case(i: int, label: str = "") -> Case:
     return Case(target=p, pred=np.log(q), grad=False, label=label or f"big{i}")
 
 
-def _fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+def _payload_fds() -> set[str]:
+    """The controller's open payload memory files."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if "klconform-payload" in os.readlink(f"/proc/self/fd/{fd}"):
+                out.add(fd)
+        except OSError:
+            pass
+    return out
 
 
-def test_large_payloads_go_through_shared_memory_and_leave_no_descriptor():
-    from klconform.workers import SharedPayloads
+def test_large_payloads_go_through_shared_memory_once_and_leave_no_descriptor():
+    from klconform.workers import _PAYLOAD_FILES, SharedPayloads
     if not SharedPayloads.available():
         pytest.skip("no memfd here: large payloads take the pipe")
+    _PAYLOAD_FILES.clear()
     cases = [big_case(0), make_case(1), big_case(1)]
-    before = _fds()
+    before = _payload_fds()
     with AdapterWorker(WorkerSpec(REF + "GoodKL"), batch_size=3, **FAST) as w:
         outcomes = w.run(cases + [cases[0]])          # the same case twice: stored once
-        mid = _fds()
+        files = _payload_fds() - before
+        assert len(files) == 4                         # target and pred of the two big cases
+        again = w.run(cases[::-1])                     # another batch: the files are reused
+        assert _payload_fds() - before == files
     for c, o in zip(cases, outcomes):
         assert o.status == "ok"
         np.testing.assert_allclose(o.value, reference.evaluate(c.replace(grad=False)).value, rtol=1e-12)
     assert outcomes[3].value.tobytes() == outcomes[0].value.tobytes()
-    assert not any("klconform-payloads" in os.readlink(f"/proc/self/fd/{fd}") for fd in mid - before
-                   if os.path.exists(f"/proc/self/fd/{fd}"))
-    assert _fds() <= before | {fd for fd in _fds() if not os.path.exists(f"/proc/self/fd/{fd}")}
+    assert [o.value.tobytes() for o in again] == [o.value.tobytes() for o in outcomes[2::-1]]
+    _PAYLOAD_FILES.clear()
+    assert _payload_fds() <= before
+
+
+def test_payload_files_are_bounded_and_a_pinned_one_is_never_closed():
+    from klconform.workers import SharedPayloads, _PayloadFiles
+    if not SharedPayloads.available():
+        pytest.skip("no memfd here")
+    files = _PayloadFiles(capacity=3 << 20)
+    data = [bytes([i]) * (1 << 20) for i in range(5)]
+    before = _payload_fds()
+    batch = SharedPayloads(files)
+    paths = [batch.put(d)["shared"][0] for d in data]           # 5 MiB pinned: over capacity, all kept
+    assert len(_payload_fds() - before) == 5
+    for d, p in zip(data, paths):
+        with open(p, "rb") as f:
+            assert f.read() == d
+    batch.close()                                               # unpinned: the oldest go
+    assert len(_payload_fds() - before) == 3
+    assert batch.put(data[4])["shared"][0] == paths[4]          # kept: the same file
+    batch.close()
+    files.clear()
+    assert _payload_fds() <= before
 
 
 def test_segfault_on_a_large_case_is_attributed_and_the_rest_still_arrive():
     cases = [big_case(0), big_case(1, "segfault"), big_case(2)]
-    before = _fds()
     with AdapterWorker(WorkerSpec(REF + "SegfaultingKL"), batch_size=3, **FAST) as w:
         outcomes = w.run(cases)
         assert w.restarts == 1
     assert [o.status for o in outcomes] == ["ok", "crash", "ok"]
     np.testing.assert_allclose(outcomes[2].value, reference.evaluate(cases[2]).value, rtol=1e-12)
-    assert not [fd for fd in _fds() - before if os.path.exists(f"/proc/self/fd/{fd}")
-                and "klconform-payloads" in os.readlink(f"/proc/self/fd/{fd}")]
+    # the files stay for reuse, within PAYLOAD_CACHE_BYTES (tested above)

@@ -73,17 +73,21 @@ def test_sent_shape_validation():
 @pytest.mark.parametrize("case", new_cases()[::23], ids=repr)
 def test_wire_json_frozen_and_fast_decoder_round_trips(case):
     from klconform._worker_remote import case_decoder
-    from klconform.reference.dtypes import from_bits
+    from klconform.reference.dtypes import from_bits_carried
     wire = case.to_wire()
     assert len(wire["target"]) == case.target.size * np.dtype(
         "float16" if case.input_dtype("target") == "bfloat16" else case.input_dtype("target")).itemsize
     for back in (Case.from_wire(wire), Case.from_json(json.loads(json.dumps(case.to_json()))),
-                 frozen.case_from_line(frozen.case_to_line(case)), case_decoder(Case, from_bits)(wire)):
+                 frozen.case_from_line(frozen.case_to_line(case)), case_decoder(Case, from_bits_carried)(wire)):
         assert back.digest == case.digest
         assert (back.target_dtype, back.pred_dtype, back.target_sent_shape) == \
             (case.target_dtype, case.pred_dtype, case.target_sent_shape)
         assert np.array_equal(back.target, case.target, equal_nan=True)
         assert np.array_equal(back.pred, case.pred, equal_nan=True)
+        for side, held in (("target", case.sent_target), ("pred", case.pred)):
+            sent = back.sent_values(side)      # what an adapter builds its tensors from
+            assert sent.shape == held.shape and np.array_equal(sent, held, equal_nan=True)
+            assert sent.dtype == np.dtype({"bfloat16": "float32"}.get(case.input_dtype(side), case.input_dtype(side)))
 
 
 def test_new_cases_are_sent_only_to_adapters_declaring_them():
