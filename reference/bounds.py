@@ -15,6 +15,7 @@ import numpy as np
 from .dtypes import FINFO, UNIT_ROUNDOFF
 from .summation import accumulation_units
 
+from . import variants as _variants
 from .variants import LD, Prepared, effective_logs, reduce_sum, terms
 
 
@@ -28,39 +29,47 @@ def underflow_unit(dtype: str) -> float:
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
-    """Non-finite budget entries only occur where the result is non-finite (bound 0 there)."""
-    return np.where(np.isfinite(x), x, 0)
+    """Non-finite budget entries only occur where the result is non-finite (bound 0 there).
+    ``x`` itself when it is finite throughout (callers never write into the result)."""
+    fin = np.isfinite(x)
+    return x if fin.all() else np.where(fin, x, 0)
 
 
-def log_softmax_factor(prep: Prepared) -> np.ndarray:
-    """λ on S: the log_softmax error of log q in units of u (0 unless logits, KL-BOUND-2)."""
+def log_softmax_factor(prep: Prepared) -> np.ndarray | None:
+    """λ on S: the log_softmax error of log q in units of u (KL-BOUND-2); None (λ = 0)
+    unless the prediction is read as logits."""
     d = prep.pred
     if d.kind != "logits" or d.axis is None:
-        return np.zeros(prep.shape, dtype=LD)
-    z = np.asarray(d.raw, dtype=LD)
+        return None
+    z = np.asarray(d.raw, dtype=prep.work)
     n_c = z.shape[d.axis]
     with np.errstate(invalid="ignore"):
-        m = np.max(np.where(np.isfinite(z), z, LD(-np.inf)), axis=d.axis, keepdims=True) \
+        m = np.max(np.where(np.isfinite(z), z, prep.work(-np.inf)), axis=d.axis, keepdims=True) \
             if n_c else np.zeros_like(z)
         lam = np.abs(z - m) + (accumulation_units(n_c, prep.case.dtype) + 1) + np.log(max(n_c, 1)) + np.abs(d.lv)
     return np.broadcast_to(_finite(lam), prep.shape)
 
 
-#: Above this many elements a value bound is summed in float64 instead of extended
-#: precision (10× faster on 10⁷ terms; a sum of non-negative float64 budgets errs by
-#: < 2⁻⁴⁰ relative, covered by BIG_SLACK).  Smaller cases keep the extended path.
-BIG = 2**16
+#: Above ``variants.BIG`` elements a value bound is summed in float64 (10× faster on 10⁷
+#: terms than extended precision; a sum of non-negative float64 budgets errs by < 2⁻⁴⁰
+#: relative, covered by BIG_SLACK, as are the few float64 ulps of KL-BOUND-8's terms).
 BIG_SLACK = 1 + 2.0**-40
 
 
-def value_bound(prep: Prepared, value: np.ndarray) -> np.ndarray:
-    """KL-BOUND-2, float64, shaped like ``value``."""
+def value_bound(prep: Prepared, value: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+    """KL-BOUND-2, float64, shaped like ``value``; ``t``: the point's terms
+    (``variants.terms`` of ``prep``) where the caller has them already."""
     a2, la2, b2, lb2 = effective_logs(prep.point, prep.a, prep.la, prep.b, prep.lb)
-    t = np.abs(terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log))
+    if t is None:
+        t = terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log)
+    t = np.abs(t)
     lam = log_softmax_factor(prep)
-    parts = [a2, la2, b2, lb2, t, lam, np.abs(prep.coef), prep.a_nu, prep.b_nu]
-    work = LD
-    if int(np.prod(prep.shape, dtype=np.int64)) > BIG:
+    # without sample weights c'_i = w everywhere: a scalar, not an array of S (None for 1)
+    c = np.abs(prep.coef) if prep.W is not None else abs(prep.work(prep.weight))
+    c = None if prep.W is None and c == 1 else c
+    parts = [a2, la2, b2, lb2, t, lam, c, prep.a_nu, prep.b_nu]
+    work = prep.work
+    if work is LD and int(np.prod(prep.shape, dtype=np.int64)) > _variants.BIG:
         with np.errstate(over="ignore"):
             narrow = [None if x is None else np.asarray(x, dtype=np.float64) for x in parts]
         if all(_kept(x, y) for x, y in zip(parts, narrow)):
@@ -69,11 +78,23 @@ def value_bound(prep: Prepared, value: np.ndarray) -> np.ndarray:
     u = work(unit_roundoff(prep.case.dtype))
     eta = work(underflow_unit(prep.case.dtype))
     with np.errstate(invalid="ignore", over="ignore"):
-        logs = _finite(np.abs(la2)) + _finite(np.abs(lb2)) + 1 + lam
-        per = np.where(a2 == 0, work(0), np.abs(a2) * logs) + 3 * t + lam * t
-        per = per + _new_points_budget(prep.point, a2, la2, b2, lb2, t, a_nu, b_nu)
-        budget = reduce_sum(_finite(c * per), prep)
-        absum = reduce_sum(_finite(c * t), prep)
+        # in-place steps write only into results made here (0-D: scalars, rebound)
+        logs = _finite(np.abs(la2)) + _finite(np.abs(lb2))
+        logs += 1
+        if lam is not None:
+            logs += lam
+        per = np.abs(a2) * logs
+        zero = a2 == 0
+        if zero.any():          # a2 = 0 adds nothing, even where float64 logs overflowed
+            per = np.where(zero, work(0), per)
+        per += 3 * t
+        if lam is not None:
+            per += lam * t
+        extra = _new_points_budget(prep.point, a2, la2, b2, lb2, t, a_nu, b_nu)
+        if extra is not None:
+            per += extra
+        budget = reduce_sum(_finite(per if c is None else c * per), prep)
+        absum = reduce_sum(_finite(t if c is None else c * t), prep)
         k = work(prep.terms_per_output)
         acc = work(accumulation_units(prep.terms_per_output, prep.case.dtype))
         d = work(prep.divisor) if prep.divisor else work(1)
@@ -90,10 +111,13 @@ def _kept(x, narrow) -> bool:
     return not np.any(np.isinf(narrow) & np.isfinite(x))
 
 
-def _new_points_budget(pt, a2, la2, b2, lb2, t, a_nu, b_nu) -> np.ndarray:
+def _new_points_budget(pt, a2, la2, b2, lb2, t, a_nu, b_nu) -> np.ndarray | None:
     """KL-BOUND-6: the extra first-order error (in units of u) of the generalised term's
     ``- a + b`` (two roundings of at most |a log(a/b)| + |a| + |b|) and of normalised inputs
-    (relative errors ν_a, ν_b of a and b perturb T by at most (ν_a + ν_b)(|a| + |b| + |T|))."""
+    (relative errors ν_a, ν_b of a and b perturb T by at most (ν_a + ν_b)(|a| + |b| + |T|));
+    None (no extra) for the other points."""
+    if not pt.generalised and not pt.normalise:
+        return None
     extra = np.zeros(t.shape, dtype=t.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         mag = _finite(np.abs(a2)) + _finite(np.abs(b2))
@@ -112,7 +136,7 @@ def normalise_backward(prep: Prepared, side: str, log_space: bool, g: np.ndarray
     s = prep.a_sum if side == "a" else prep.b_sum
     nu = prep.a_nu if side == "a" else prep.b_nu
     ax = prep.ca
-    u = LD(unit_roundoff(prep.case.dtype))
+    u = prep.work(unit_roundoff(prep.case.dtype))
     n_c = prep.shape[ax]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         if log_space:
@@ -122,7 +146,7 @@ def normalise_backward(prep: Prepared, side: str, log_space: bool, g: np.ndarray
                  + 2 * u * _finite(np.abs(vh)) * (nu + accumulation_units(n_c, prep.case.dtype) + 1) * np.sum(_finite(np.abs(g)), axis=ax, keepdims=True)
                  + 2 * u * (_finite(np.abs(res)) + _finite(np.abs(vh * sg))))
         else:
-            gv = np.where(vh == 0, LD(0), g * vh)
+            gv = np.where(vh == 0, prep.work(0), g * vh)
             sgv = np.sum(gv, axis=ax, keepdims=True)
             res = (g - sgv) / s
             b = ((gb + np.sum(gb * _finite(np.abs(vh)), axis=ax, keepdims=True)
@@ -143,7 +167,7 @@ def grad_bound(prep: Prepared, side: str, log_space: bool, partial: np.ndarray,
     with np.errstate(invalid="ignore", over="ignore"):
         logs = _finite(np.abs(la2)) + _finite(np.abs(lb2)) + 1
         dp = _finite(np.abs(partial))
-        a_part = np.where(a2 == 0, LD(0), np.abs(a2) * logs)
+        a_part = np.where(a2 == 0, prep.work(0), np.abs(a2) * logs)
         if side == "a":
             e = a_part + 2 * dp if log_space else logs + dp
         else:
@@ -153,24 +177,24 @@ def grad_bound(prep: Prepared, side: str, log_space: bool, partial: np.ndarray,
             # KL-BOUND-6: the partial evaluated at normalised a, b off by ν_a u, ν_b u relative
             e = e + (prep.a_nu + prep.b_nu) * (1 + dp)
         per = _finite(ac * e) + 3 * _finite(np.abs(grad_s))
-        k_b = LD(max(1, int(np.prod(prep.shape, dtype=np.int64)))
+        k_b = prep.work(max(1, int(np.prod(prep.shape, dtype=np.int64)))
                  / max(1, int(np.prod(shape, dtype=np.int64))))
-        acc = LD(accumulation_units(int(k_b), prep.case.dtype))
+        acc = prep.work(accumulation_units(int(k_b), prep.case.dtype))
         budget = sum_to_shape(per, shape) + acc * sum_to_shape(_finite(np.abs(grad_s)), shape)
-    u = LD(unit_roundoff(prep.case.dtype))
-    return 2 * u * budget + 4 * k_b * LD(underflow_unit(prep.case.dtype))
+    u = prep.work(unit_roundoff(prep.case.dtype))
+    return 2 * u * budget + 4 * k_b * prep.work(underflow_unit(prep.case.dtype))
 
 
 def softmax_backward_bound(prep: Prepared, g: np.ndarray, g_bound: np.ndarray,
                            result: np.ndarray) -> np.ndarray:
     """Bound of G = g − q·Σg (logits), given the bound of g (KL-BOUND-3)."""
     d = prep.pred
-    u = LD(unit_roundoff(prep.case.dtype))
+    u = prep.work(unit_roundoff(prep.case.dtype))
     q = d.v
     n_c = q.shape[d.axis]
-    z = np.asarray(d.raw, dtype=LD)
+    z = np.asarray(d.raw, dtype=prep.work)
     with np.errstate(invalid="ignore", over="ignore"):
-        m = np.max(np.where(np.isfinite(z), z, LD(-np.inf)), axis=d.axis, keepdims=True) \
+        m = np.max(np.where(np.isfinite(z), z, prep.work(-np.inf)), axis=d.axis, keepdims=True) \
             if n_c else np.zeros_like(z)
         n_acc = accumulation_units(n_c, prep.case.dtype) + 1
         lam = _finite(np.abs(z - m) + n_acc + np.log(max(n_c, 1)) + np.abs(d.lv))

@@ -15,7 +15,7 @@ import numpy as np
 from . import bounds as _bounds
 from . import variants as _variants
 from .family import Point
-from .variants import LD, Prepared, partials, prepare, sum_to_shape
+from .variants import Prepared, partials, prepare, sum_to_shape
 
 __all__ = ["gradients", "gradients_and_bounds"]
 
@@ -23,7 +23,7 @@ __all__ = ["gradients", "gradients_and_bounds"]
 def _coef(prep: Prepared) -> np.ndarray:
     """c_i = d Σ(output) / d T_i on S (KL-GRAD-RED)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return prep.coef / LD(prep.divisor)
+        return prep.coef / prep.work(prep.divisor)
 
 
 def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
@@ -40,12 +40,12 @@ def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
         gb_s = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, prep.shape)
         g_s, gb_s = _bounds.normalise_backward(prep, side, log_space, grad_s, gb_s)
         g = sum_to_shape(g_s, own)
-        k_b = LD(max(1, int(np.prod(prep.shape, dtype=np.int64)))
+        k_b = prep.work(max(1, int(np.prod(prep.shape, dtype=np.int64)))
                  / max(1, int(np.prod(own, dtype=np.int64))))
-        u = LD(_bounds.unit_roundoff(prep.case.dtype))
+        u = prep.work(_bounds.unit_roundoff(prep.case.dtype))
         with np.errstate(invalid="ignore", over="ignore"):
             gb = sum_to_shape(gb_s, own) + 2 * u * (k_b - 1) * sum_to_shape(
-                np.where(np.isfinite(g_s), np.abs(g_s), LD(0)), own)
+                np.where(np.isfinite(g_s), np.abs(g_s), prep.work(0)), own)
     else:
         g = sum_to_shape(grad_s, own)
         gb = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, own)

@@ -1,11 +1,15 @@
 """The family's semantics, elementwise: decoding encodings, the term formulas of every
 epsilon policy, their partial derivatives, and the preparation of a (case, point) pair.
 
-Everything here works in numpy ``longdouble`` (80-bit extended on x86-64: 2**-63 relative
-per operation), which keeps the reference's error far below any dtype's bound (SPEC.md
-KL-BOUND-5); where longdouble is only float64, :func:`extended_precision` is False and
-float64 cases that need this module are refused (``reference.evaluate``).  Probability/probability canonical values do not come from here but from the
-accurate core (``reference._accurate``); see :mod:`reference.evaluate`.
+Everything here works in the case's working precision (:func:`working_dtype`): numpy
+``longdouble`` (80-bit extended on x86-64: 2**-63 relative per operation), which keeps the
+reference's error far below any dtype's bound (SPEC.md KL-BOUND-5), or float64 for large
+cases of lower-precision dtypes (KL-BOUND-8).  Arrays carry it as their dtype and scalar
+constants are made in it, so no operation silently widens or narrows.  Where longdouble is
+only float64, :func:`extended_precision` is False and float64 cases that need this module
+are refused (``reference.evaluate``).  Probability/probability canonical values do not come
+from here but from the accurate core (``reference._accurate``), except in float64 working
+precision; see :mod:`reference.evaluate`.
 
 Sides: ``a`` is the first argument of T(a, b) = a log(a/b) and ``b`` the second; normally
 a = P (target) and b = Q (prediction), exchanged under ``Point.swap`` (KL-ARG-ORDER).
@@ -31,6 +35,66 @@ def extended_precision() -> bool:
     return np.finfo(LD).nmant >= EXTENDED_FRACTION_BITS
 
 
+#: Broadcast element count above which a case is "large" (KL-BOUND-8; value bounds of
+#: large float64 cases are summed in float64, ``reference.bounds.value_bound``).
+BIG = 2**16
+#: KL-BOUND-8's ranges: finite log-encoded entries within ±LOG_RANGE, finite probabilities
+#: and weights within ±SCALE_RANGE (nonzero ones at least TINY when normalised) keep every
+#: exp, product, sum and quotient of an evaluation of up to 2**40 elements inside float64's
+#: normal range, so float64 neither overflows nor underflows to zero where longdouble would
+#: not.  Every float16/bfloat16/float32 probability and weight is inside.
+LOG_RANGE = 256.0
+SCALE_RANGE = 2.0**128
+TINY = 2.0**-256
+
+
+def working_dtype(case, point: Point) -> type:
+    """The precision ``case`` is computed in under ``point`` (KL-BOUND-8): float64 for a
+    large case of a lower-precision dtype whose entries are within the ranges above, else
+    longdouble.
+
+    float64 errs by a few units of 2**-53 relative per operation (numpy's pairwise sums by
+    about log2(n) units), while a float32/float16/bfloat16 bound allows at least 2**-24
+    relative per operation: the reference's own error stays below 2**-26 of the bound, and
+    x87 longdouble (no SIMD) costs 5-10 times as much on 10**6..10**7 elements.  Small cases
+    keep longdouble, so no verdict of the frozen corpus can move."""
+    shape = np.broadcast_shapes(np.shape(case.target), np.shape(case.pred))
+    if case.dtype == "float64" or int(np.prod(shape, dtype=np.int64)) <= BIG:
+        return LD
+    weight = 0.0 if case.weight is None else float(case.weight)
+    if not abs(weight) <= SCALE_RANGE:           # also NaN
+        return LD
+    if case.sample_weight is not None and not _within(case.sample_weight, SCALE_RANGE, finite=True):
+        return LD
+    for raw, kind in ((case.target, point.target_as or case.target_kind),
+                      (case.pred, point.pred_as or case.pred_kind)):
+        if kind != "prob":
+            ok = _within(raw, LOG_RANGE)
+        else:
+            ok = _within(raw, SCALE_RANGE) and (not point.normalise or _above(raw, TINY))
+        if not ok:
+            return LD
+    return np.float64
+
+
+def _within(x, top: float, finite: bool = False) -> bool:
+    """Every finite entry of ``x`` has |x| <= ``top`` (and, with ``finite``, every entry is
+    finite).  NaN and ±inf are the same in every precision."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0 or -top <= np.min(x) and np.max(x) <= top:    # NaN fails both
+        return True
+    fin = np.isfinite(x)
+    if finite and not fin.all():
+        return False
+    return bool(np.max(np.abs(x), where=fin, initial=0.0) <= top)
+
+
+def _above(x, tiny: float) -> bool:
+    """Every finite nonzero entry of ``x`` has |x| >= ``tiny``."""
+    x = np.asarray(x, dtype=np.float64)
+    return bool(np.min(np.abs(x), where=np.isfinite(x) & (x != 0), initial=np.inf) >= tiny)
+
+
 class UndefinedCase(ValueError):
     """The spec defines no value for this (case, point); ``clause`` says which clause."""
 
@@ -52,7 +116,7 @@ class ExtendedPrecisionUnavailable(UndefinedCase):
 # ---------------------------------------------------------------------------- decoding
 @dataclasses.dataclass
 class Decoded:
-    """One input decoded to probabilities ``v`` and logs ``lv`` (longdouble, own shape)."""
+    """One input decoded to probabilities ``v`` and logs ``lv`` (working precision, own shape)."""
 
     kind: str                 # the encoding it was read as
     raw: np.ndarray           # the array as passed (float64)
@@ -62,25 +126,26 @@ class Decoded:
 
 
 def log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
-    """Accurate log_softmax along ``axis`` in longdouble, with KL-INPUT-LOGITS specials:
-    rows holding NaN or +inf, or only -inf, are NaN throughout."""
-    z = np.asarray(z, dtype=LD)
+    """Accurate log_softmax along ``axis`` in ``z``'s (working) precision, with
+    KL-INPUT-LOGITS specials: rows holding NaN or +inf, or only -inf, are NaN throughout."""
+    f = z.dtype.type
     if z.shape[axis] == 0:
         return z.copy()
     with np.errstate(invalid="ignore", over="ignore"):
         bad = (np.any(np.isnan(z) | (z == np.inf), axis=axis, keepdims=True)
                | np.all(z == -np.inf, axis=axis, keepdims=True))
-        zz = np.where(bad, LD(0), z)
+        zz = np.where(bad, f(0), z)
         m = np.max(zz, axis=axis, keepdims=True)
         shifted = zz - m
         lse = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
         out = shifted - lse
-    return np.where(bad, LD(np.nan), out)
+    return np.where(bad, f(np.nan), out)
 
 
-def decode(raw: np.ndarray, kind: str, axis: int | None = None) -> Decoded:
-    """Decode ``raw`` read as ``kind`` (KL-TARGET-*, KL-INPUT-*); ``axis`` for logits."""
-    x = np.asarray(raw, dtype=LD)
+def decode(raw: np.ndarray, kind: str, axis: int | None, work: type) -> Decoded:
+    """Decode ``raw`` read as ``kind`` (KL-TARGET-*, KL-INPUT-*) in precision ``work``;
+    ``axis`` for logits."""
+    x = np.asarray(raw, dtype=work)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "prob":
             return Decoded(kind, raw, x, np.log(x))
@@ -97,13 +162,14 @@ def decode(raw: np.ndarray, kind: str, axis: int | None = None) -> Decoded:
 
 # ---------------------------------------------------------------------------- terms
 def invalid_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """KL-INVALID-1: NaN or negative entries on either side."""
-    return np.isnan(a) | np.isnan(b) | (a < 0) | (b < 0)
+    """KL-INVALID-1: NaN or negative entries on either side (both fail ``>= 0``)."""
+    return ~((a >= 0) & (b >= 0))
 
 
 def clipped(v: np.ndarray, lv: np.ndarray, eps: float):
     """clip(v, eps, 1) and its log, reusing the exact log where nothing was clipped."""
-    c = np.clip(v, LD(eps), LD(1))  # NaN stays NaN
+    f = v.dtype.type
+    c = np.clip(v, f(eps), f(1))  # NaN stays NaN
     with np.errstate(divide="ignore", invalid="ignore"):
         lc = np.where(c == v, lv, np.log(c))
     return c, lc
@@ -117,13 +183,14 @@ def effective_logs(point: Point, a: np.ndarray, la: np.ndarray, b: np.ndarray, l
         return a2, la2, b2, lb2
     if point.epsilon == "target_log_eps":
         with np.errstate(invalid="ignore"):
-            return a, np.log(a + LD(point.eps)), b, lb
+            return a, np.log(a + a.dtype.type(point.eps)), b, lb
     return a, la, b, lb
 
 
 def terms(point: Point, a, la, b, lb, a_is_log: bool) -> np.ndarray:
-    """Elementwise T of ``point`` (longdouble) with the §2 conventions (§11 for the
-    generalised term and the negative=inf convention)."""
+    """Elementwise T of ``point`` (in ``a``'s working precision) with the §2 conventions
+    (§11 for the generalised term and the negative=inf convention)."""
+    f = a.dtype.type
     a2, la2, b2, lb2 = effective_logs(point, a, la, b, lb)
     with np.errstate(invalid="ignore", over="ignore"):
         t = a2 * (la2 - lb2)
@@ -131,53 +198,57 @@ def terms(point: Point, a, la, b, lb, a_is_log: bool) -> np.ndarray:
             t = t - a2 + b2
             # KL-GEN-2: one infinite side (the other finite, >= 0) is +inf (the limit)
             inf_a, inf_b = a2 == np.inf, b2 == np.inf
-            t = np.where((inf_a & (b2 >= 0) & ~inf_b) | (inf_b & (a2 >= 0) & ~inf_a), LD(np.inf), t)
+            t = np.where((inf_a & (b2 >= 0) & ~inf_b) | (inf_b & (a2 >= 0) & ~inf_a), f(np.inf), t)
     if point.epsilon == "clip_both":
         return t  # no zeros, no negatives remain; NaN propagates (KL-EPS-CLIP)
     zero = a == 0
-    t = np.where(zero, b if point.generalised else LD(0), t)       # KL-ZERO-1, KL-GEN-2
+    if zero.any():      # no pass over S where no a is 0
+        t = np.where(zero, b if point.generalised else f(0), t)   # KL-ZERO-1, KL-GEN-2
     if point.zero_inf == "nan":                                    # KL-ZERO-3
         lit = zero & (b == 0)
         if point.epsilon == "none" and a_is_log:
             lit = lit | zero
-        t = np.where(lit, LD(np.nan), t)
+        t = np.where(lit, f(np.nan), t)
     return apply_invalid(point, a, b, t)
 
 
 def apply_invalid(point: Point, a, b, t) -> np.ndarray:
     """KL-INVALID-1 (NaN or negative -> NaN), or KL-NEG-INF (NaN -> NaN, negative -> +inf)."""
+    f = t.dtype.type
     if point.negative == "inf":
         with np.errstate(invalid="ignore"):
-            t = np.where((a < 0) | (b < 0), LD(np.inf), t)
-        return np.where(np.isnan(a) | np.isnan(b), LD(np.nan), t)
-    return np.where(invalid_mask(a, b), LD(np.nan), t)
+            t = np.where((a < 0) | (b < 0), f(np.inf), t)
+        return np.where(np.isnan(a) | np.isnan(b), f(np.nan), t)
+    bad = invalid_mask(a, b)
+    return np.where(bad, f(np.nan), t) if bad.any() else t
 
 
 def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
-    """∂T/∂a, ∂T/∂(log a), ∂T/∂b, ∂T/∂(log b) (SPEC.md §8, KL-GRAD-GEN), longdouble,
-    IEEE elsewhere."""
-    nan = LD(np.nan)
+    """∂T/∂a, ∂T/∂(log a), ∂T/∂b, ∂T/∂(log b) (SPEC.md §8, KL-GRAD-GEN), in ``a``'s
+    working precision, IEEE elsewhere."""
+    f = a.dtype.type
+    nan = f(np.nan)
     zero = a == 0
-    gen = LD(1) if point.generalised else LD(0)    # the generalised term's -a + b
+    gen = f(1) if point.generalised else f(0)    # the generalised term's -a + b
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if point.epsilon == "clip_both":
-            eps = LD(point.eps)
+            eps = f(point.eps)
             a2, la2 = clipped(a, la, point.eps)
             b2, lb2 = clipped(b, lb, point.eps)
             ina = (a >= eps) & (a <= 1)
             inb = (b >= eps) & (b <= 1)
-            a_val = np.where(ina, la2 - lb2 + 1 - gen, LD(0))
-            b_val = np.where(inb, gen - a2 / b2, LD(0))
+            a_val = np.where(ina, la2 - lb2 + 1 - gen, f(0))
+            b_val = np.where(inb, gen - a2 / b2, f(0))
             a_val = np.where(np.isnan(a) | np.isnan(b), nan, a_val)
             b_val = np.where(np.isnan(a) | np.isnan(b), nan, b_val)
-            a_log = np.where(ina, a * a_val, LD(0))
-            b_log = np.where(inb, b * b_val, LD(0))
+            a_log = np.where(ina, a * a_val, f(0))
+            b_log = np.where(inb, b * b_val, f(0))
             return {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}
         if point.epsilon == "target_log_eps":
-            a_val = np.log(a + LD(point.eps)) - lb + a / (a + LD(point.eps)) - gen
+            a_val = np.log(a + f(point.eps)) - lb + a / (a + f(point.eps)) - gen
         else:
             a_val = la - lb + 1 - gen    # at a = 0: -inf for b > 0, NaN for b = 0 (KL-GRAD-ZERO)
-        a_log = np.where(zero, np.where(b == 0, nan, LD(0)), a * a_val)
+        a_log = np.where(zero, np.where(b == 0, nan, f(0)), a * a_val)
         b_val = np.where(zero, gen, gen - a / b)
         b_log = np.where(zero, gen * b, gen * b - a)
     bad = invalid_mask(a, b)
@@ -213,6 +284,7 @@ class Prepared:
     axes: tuple[int, ...] | None    # axes summed for each output (None: no sum)
     divisor: float                  # D
     terms_per_output: int           # k
+    work: type                      # working precision, LD or float64 (working_dtype)
     # Point.normalise (KL-NORM-1): each side's class-axis sum on S (keepdims; None where the
     # side was normalised in log space or not at all) and its normalisation error factor ν
     # (relative error of the normalised value / absolute error of its log, in units of u).
@@ -223,8 +295,8 @@ class Prepared:
 
     @property
     def coef(self) -> np.ndarray:
-        """c'_i = w * W_i on S (longdouble): the weight of each term before the divisor."""
-        c = np.full(self.shape, LD(self.weight))
+        """c'_i = w * W_i on S (working precision): the weight of each term before the divisor."""
+        c = np.full(self.shape, self.work(self.weight))
         return c if self.W is None else c * self.W
 
 
@@ -239,12 +311,12 @@ def _pred_axis(case, ndim: int, ca: int | None) -> int | None:
     return pa
 
 
-def _sample_weights(case, point: Point, shape, ca) -> np.ndarray | None:
+def _sample_weights(case, point: Point, shape, ca, work: type) -> np.ndarray | None:
     sw = case.sample_weight
     if sw is None:
         return None
     try:
-        W = np.broadcast_to(np.asarray(sw, dtype=LD), shape)
+        W = np.broadcast_to(np.asarray(sw, dtype=work), shape)
     except ValueError:
         raise UndefinedCase(f"sample_weight shape {np.shape(sw)} does not broadcast to the "
                             f"loss shape {shape}", "KL-WEIGHT-SHAPE") from None
@@ -303,10 +375,11 @@ def prepare(case, point: Point | None = None) -> Prepared:
     ndim = len(shape)
     ca = normalize_axis(case.class_axis, ndim, "class_axis") if ndim else None
     ba = normalize_axis(case.batch_axis, ndim, "batch_axis") if ndim else None
+    work = working_dtype(case, point)
     tkind = point.target_as or case.target_kind
     ikind = point.pred_as or case.pred_kind
-    target = decode(case.target, tkind, _pred_axis(case, ndim, ca) if tkind == "logits" else None)
-    pred = decode(case.pred, ikind, _pred_axis(case, ndim, ca) if ikind == "logits" else None)
+    target = decode(case.target, tkind, _pred_axis(case, ndim, ca) if tkind == "logits" else None, work)
+    pred = decode(case.pred, ikind, _pred_axis(case, ndim, ca) if ikind == "logits" else None, work)
     p, lp = np.broadcast_to(target.v, shape), np.broadcast_to(target.lv, shape)
     q, lq = np.broadcast_to(pred.v, shape), np.broadcast_to(pred.lv, shape)
     p_sum = q_sum = p_nu = q_nu = None
@@ -323,16 +396,16 @@ def prepare(case, point: Point | None = None) -> Prepared:
             # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value (exp(-1000)
             # is 0, its term 0 by KL-ZERO-1), as every float computation of the call has it
             with np.errstate(over="ignore"):
-                a = np.asarray(a, dtype=np.float64).astype(LD)
+                a = np.asarray(a, dtype=np.float64).astype(work)
         sides = (q_sum, p_sum, q_nu, p_nu)
     else:
         a, la, b, lb, a_is_log = p, lp, q, lq, tkind != "prob"
         sides = (p_sum, q_sum, p_nu, q_nu)
-    W = _sample_weights(case, point, shape, ca)
+    W = _sample_weights(case, point, shape, ca, work)
     axes, divisor, k = _reduction_layout(point, shape, ca, ba, W)
     weight = 1.0 if case.weight is None else float(case.weight)
     return Prepared(case, point, shape, ca, ba, target, pred, a, la, b, lb, a_is_log,
-                    weight, W, axes, divisor, k, *sides)
+                    weight, W, axes, divisor, k, work, *sides)
 
 
 def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 0.0, dtype: str = "float64"):
@@ -342,7 +415,8 @@ def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 
     case's dtype (smallest normal ``tiny``) carries an absolute error η = tiny·u.  The sum
     along the class axis errs per KL-BOUND-7 (``accumulation_units``)."""
     n_c = v.shape[ca]
-    n_acc = LD(accumulation_units(n_c, dtype) + 1)
+    f = v.dtype.type
+    n_acc = f(accumulation_units(n_c, dtype) + 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "prob":
             s = np.sum(v, axis=ca, keepdims=True)
@@ -353,12 +427,12 @@ def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 
             lvh = log_softmax(lv, ca)
             vh = np.exp(lvh)
             s = None
-            fin = np.where(np.isfinite(lv), lv, LD(-np.inf))
+            fin = np.where(np.isfinite(lv), lv, f(-np.inf))
             m = np.max(fin, axis=ca, keepdims=True) if n_c else np.zeros_like(lv)
-            nu = np.abs(lv - m) + n_acc + np.log(LD(max(n_c, 1))) + np.abs(lvh)
+            nu = np.abs(lv - m) + n_acc + np.log(f(max(n_c, 1))) + np.abs(lvh)
     with np.errstate(divide="ignore", invalid="ignore"):
-        nu = nu + np.where((vh != 0) & (np.abs(vh) < LD(tiny)), LD(tiny) / np.abs(vh), LD(0))
-    nu = np.where(np.isfinite(nu), nu, LD(0))
+        nu = nu + np.where((vh != 0) & (np.abs(vh) < f(tiny)), f(tiny) / np.abs(vh), f(0))
+    nu = np.where(np.isfinite(nu), nu, f(0))
     return vh, lvh, s, np.broadcast_to(nu, v.shape)
 
 

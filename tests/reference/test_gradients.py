@@ -12,7 +12,8 @@ from klconform.reference.variants import UndefinedCase
 
 import _mpfamily as mpf
 
-_POSITIVE = st.floats(0.02, 0.95)  # clip kinks at eps and 1 stay outside
+# clip kinks at eps and 1 stay outside: 0.05 is the clip_both eps of the variant test
+_POSITIVE = st.floats(0.02, 0.95).filter(lambda x: x != 0.05)
 
 
 def _close(ref, fd, scale_rtol=1e-12):
