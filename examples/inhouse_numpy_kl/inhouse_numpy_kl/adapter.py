@@ -46,8 +46,7 @@ class NumpyKL(Adapter):
                 or case.weight is not None or case.sample_weight is not None \
                 or (case.reduction == "distribution" and case.class_axis not in (-1, len(case.shape) - 1)):
             return Outcome(status="unsupported", error_message="outside NumpyKL's capabilities")
-        log_q = np.asarray(case.pred, dtype=case.dtype)      # exact: Case values fit the dtype
-        p = np.asarray(case.target, dtype=case.dtype)
+        log_q, p = case.sent_values("pred"), case.sent_values("target")   # in case.dtype, read-only
         out = np.asarray(kernel.kl_loss(log_q, p, case.reduction))
         grads, grad_dtypes = {}, {}
         if case.grad:
