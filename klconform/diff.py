@@ -267,7 +267,9 @@ def compare_baselines(old: Baseline, new: Baseline) -> list[Change]:
             sentence = ("cases no longer answered" if key == "gone" else "cases newly answered") + _on(cond)
         else:
             sentence = _sentence(kind, key, cond, dts.pop() if len(dts) == 1 else None)
-        changes.append(Change(adapter, kind, sentence, digests, is_change=kind != "within_bound", old=vo, new=vn))
+        # digest order: the same examples whether the baselines come from a run or a file
+        changes.append(Change(adapter, kind, sentence, sorted(digests), is_change=kind != "within_bound",
+                              old=vo, new=vn))
     return changes
 
 

@@ -101,6 +101,19 @@ def test_float64_now_computed_in_float32():
     assert sorted(c.cases) == sorted([CASES["plain"].digest, CASES["mean"].digest])
 
 
+def test_example_cases_are_listed_in_one_order_whatever_the_baselines_order():
+    """A report re-rendered from results.json (cases in digest order) named other example
+    cases than the run's own (cases in run order): the examples are in digest order."""
+    new = copy.deepcopy(BASE)
+    for k in ("plain", "mean"):
+        new[k].dtype = "float32"
+    old_b, new_b = baseline_of(BASE), baseline_of(new)
+    flipped = copy.copy(old_b)
+    flipped.cases = dict(reversed(list(old_b.cases.items())))
+    listed = [[c.cases for c in compare_baselines(b, new_b) if c.is_change] for b in (old_b, flipped)]
+    assert listed[0] == listed[1] == [sorted([CASES["plain"].digest, CASES["mean"].digest])]
+
+
 def test_new_error_on_empty_batches():
     new = copy.deepcopy(BASE)
     new["empty"] = Outcome(status="error", error_type="ValueError", error_message="empty")
