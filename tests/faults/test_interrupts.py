@@ -46,6 +46,13 @@ def wait_for_line(proc, needle: str, timeout: float = 60.0) -> list[str]:
         killer.cancel()
 
 
+def run_python(*args, cwd=ROOT, path=None) -> subprocess.CompletedProcess:
+    """This interpreter on ``args`` with klconform (and ``path``) importable."""
+    pythonpath = str(ROOT) if path is None else f"{ROOT}{os.pathsep}{path}"
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=pythonpath))
+
+
 def set_identity(out: Path, names=FILES) -> dict[str, str]:
     """Per file, which run it belongs to: the new run's started_at, or 'old'."""
     ident = {}
@@ -241,8 +248,7 @@ def test_a_signal_during_interpreter_exit_cannot_replace_the_exit_status():
             "signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM))))\n"
             "sys.argv = ['klconform', 'list', '--frameworks', 'scipy.rel_entr']\n"
             "runpy.run_module('klconform', run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = run_python("-c", code)
     assert proc.returncode == cli.EXIT_OK, proc.stderr
     assert "AT_EXIT ignored=True" in proc.stderr, proc.stderr
 
@@ -266,8 +272,7 @@ def test_a_signal_caught_in_a_finalizer_is_not_raised_again_after_the_run_stoppe
             "rc = cli._interrupted(types.SimpleNamespace(runs=[]), None, Path('.'))\n"
             "time.sleep(0.3)                   # the handler's repeat arrives after the stop was handled\n"
             "print('STATUS', rc)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = run_python("-c", code)
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert f"STATUS {cli.EXIT_INTERRUPTED}" in proc.stdout, proc.stderr
     assert "Traceback" not in proc.stderr.replace("Exception ignored in", ""), proc.stderr
@@ -293,8 +298,7 @@ def test_an_interrupt_caught_inside_exec_does_not_become_the_exit_status(tmp_pat
         "    pass\n"
         "sys.argv = ['klconform', 'list', '--frameworks', 'scipy.rel_entr']\n"
         "runpy.run_module('klconform', run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-m", pkg.name], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}"))
+    proc = run_python("-m", pkg.name, cwd=tmp_path, path=tmp_path)
     assert proc.returncode == cli.EXIT_OK, (proc.returncode, proc.stderr)
 
 
