@@ -44,9 +44,14 @@ def asked_device(available: Iterable[str] = ("cpu",)) -> str:
     return device
 
 
+def shape_text(a, dtype: str) -> str:
+    """How an array is shown in a native call: ``<float32[64, 131072]>`` (never its values)."""
+    return f"<{dtype}{list(a.shape)}>"
+
+
 def input_text(case, side: str) -> str:
-    """How input ``side`` ("target", "pred") of ``case`` is shown in a native call: the
-    dtype and shape it is sent in, e.g. ``<float32[64, 131072]>`` (never its values)."""
+    """:func:`shape_text` of input ``side`` ("target", "pred") of ``case``: the dtype and
+    shape it is sent in (without reading the values)."""
     return f"<{case.input_dtype(side)}{list(case.sent_shape(side))}>"
 
 

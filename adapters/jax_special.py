@@ -36,17 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import DEVICE_ENV, Adapter, Capabilities, Outcome, asked_device
+from klconform.adapters.base import Adapter, Capabilities, DEVICE_ENV, Outcome, asked_device, input_text
 from klconform.reference.family import Point
 
 DOC_REL_ENTR = "https://docs.jax.dev/en/latest/_autosummary/jax.scipy.special.rel_entr.html"
 DOC_KL_DIV = "https://docs.jax.dev/en/latest/_autosummary/jax.scipy.special.kl_div.html"
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 DOC_VERSION = "0.10.2"
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 class _Jax(Adapter):
@@ -82,9 +78,9 @@ class _Jax(Adapter):
     def _version(self) -> str:
         return self._jax.__version__
 
-    def _array(self, values: np.ndarray, dtype: str):
-        # float64 values exact in dtype (Case invariant): the conversion is exact
-        return self._jnp.asarray(np.asarray(values, dtype=np.float64), dtype=getattr(self._jnp, dtype))
+    def _array(self, case, side: str):
+        # the values as sent, exact in the case's dtype (Case invariant): the conversion is exact
+        return self._jnp.asarray(case.sent_values(side), dtype=getattr(self._jnp, case.dtype))
 
     def unsupported_reason(self, case) -> str | None:
         raise NotImplementedError
@@ -100,8 +96,8 @@ class _Jax(Adapter):
         if why is not None:
             return Outcome(status="unsupported", error_message=why)
         fn, native = self._call(case)
-        pred = self._array(case.pred, case.dtype)
-        target = self._array(case.target, case.dtype)
+        pred = self._array(case, "pred")
+        target = self._array(case, "target")
         grads: dict[str, np.ndarray] = {}
         grad_dtypes: dict[str, str] = {}
         if case.grad:
@@ -159,8 +155,8 @@ class _JaxSpecial(_Jax):
 
     def _call(self, case):
         f = getattr(self._jax.scipy.special, self.function)
-        text = (f"jax.scipy.special.{self.function}({shape_text(case.target, case.dtype)}, "
-                f"{shape_text(case.pred, case.dtype)})")
+        text = (f"jax.scipy.special.{self.function}({input_text(case, 'target')}, "
+                f"{input_text(case, 'pred')})")
         return (lambda pred, target: f(target, pred)), text
 
     def setup(self) -> dict[str, Any]:

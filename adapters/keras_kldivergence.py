@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device, input_text
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device, input_text, shape_text
 from klconform.reference.dtypes import CARRIER
 from klconform.reference.family import Point
 
@@ -107,10 +107,6 @@ def unsupported_reason(case, reductions, *, weights: bool) -> str | None:
         return ("sample_weight varies along the class axis: Keras weights whole distributions "
                 "(KL-WEIGHT-DIST), element weights cannot be expressed")
     return None
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 # ---------------------------------------------------------------------------- TF plumbing

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, shape_text
 from klconform.adapters.keras_kldivergence import (DTYPES, capture_warnings, import_tensorflow, tf_device,
-                                                   keras_sample_weight, shape_text, tf_tensor, to_f64,
+                                                   keras_sample_weight, tf_tensor, to_f64,
                                                    unsupported_reason)
 from klconform.reference.family import Point
 

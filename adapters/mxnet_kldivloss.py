@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, input_text, shape_text
 from klconform.reference.family import Point
 
 DOC_URL = ("https://mxnet.apache.org/versions/1.9.1/api/python/docs/api/gluon/loss/"
@@ -76,10 +76,6 @@ def pred_class_axis(case) -> int:
         raise ValueError(f"class_axis {case.class_axis}: pred of shape {list(case.pred.shape)} "
                          f"has no class dimension (it is broadcast along it)")
     return axis
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 class MXNetKLDivLoss(Adapter):
@@ -154,8 +150,8 @@ class MXNetKLDivLoss(Adapter):
     def native_call(self, case, batch_axis: int, axis: int) -> str:
         sw = "None" if case.sample_weight is None else shape_text(case.sample_weight, case.dtype)
         return (f"mxnet.gluon.loss.KLDivLoss(from_logits={FROM_LOGITS[case.pred_kind]}, axis={axis}, "
-                f"weight={case.weight!r}, batch_axis={batch_axis})(pred={shape_text(case.pred, case.input_dtype('pred'))}, "
-                f"label={shape_text(case.sent_target, case.input_dtype('target'))}, sample_weight={sw})")
+                f"weight={case.weight!r}, batch_axis={batch_axis})(pred={input_text(case, 'pred')}, "
+                f"label={input_text(case, 'target')}, sample_weight={sw})")
 
     def evaluate(self, case) -> Outcome:
         if self._mx is None:
@@ -171,9 +167,10 @@ class MXNetKLDivLoss(Adapter):
         native = self.native_call(case, batch_axis, axis)
         loss_fn = mx.gluon.loss.KLDivLoss(from_logits=FROM_LOGITS[case.pred_kind], axis=axis,
                                           weight=case.weight, batch_axis=batch_axis)
-        # float64 values are exact in dtype (Case invariant): the conversion is exact
-        # each input in its own dtype (KL-DTYPE-4); label in its sent shape (KL-SHAPE-3)
-        arrays = [(case.pred, case.input_dtype("pred")), (case.sent_target, case.input_dtype("target"))]
+        # each input as sent (Case.sent_values): in its own dtype (KL-DTYPE-4), the label in
+        # its sent shape (KL-SHAPE-3); exact, the values fit the dtype (Case invariant)
+        arrays = [(case.sent_values("pred"), case.input_dtype("pred")),
+                  (case.sent_values("target"), case.input_dtype("target"))]
         if case.sample_weight is not None:
             arrays.append((case.sample_weight, case.dtype))
         try:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from klconform.adapters.base import Capabilities
-from klconform.adapters.jax_special import DTYPES, _Jax, shape_text
+from klconform.adapters.base import Capabilities, input_text
+from klconform.adapters.jax_special import DTYPES, _Jax
 from klconform.reference.family import Point
 
 DOC_URL = "https://optax.readthedocs.io/en/latest/api/losses.html"
@@ -96,8 +96,8 @@ class _Optax(_Jax):
     def _call(self, case):
         f = getattr(self._optax.losses, self.function)
         axis = None if case.reduction == "sum" else case.class_axis
-        text = (f"optax.losses.{self.function}({shape_text(case.pred, case.dtype)}, "
-                f"{shape_text(case.target, case.dtype)}, axis={axis})")
+        text = (f"optax.losses.{self.function}({input_text(case, 'pred')}, "
+                f"{input_text(case, 'target')}, axis={axis})")
         return (lambda pred, target: f(pred, target, axis=axis)), text
 
 

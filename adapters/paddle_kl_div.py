@@ -36,17 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device, input_text
 from klconform.reference.family import Point
 
 DOC_FUNCTIONAL = "https://www.paddlepaddle.org.cn/documentation/docs/en/api/paddle/nn/functional/kl_div_en.html"
 DOC_MODULE = "https://www.paddlepaddle.org.cn/documentation/docs/en/api/paddle/nn/KLDivLoss_en.html"
 REDUCTIONS = {"none": "none", "sum": "sum", "mean": "mean", "batchmean": "batchmean"}
 DTYPES = ("float32", "float64")   # the CPU kernels registered for kldiv_loss
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 class _PaddleKL(Adapter):
@@ -117,7 +113,7 @@ class _PaddleKL(Adapter):
         paddle = self._paddle
         log_target = case.target_kind == "logprob"
         reduction = REDUCTIONS[case.reduction]
-        native = self._call_text(shape_text(case.pred, case.dtype), shape_text(case.target, case.dtype),
+        native = self._call_text(input_text(case, 'pred'), input_text(case, 'target'),
                                  reduction, log_target)
         # in case.dtype (no mixed inputs); to_tensor copies the read-only received values
         pred = paddle.to_tensor(case.sent_values("pred"), stop_gradient=not case.grad)

@@ -24,17 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, shape_text
 from klconform.reference.family import Point
 
 DOC_REL_ENTR = "https://docs.scipy.org/doc/scipy/reference/generated/scipy.special.rel_entr.html"
 DOC_KL_DIV = "https://docs.scipy.org/doc/scipy/reference/generated/scipy.special.kl_div.html"
 DOC_ENTROPY = "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.entropy.html"
 DTYPES = ("float16", "float32", "float64")
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 class _Scipy(Adapter):

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, input_text, shape_text
 from klconform.adapters.keras_kldivergence import (capture_warnings, keras_capabilities, evaluate_with_tape, formula_point,
-                                         import_tensorflow, keras_sample_weight, shape_text, tf_device,
+                                         import_tensorflow, keras_sample_weight, tf_device,
                                          unsupported_reason)
 from klconform.reference.family import Point
 
@@ -72,8 +72,8 @@ class TfKerasKLDivergence(Adapter):
         loss = self._tf_keras.losses.KLDivergence(reduction=reduction)
         sw = keras_sample_weight(case)
         native = (f"tf_keras.losses.KLDivergence(reduction={reduction!r})"
-                  f"(y_true={shape_text(case.target, case.input_dtype('target'))}, "
-                  f"y_pred={shape_text(case.pred, case.input_dtype('pred'))}"
+                  f"(y_true={input_text(case, 'target')}, "
+                  f"y_pred={input_text(case, 'pred')}"
                   + ("" if sw is None else f", sample_weight={shape_text(sw, case.dtype)}") + ")")
         return capture_warnings(lambda: evaluate_with_tape(
             self._tf, case, lambda t, p, w: loss(t, p, sample_weight=w), native))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, input_text
 from klconform.adapters.keras_kldivergence import (DTYPES, capture_warnings, clip_point, evaluate_with_tape,
-                                                   import_tensorflow, shape_text, tf_device, unsupported_reason)
+                                                   import_tensorflow, tf_device, unsupported_reason)
 from klconform.reference.family import Point
 
 DOC_URL = "https://www.tensorflow.org/api_docs/python/tf/keras/losses/KLD"
@@ -67,7 +67,7 @@ class TfKerasKLDivergenceFn(Adapter):
         why = unsupported_reason(case, ("distribution",), weights=False)
         if why is not None:
             return Outcome(status="unsupported", error_message=why)
-        native = (f"tf_keras.losses.kl_divergence(y_true={shape_text(case.target, case.dtype)}, "
-                  f"y_pred={shape_text(case.pred, case.dtype)})")
+        native = (f"tf_keras.losses.kl_divergence(y_true={input_text(case, 'target')}, "
+                  f"y_pred={input_text(case, 'pred')})")
         fn = self._tf_keras.losses.kl_divergence
         return capture_warnings(lambda: evaluate_with_tape(self._tf, case, lambda t, p, w: fn(t, p), native))

@@ -30,16 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
+from klconform.adapters.base import Adapter, Capabilities, Outcome, input_text
+from klconform.adapters.keras_kldivergence import tf_tensor
 from klconform.reference.family import Point
 
 DOC_URL = "https://www.tensorflow.org/probability/api_docs/python/tfp/distributions/kl_divergence"
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 PARAM = {"prob": "probs", "logprob": "logits", "logits": "logits"}
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 class TfpCategoricalKL(Adapter):
@@ -116,12 +113,11 @@ class TfpCategoricalKL(Adapter):
         if why is not None:
             return Outcome(status="unsupported", error_message=why)
         tf, tfd = self._tf, self._tfd
-        dtype = getattr(tf, case.dtype)
-        target = tf.Variable(tf.constant(np.asarray(case.target, dtype=np.float64), dtype=dtype))
-        pred = tf.Variable(tf.constant(np.asarray(case.pred, dtype=np.float64), dtype=dtype))
+        target = tf.Variable(tf_tensor(tf, case.sent_values("target"), case.dtype))
+        pred = tf.Variable(tf_tensor(tf, case.sent_values("pred"), case.dtype))
         tp, pp = PARAM[case.target_kind], PARAM[case.pred_kind]
-        native = (f"tfd.kl_divergence(tfd.Categorical({tp}={shape_text(case.target, case.dtype)}), "
-                  f"tfd.Categorical({pp}={shape_text(case.pred, case.dtype)}))")
+        native = (f"tfd.kl_divergence(tfd.Categorical({tp}={input_text(case, 'target')}), "
+                  f"tfd.Categorical({pp}={input_text(case, 'pred')}))")
         with tf.GradientTape() as tape:
             out = tfd.kl_divergence(tfd.Categorical(**{tp: target}), tfd.Categorical(**{pp: pred}))
         grads: dict[str, np.ndarray] = {}

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Capabilities, Outcome
-from klconform.adapters.torch_kl_div import _to_f64, shape_text, torch_dtype_name
+from klconform.adapters.base import Adapter, Capabilities, Outcome, input_text
+from klconform.adapters.torch_kl_div import _to_f64, input_tensor, torch_dtype_name
 from klconform.reference.family import Point
 
 DOC_URL = "https://pytorch.org/docs/stable/distributions.html#torch.distributions.kl.kl_divergence"
@@ -94,18 +94,14 @@ class TorchCategoricalKL(Adapter):
         torch = self._torch
         Categorical = torch.distributions.Categorical
 
-        def tensor(values):
-            t = torch.tensor(np.asarray(values, dtype=np.float64), dtype=getattr(torch, case.dtype))
-            return t.requires_grad_(True) if case.grad else t
-
-        target, pred = tensor(case.target), tensor(case.pred)
+        target, pred = (input_tensor(torch, case, side, grad=case.grad) for side in ("target", "pred"))
         t_arg = "probs" if case.target_kind == "prob" else "logits"
         q_arg = "probs" if case.pred_kind == "prob" else "logits"
         p_dist = Categorical(**{t_arg: target})
         q_dist = Categorical(**{q_arg: pred})
         out = torch.distributions.kl_divergence(p_dist, q_dist)
-        native = (f"torch.distributions.kl_divergence(Categorical({t_arg}={shape_text(case.target, case.dtype)}), "
-                  f"Categorical({q_arg}={shape_text(case.pred, case.dtype)}))")
+        native = (f"torch.distributions.kl_divergence(Categorical({t_arg}={input_text(case, 'target')}), "
+                  f"Categorical({q_arg}={input_text(case, 'pred')}))")
         grads: dict[str, np.ndarray] = {}
         grad_dtypes: dict[str, str] = {}
         if case.grad and out.requires_grad:

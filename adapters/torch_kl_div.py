@@ -65,13 +65,22 @@ def _documented_batchmean(case) -> str:
     return "batchmean"
 
 
+def input_tensor(torch, case, side: str, device: str = "cpu", grad: bool = False):
+    """Input ``side`` of ``case`` as a torch tensor of the dtype it is sent in (exact: Case
+    invariant), sharing the received values (``Case.sent_values``) where dtype and device
+    allow."""
+    with warnings.catch_warnings():
+        # the values are read-only (a view of the received bytes); torch warns that it
+        # has no read-only tensors - the losses and autograd never write their inputs
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(case.sent_values(side))
+    t = t.to(device=device, dtype=getattr(torch, case.input_dtype(side)))
+    return t.requires_grad_(True) if grad else t
+
+
 def torch_dtype_name(dtype) -> str:
     """``torch.float32`` -> ``"float32"``."""
     return str(dtype).removeprefix("torch.")
-
-
-def shape_text(a: np.ndarray, dtype: str) -> str:
-    return f"<{dtype}{list(a.shape)}>"
 
 
 class _TorchKL(Adapter):
@@ -144,20 +153,6 @@ class _TorchKL(Adapter):
             return "torch broadcasts input and target: a reshaped target is not its question"
         return None
 
-    def _tensor(self, case, side: str, grad: bool):
-        """Input ``side`` as a torch tensor of the dtype it is sent in (exact: Case
-        invariant), sharing the received values where dtype and device allow."""
-        torch = self._torch
-        with warnings.catch_warnings():
-            # the values are read-only (a view of the received bytes); torch warns that it
-            # has no read-only tensors - kl_div and autograd never write their inputs
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            t = torch.from_numpy(case.sent_values(side))
-        t = t.to(device=self._device, dtype=getattr(torch, case.input_dtype(side)))
-        if grad:
-            t.requires_grad_(True)
-        return t
-
     def evaluate(self, case) -> Outcome:
         if self._torch is None:
             self.setup()
@@ -169,8 +164,8 @@ class _TorchKL(Adapter):
         reduction = REDUCTIONS[case.reduction]
         native = self._call_text(input_text(case, "pred"), input_text(case, "target"),
                                  reduction, log_target)
-        pred = self._tensor(case, "pred", case.grad)
-        target = self._tensor(case, "target", case.grad)
+        pred = input_tensor(self._torch, case, "pred", self._device, case.grad)
+        target = input_tensor(self._torch, case, "target", self._device, case.grad)
         out = self._call(pred, target, reduction, log_target)
         grads: dict[str, np.ndarray] = {}
         grad_dtypes: dict[str, str] = {}
