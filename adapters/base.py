@@ -8,11 +8,14 @@ An adapter knows its framework and nothing else.  The class is imported in two p
 * in a worker process (possibly another interpreter), where :meth:`Adapter.setup` imports
   the framework and :meth:`Adapter.evaluate` runs cases.
 
-``evaluate`` receives a decoded :class:`klconform.case.Case` (float64 arrays holding values
-exact in their input dtype, ``case.input_dtype("target")`` / ``case.input_dtype("pred")``,
-which is ``case.dtype`` unless the adapter declares ``Capabilities.input_dtypes``; the
-target to send is ``case.sent_target``, reshaped only for ``Capabilities.reshaped_target``)
-and returns an :class:`Outcome`.  Exceptions raised by the
+``evaluate`` receives a decoded :class:`klconform.case.Case`: each input's values, exact in
+its input dtype (``case.input_dtype("target")`` / ``case.input_dtype("pred")``, which is
+``case.dtype`` unless the adapter declares ``Capabilities.input_dtypes``), as sent -
+``case.sent_values(side)``, read-only numpy arrays of that dtype (bfloat16: float32) and the
+target in its sent shape (reshaped only for ``Capabilities.reshaped_target``) - from which
+an adapter builds its tensors; ``case.target``/``case.pred`` are the same values as float64,
+widened on first read in a worker (a full pass on a large case).  It returns an
+:class:`Outcome`.  Exceptions raised by the
 framework are caught by the worker and become ``Outcome(status="error")``: an adapter may
 simply let them propagate.
 """

@@ -47,8 +47,8 @@ def chunks(case) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     split into up to MAX_CHUNKS parts (one part for 1-D cases, the distribution itself);
     sample weights in Keras' per-distribution convention, broadcast to the batch shape."""
     shape = case.shape
-    t = np.broadcast_to(case.target, shape)
-    q = np.broadcast_to(case.pred, shape)
+    t = np.broadcast_to(case.sent_values("target"), shape)     # in case.dtype: no mixed inputs
+    q = np.broadcast_to(case.sent_values("pred"), shape)
     sw = keras_sample_weight(case)
     if sw is not None:
         sw = np.broadcast_to(sw, shape[:-1])

@@ -71,9 +71,10 @@ def pred_class_axis(case) -> int:
     broadcasting, KL-INPUT-LOGITS); ValueError when pred lacks that dimension."""
     ndim = len(case.shape)
     ca = _normalise(case.class_axis, ndim, "class_axis")
-    axis = ca - (ndim - case.pred.ndim)
+    pred_shape = case.held_shape("pred")
+    axis = ca - (ndim - len(pred_shape))
     if axis < 0:
-        raise ValueError(f"class_axis {case.class_axis}: pred of shape {list(case.pred.shape)} "
+        raise ValueError(f"class_axis {case.class_axis}: pred of shape {list(pred_shape)} "
                          f"has no class dimension (it is broadcast along it)")
     return axis
 
@@ -186,7 +187,7 @@ class MXNetKLDivLoss(Adapter):
         grads = {k: g.astype(np.float64) for k, g in grads.items()}
         if "target" in grads and case.target_sent_shape is not None:
             # d/d(label) comes in the sent shape: the same entries, row-major, as the held target
-            grads["target"] = grads["target"].reshape(case.target.shape)
+            grads["target"] = grads["target"].reshape(case.held_shape("target"))
         return Outcome(status="ok", value=value.astype(np.float64), dtype=np.dtype(value.dtype).name,
                        shape=tuple(value.shape), grads=grads, grad_dtypes=grad_dtypes,
                        native_call=native)

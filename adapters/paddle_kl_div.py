@@ -98,7 +98,7 @@ class _PaddleKL(Adapter):
             return "kl_div takes no weights"
         if case.dtype not in DTYPES:
             return f"dtype {case.dtype!r}: no CPU kernel (float32, float64 only)"
-        if case.target.shape != case.pred.shape:
+        if case.held_shape("target") != case.held_shape("pred"):
             return "input and label must have the same shape (no broadcasting)"
         if case.reduction == "batchmean" and case.shape and case.batch_axis % len(case.shape) != 0:
             return f"batch_axis {case.batch_axis}: batchmean always divides by input.shape[0]"

@@ -102,7 +102,7 @@ class TfpCategoricalKL(Adapter):
             return "no weight arguments"
         if not case.shape or case.class_axis % len(case.shape) != len(case.shape) - 1:
             return "the categories are the last axis"
-        if case.target.shape != case.pred.shape:
+        if case.held_shape("target") != case.held_shape("pred"):
             return "only equal shapes (each side is normalised in its own shape)"
         return None
 

@@ -20,6 +20,8 @@ def entry() -> None:
     from .cli import EXIT_INTERRUPTED, main   # after the handlers: importing takes a while
     try:
         status = main(keep_signal_handlers=True)
+    except SystemExit as exc:                   # argparse's --help and usage errors
+        status = exc.code
     except KeyboardInterrupt:
         # a signal in main()'s last lines (after its own handling, before its status is
         # set): the run was stopping or stopped; never a traceback

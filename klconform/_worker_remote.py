@@ -180,18 +180,20 @@ _CASE_WIRE_VERSION = 1
 
 def case_decoder(case_cls, from_bits_carried):
     """A function wire dict -> Case equal to ``case_cls.from_wire`` but without re-running
-    the constructor's checks.  Why that is sound: the wire was written by ``Case.to_wire``
-    of a Case the controller already validated, and ``from_bits`` restores its values bit
-    for bit.  Why bother: the checks cost ~40 us per case (numpy call overhead on small
-    arrays), a quarter of a typical framework call.  Falls back to ``from_wire`` whenever
-    the Case class or the wire version is not the one this decoder was written for."""
+    the constructor's checks, its inputs the received values (``case_cls`` is
+    ``klconform.case.ReceivedCase``: the float64 fields are widened on first read).  Why that
+    is sound: the wire was written by ``Case.to_wire`` of a Case the controller already
+    validated, and ``from_bits_carried`` restores its values bit for bit.  Why bother: the
+    checks cost ~40 us per case (numpy call overhead on small arrays), a quarter of a typical
+    framework call, and widening a 10⁷-element input a full pass.  Falls back to
+    ``from_wire`` whenever the Case class or the wire version is not the one this decoder
+    was written for."""
     import dataclasses
-    if {f.name for f in dataclasses.fields(case_cls)} != _CASE_FIELDS:
+    if {f.name for f in dataclasses.fields(case_cls)} != _CASE_FIELDS or "__getattr__" not in vars(case_cls):
         return case_cls.from_wire
 
     def carried(w, key, dtype):
-        """The values as received (Case.sent_values; the float64 field is widened from
-        them on first use, Case.__getattr__)."""
+        """The values as received (Case.sent_values)."""
         values = from_bits_carried(w[key], dtype, tuple(w[key + "_shape"]))
         values.setflags(write=False)
         return values
@@ -268,9 +270,9 @@ def serve(channel) -> None:
         limit_memory(config.get("memory_limit"))
         prepare_environment(config.get("env", {}), config.get("paths", []))
         from klconform import wire as codec
-        from klconform.case import Case
+        from klconform.case import ReceivedCase
         from klconform.reference.dtypes import from_bits_carried
-        decode = case_decoder(Case, from_bits_carried)
+        decode = case_decoder(ReceivedCase, from_bits_carried)
     except BaseException as exc:  # noqa: BLE001
         channel.send(("unavailable", "import_error", f"worker environment: {_one_line(exc)}"))
         return
@@ -343,14 +345,23 @@ class SharedPayloads:
         return wires
 
     def __exit__(self, *exc):
+        busy = []
         for m in self._maps.values():
             try:
                 m.close()
-            except BufferError:
-                # a view still alive (a reference cycle, an adapter's cache): the mapping
-                # goes when its last view does.  Not gc.collect() to find out sooner: with
-                # a framework loaded that costs 80-150 ms, twice a 64 MiB case's kl_div.
-                pass
+            except BufferError:       # a view still alive: a reference cycle, an adapter's cache
+                busy.append(m)
+        if busy:
+            # only then a collection (80-150 ms with a framework loaded, twice a 64 MiB
+            # case's kl_div: not after every batch); a view that survives it keeps its map
+            # until it goes
+            import gc
+            gc.collect()
+            for m in busy:
+                try:
+                    m.close()
+                except BufferError:
+                    pass
         self._maps.clear()
         return False
 

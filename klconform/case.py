@@ -167,8 +167,8 @@ class Case:
         dtypes.CARRIER`), the target in its sent shape (:attr:`sent_target`).  Exactly the
         float64 field's values (Case invariant).  Where the case came over the wire they are
         a view of the received bytes, so an adapter that builds framework tensors from them
-        skips two full passes (to float64 and back) over up to 10⁷ values; elsewhere they
-        are converted on each call."""
+        skips two full passes (to float64 and back) over up to 10⁷ values (a
+        :class:`ReceivedCase`); elsewhere they are converted on each call."""
         carried = self.__dict__.get("_carried")
         if carried is not None and side in carried:
             values = carried[side]
@@ -187,7 +187,7 @@ class Case:
     # ------------------------------------------------------------------ derived facts
     def held_shape(self, side: str) -> tuple[int, ...]:
         """The shape of field ``side`` ("target" or "pred"), without widening a received
-        input to float64 (:meth:`__getattr__`)."""
+        input to float64 (:class:`ReceivedCase`)."""
         values = self.__dict__.get(side)
         return tuple((values if values is not None else self._carried[side]).shape)
 
@@ -202,17 +202,6 @@ class Case:
         """The broadcast shape of the elementwise loss."""
         return tuple(np.broadcast_shapes(self.held_shape("target"), self.held_shape("pred")))
 
-    def __getattr__(self, name: str):
-        # Only for attributes not set: a case decoded in a worker holds its inputs as
-        # received (sent_values) and widens them to the float64 fields on first use, so an
-        # adapter that builds its tensors from sent_values never pays the 10⁷-value pass.
-        carried = self.__dict__.get("_carried")
-        if carried is None or name not in ("target", "pred"):
-            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
-        wide = carried[name].astype(np.float64)
-        wide.setflags(write=False)
-        object.__setattr__(self, name, wide)
-        return wide
 
     @property
     def digest(self) -> str:
@@ -252,8 +241,8 @@ class Case:
             "batch_axis": self.batch_axis,
             "weight": self.weight,
             "grad": self.grad,
-            "target_shape": list(self.target.shape),
-            "pred_shape": list(self.pred.shape),
+            "target_shape": list(self.held_shape("target")),
+            "pred_shape": list(self.held_shape("pred")),
             "sample_weight_shape": None if self.sample_weight is None else list(self.sample_weight.shape),
         }
         if self.target_dtype is not None:
@@ -334,5 +323,22 @@ class Case:
         t_dt = f" {self.target_dtype}" if self.target_dtype else ""
         p_dt = f" {self.pred_dtype}" if self.pred_dtype else ""
         sent = f" sent as {list(self.target_sent_shape)}" if self.target_sent_shape is not None else ""
-        return (f"Case({self.label or self.digest}, {self.dtype}, P:{self.target_kind}{list(self.target.shape)}"
-                f"{t_dt}{sent}, Q:{self.pred_kind}{list(self.pred.shape)}{p_dt}, {self.reduction})")
+        return (f"Case({self.label or self.digest}, {self.dtype}, P:{self.target_kind}{list(self.held_shape('target'))}"
+                f"{t_dt}{sent}, Q:{self.pred_kind}{list(self.held_shape('pred'))}{p_dt}, {self.reduction})")
+
+
+class ReceivedCase(Case):
+    """A case as a worker receives it (:func:`klconform._worker_remote.case_decoder` builds
+    it): its inputs are the received values (``sent_values``), and the float64 fields are
+    widened from them on first read, so an adapter that builds its tensors from
+    ``sent_values`` never pays that pass over 10⁷ values."""
+
+    def __getattr__(self, name: str):
+        # only for attributes not set: target and pred until first read
+        carried = self.__dict__.get("_carried")
+        if carried is None or name not in ("target", "pred"):
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+        wide = carried[name].astype(np.float64)
+        wide.setflags(write=False)
+        object.__setattr__(self, name, wide)
+        return wide

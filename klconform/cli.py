@@ -345,7 +345,7 @@ def write_outputs(result, out: Path, formats: list[str], *, replace_set: bool = 
     if not replace_set:
         return write_set(out, {FILES[f]: renders[f] for f in formats})
     return write_set(out, {FILES[f]: renders[f] for f in formats},
-                     remove=[FILES[f] for f in FORMATS if f not in formats], stop_requested=_STOP.is_set)
+                     remove=[FILES[f] for f in FORMATS if f not in formats], stop_requested=_stop_observed)
 
 
 def exit_status(result) -> int:
@@ -806,9 +806,16 @@ _ACTED = _threading.Event()       # the stop has been raised or handled: later s
 _EXITING = _threading.Event()     # main() is returning: its status stands
 
 
-def _raise_if_stopped() -> None:
+def _stop_observed() -> bool:
+    """True when a stop was asked for; the caller acts on it (so a repeat is dropped)."""
     if _STOP.is_set():
         _ACTED.set()
+        return True
+    return False
+
+
+def _raise_if_stopped() -> None:
+    if _stop_observed():
         raise KeyboardInterrupt
 
 
@@ -828,16 +835,22 @@ def _stop_on_signal(signum, frame) -> None:
     """SIGINT/SIGTERM: kill every worker now (no waiting for a batch), then unwind the
     controller with KeyboardInterrupt; further signals are ignored while it cleans up.
     Once the output files are being replaced the signal is only recorded (the set is
-    completed; :func:`klconform.resultsio.write_set`), and once main() returns ignored."""
+    completed; :func:`klconform.resultsio.write_set`); inside a short deferred region
+    (``resultsio.DEFER``: a temp file being created or cleaned up) it is sent again when
+    the region ends; once main() returns it is ignored."""
     import signal
     # Not imported here: the signal may come while one of them is being imported (a
     # partly initialised module); one that is not imported yet has nothing to stop.
     workers = sys.modules.get(__package__ + ".workers")
-    commit = getattr(sys.modules.get(__package__ + ".resultsio"), "COMMIT", None)
+    resultsio = sys.modules.get(__package__ + ".resultsio")
+    commit, defer = getattr(resultsio, "COMMIT", None), getattr(resultsio, "DEFER", None)
     if _EXITING.is_set() or _ACTED.is_set():
         return
     if commit is not None and commit.active:
         commit.held.append(signum)
+        return
+    if defer is not None and defer.depth:
+        defer.pending.append(signum)      # sent again when the region ends
         return
     _STOP.set()
     if getattr(workers, "abort_all", None) is not None:

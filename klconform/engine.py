@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import json
+import sys
 import threading
 import time
 import zlib
@@ -537,19 +538,24 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
         if on_run:
             on_run(i, run, cited)
 
-    if jobs <= 1 or len(items) <= 1:
-        for i, item in enumerate(items):
-            one(i, item)
-    else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(one, i, item) for i, item in enumerate(items)]
-            try:
-                for f in concurrent.futures.as_completed(futures):
-                    f.result()      # the first failure propagates (the others are waited for)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+    try:
+        if jobs <= 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                one(i, item)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(one, i, item) for i, item in enumerate(items)]
+                try:
+                    for f in concurrent.futures.as_completed(futures):
+                        f.result()      # the first failure propagates (the others are waited for)
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        workers = sys.modules.get(__package__ + ".workers")     # none started: nothing kept
+        if workers is not None:
+            workers.release_payload_files()
     return RunResult(schema_version=SCHEMA_VERSION, seed=seed,
                      hypothesis=dict(hypothesis_settings or {"max_examples": max_examples, "seed": seed}),
                      corpus_digest=corpus_digest(cases), cases=all_cases, runs=[r for r in runs if r is not None],

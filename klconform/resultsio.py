@@ -123,8 +123,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         os.replace(staged[path.name], path)
         del staged[path.name]
     finally:
-        for tmp in staged.values():   # not replaced (an error, a signal): never left behind
-            _unlink(tmp)
+        with DEFER.region():
+            for tmp in staged.values():   # not replaced (an error, a signal): never left behind
+                _unlink(tmp)
 
 
 def write_results(result: RunResult, path: str | os.PathLike, *, check: bool = True) -> dict[str, Any]:
@@ -300,6 +301,39 @@ class _Commit:
 
 
 COMMIT = _Commit()
+
+
+class _Deferral:
+    """Short regions in which a SIGINT/SIGTERM must not unwind the code (a temp file
+    created but its name not yet recorded; the clean-up of temp files).  The command
+    line's handler consults ``depth``: while it is non-zero the signal is recorded in
+    ``pending`` and sent again as the outermost region ends.  A Python-level flag, not a
+    signal mask: a mask covers one thread, and the kernel hands a process-directed signal
+    to any thread that does not block it, after which Python runs the handler on the main
+    thread all the same."""
+
+    def __init__(self):
+        self.depth = 0
+        self.pending: list[int] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def region(self):
+        with self._lock:
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.depth -= 1
+                resend = self.pending[:1] if self.depth == 0 else []
+                if resend:
+                    self.pending.clear()
+            if resend:
+                os.kill(os.getpid(), resend[0])
+
+
+DEFER = _Deferral()
 # Test hook: seconds to sleep between two files while staging and while replacing, so
 # that a test can signal a run in the middle of writing its outputs.
 WRITE_DELAY_ENV = "KLCONFORM_TEST_WRITE_DELAY_S"
@@ -360,6 +394,8 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterab
     staged: dict[str, str] = {}
     result = WrittenSet([], [])
     problems = result.problems
+    if stop_requested is not None and stop_requested():
+        raise KeyboardInterrupt           # asked before anything was staged
     try:
         for name, render in renders.items():
             target = out / name
@@ -412,8 +448,9 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterab
                             COMMIT.held.append(sig)
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     finally:
-        for tmp in staged.values():
-            _unlink(tmp)
+        with DEFER.region():
+            for tmp in staged.values():
+                _unlink(tmp)
     result.held = list(COMMIT.held)
     return result
 
@@ -421,13 +458,14 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterab
 def stage_text(directory: Path, name: str, text: str, staged: dict[str, str]) -> str:
     """``text`` in a new, fsync'd temp file ``.NAME.*.tmp`` in ``directory``, entered in
     ``staged[name]`` the moment it exists; its path.  The caller removes what ``staged``
-    still holds when it is done (or fails, or is interrupted): the file is created with
-    SIGINT/SIGTERM held, so no signal can come between creating it and recording its name
-    (a signal there left a temp file behind, seen once in 400 stressed runs)."""
-    with _signals_held():
+    still holds when it is done (or fails, or is interrupted): the file is created in a
+    :data:`DEFER` region, so no signal can come between creating it and recording its
+    name (a signal there left a temp file behind, seen once in 400 stressed runs)."""
+    with DEFER.region():
         fd, staged[name] = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        f = os.fdopen(fd, "w", encoding="utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with f:
             os.fchmod(fd, _file_mode())   # mkstemp makes 0600; reports are ordinary files
             f.write(text)
             f.flush()
@@ -437,22 +475,6 @@ def stage_text(directory: Path, name: str, text: str, staged: dict[str, str]) ->
         del staged[name]
         raise
     return staged[name]
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """SIGINT/SIGTERM blocked for the body (main thread; elsewhere Python runs no handlers):
-    one that arrives meanwhile is delivered as the block ends, after the body completed."""
-    import signal
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    hold = {signal.SIGINT, signal.SIGTERM}
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, hold)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _unlink(path: str) -> None:

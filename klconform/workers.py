@@ -330,8 +330,8 @@ class _LazyWires:
         then holds ``{"shared": [path, size]}`` in their place)."""
         wires = [self.get(i) for i in indices]
         if shared is not None:
-            wires = [{k: shared.put(v) if isinstance(v, bytes) and len(v) >= SHARED_PAYLOAD_BYTES else v
-                      for k, v in w.items()} for w in wires]
+            wires = [{k: shared.put((w["digest"], k), v) if isinstance(v, bytes) and len(v) >= SHARED_PAYLOAD_BYTES
+                      else v for k, v in w.items()} for w in wires]
         return pickle.dumps(wires, protocol=WIRE_PICKLE_PROTOCOL)
 
 
@@ -345,20 +345,21 @@ PAYLOAD_CACHE_BYTES = 1 << 29
 
 
 class _PayloadFiles:
-    """The controller's memory files, one per large payload (a ``bytes`` object, held here
-    so that its id stays its own), kept for reuse up to PAYLOAD_CACHE_BYTES; a file that a
-    batch in flight uses is pinned and never closed under it.  Thread-safe (one controller
-    thread per worker)."""
+    """The controller's memory files, one per large payload, keyed by what it holds (the
+    case's digest and the field), kept for reuse up to PAYLOAD_CACHE_BYTES; a file that a
+    batch in flight uses is pinned and never closed under it.  Only the files are kept,
+    not the payloads.  Thread-safe (one controller thread per worker); :meth:`clear` at
+    the end of a run."""
 
     def __init__(self, capacity: int = PAYLOAD_CACHE_BYTES):
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._files: collections.OrderedDict[int, list] = collections.OrderedDict()  # id -> [data, fd, pins]
+        self._files: collections.OrderedDict[tuple, list] = collections.OrderedDict()  # key -> [fd, size, pins]
 
-    def pin(self, data: bytes) -> str:
-        """The path of a file holding ``data`` (written now unless kept), pinned."""
+    def pin(self, key: tuple, data) -> str:
+        """The path of a file holding ``data`` (written now unless kept under ``key``), pinned."""
         with self._lock:
-            entry = self._files.get(id(data))
+            entry = self._files.get(key)
             if entry is None:
                 fd = os.memfd_create("klconform-payload")        # close-on-exec
                 try:
@@ -368,37 +369,47 @@ class _PayloadFiles:
                 except BaseException:
                     os.close(fd)
                     raise
-                entry = self._files[id(data)] = [data, fd, 0]
-            self._files.move_to_end(id(data))
+                entry = self._files[key] = [fd, len(data), 0]
+            self._files.move_to_end(key)
             entry[2] += 1
             self._evict()
-            return f"/proc/{os.getpid()}/fd/{entry[1]}"
+            return f"/proc/{os.getpid()}/fd/{entry[0]}"
 
-    def unpin(self, data: bytes) -> None:
+    def unpin(self, key: tuple) -> None:
         with self._lock:
-            entry = self._files.get(id(data))
+            entry = self._files.get(key)
             if entry is not None:
                 entry[2] -= 1
                 self._evict()
 
+    def pinned(self) -> int:
+        with self._lock:
+            return sum(e[2] for e in self._files.values())
+
     def _evict(self) -> None:
-        total = sum(len(e[0]) for e in self._files.values())
+        total = sum(e[1] for e in self._files.values())
         for key in list(self._files):
             if total <= self.capacity:
                 break
-            data, fd, pins = self._files[key]
+            fd, size, pins = self._files[key]
             if pins == 0:
                 os.close(fd)
                 del self._files[key]
-                total -= len(data)
+                total -= size
 
     def clear(self) -> None:
+        """Close every file no batch uses."""
         with self._lock:
             for key in [k for k, e in self._files.items() if e[2] == 0]:
-                os.close(self._files.pop(key)[1])
+                os.close(self._files.pop(key)[0])
 
 
 _PAYLOAD_FILES = _PayloadFiles()
+
+
+def release_payload_files() -> None:
+    """Close the kept payload files (the end of a run: nothing will ask for them again)."""
+    _PAYLOAD_FILES.clear()
 
 
 class SharedPayloads:
@@ -409,26 +420,23 @@ class SharedPayloads:
 
     def __init__(self, files: _PayloadFiles | None = None):
         self.files = files or _PAYLOAD_FILES
-        self._pinned: dict[int, bytes] = {}
+        self._pinned: set[tuple] = set()
 
     @classmethod
     def available(cls) -> bool:
         return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
 
-    @property
-    def used(self) -> bool:
-        return bool(self._pinned)
-
-    def put(self, data: bytes) -> dict[str, list]:
-        path = self.files.pin(data)
-        if id(data) in self._pinned:
-            self.files.unpin(data)            # one pin per batch and payload
-        self._pinned[id(data)] = data
+    def put(self, key: tuple, data) -> dict[str, list]:
+        """``data`` (the payload of field ``key[1]`` of the case with digest ``key[0]``)."""
+        path = self.files.pin(key, data)
+        if key in self._pinned:
+            self.files.unpin(key)             # one pin per batch and payload
+        self._pinned.add(key)
         return {"shared": [path, len(data)]}
 
     def close(self) -> None:
-        for data in self._pinned.values():
-            self.files.unpin(data)
+        for key in self._pinned:
+            self.files.unpin(key)
         self._pinned.clear()
 
 

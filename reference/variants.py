@@ -59,7 +59,10 @@ def working_dtype(case, point: Point) -> type:
     x87 longdouble (no SIMD) costs 5-10 times as much on 10**6..10**7 elements.  Small cases
     keep longdouble, so no verdict of the frozen corpus can move."""
     shape = np.broadcast_shapes(np.shape(case.target), np.shape(case.pred))
-    if case.dtype == "float64" or int(np.prod(shape, dtype=np.int64)) <= BIG:
+    # an input sent in float64 (a "cast" case, KL-DTYPE-4) can hold float64 subnormals,
+    # whose ratios overflow float64 where longdouble stays finite
+    dtypes = (case.dtype, getattr(case, "target_dtype", None), getattr(case, "pred_dtype", None))
+    if "float64" in dtypes or int(np.prod(shape, dtype=np.int64)) <= BIG:
         return LD
     weight = 0.0 if case.weight is None else float(case.weight)
     if not abs(weight) <= SCALE_RANGE:           # also NaN

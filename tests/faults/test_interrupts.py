@@ -302,6 +302,35 @@ def test_an_interrupt_caught_inside_exec_does_not_become_the_exit_status(tmp_pat
     assert proc.returncode == cli.EXIT_OK, (proc.returncode, proc.stderr)
 
 
+def test_a_signal_while_a_temp_file_is_created_leaves_no_temp_file(tmp_path):
+    """The signal lands inside mkstemp (after the file exists, before its name is known),
+    with another thread alive (the kernel may hand the signal to it; Python still runs the
+    handler on the main thread): the run stops, after the name is recorded, and the caller's
+    clean-up removes the file - a signal mask on the main thread did not hold it."""
+    code = ("import os, signal, sys, tempfile, threading, time\n"
+            "from pathlib import Path\n"
+            "from klconform import cli, resultsio\n"
+            "signal.signal(signal.SIGINT, cli._stop_on_signal)\n"
+            "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+            "real = tempfile.mkstemp\n"
+            "def mkstemp(*a, **k):\n"
+            "    made = real(*a, **k)\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(0.05)               # unprotected, the handler would unwind here\n"
+            "    return made\n"
+            "tempfile.mkstemp = mkstemp\n"
+            "out = Path(sys.argv[1])\n"
+            "try:\n"
+            "    resultsio.atomic_write_text(out / 'report.md', 'new')\n"
+            "    print('NOT INTERRUPTED')\n"
+            "except KeyboardInterrupt:\n"
+            "    print('INTERRUPTED', sorted(p.name for p in out.iterdir()))\n")
+    (tmp_path / "report.md").write_text("old")
+    proc = run_python("-c", code, str(tmp_path))
+    assert proc.stdout.strip() == "INTERRUPTED ['report.md']", (proc.stdout, proc.stderr)
+    assert (tmp_path / "report.md").read_text() == "old"
+
+
 # ----------------------------------------------------------------------------- SIGKILL
 def test_sigkilled_controller_leaves_no_progress_file(tmp_path):
     """The window that used to leak a klconform-progress-* file: the controller had made it

@@ -46,11 +46,11 @@ import json, pickle
 import klconform.adapters.base, klconform.case, klconform.wire, klconform._worker_remote
 import klconform.reference.dtypes, klconform.reference.family
 from klconform import _worker_remote as remote, wire as codec
-from klconform.case import Case
+from klconform.case import ReceivedCase
 from klconform.reference.dtypes import from_bits_carried
 adapter, env = remote.start_adapter("inhouse_numpy_kl.adapter:NumpyKL")
 assert adapter is not None, env
-decode = remote.case_decoder(Case, from_bits_carried)
+decode = remote.case_decoder(ReceivedCase, from_bits_carried)
 case_wire = pickle.loads(bytes.fromhex(sys.argv[1]))
 out = remote.evaluate_wire(adapter, case_wire, decode, codec)
 value = codec.from_wire(out).value

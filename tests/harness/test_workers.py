@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from klconform import reference, wire
-from klconform.case import Case
+from klconform.case import Case, ReceivedCase
 from klconform.reference.dtypes import round_to
 from klconform.workers import AdapterUnavailable, AdapterWorker, WorkerSpec, run_in_worker
 
@@ -75,8 +75,8 @@ def test_worker_fast_case_decoder_equals_case_from_wire(case):
     from klconform._worker_remote import case_decoder
     from klconform.reference.dtypes import from_bits_carried
     wire = case.to_wire()
-    fast, slow = case_decoder(Case, from_bits_carried)(wire), Case.from_wire(wire)
-    assert type(fast) is Case
+    fast, slow = case_decoder(ReceivedCase, from_bits_carried)(wire), Case.from_wire(wire)
+    assert type(fast) is ReceivedCase and isinstance(fast, Case)
     for f in dataclasses.fields(Case):
         a, b = getattr(fast, f.name), getattr(slow, f.name)
         if isinstance(b, np.ndarray):
@@ -394,6 +394,7 @@ def test_large_payloads_go_through_shared_memory_once_and_leave_no_descriptor():
         np.testing.assert_allclose(o.value, reference.evaluate(c.replace(grad=False)).value, rtol=1e-12)
     assert outcomes[3].value.tobytes() == outcomes[0].value.tobytes()
     assert [o.value.tobytes() for o in again] == [o.value.tobytes() for o in outcomes[2::-1]]
+    assert _PAYLOAD_FILES.pinned() == 0
     _PAYLOAD_FILES.clear()
     assert _payload_fds() <= before
 
@@ -406,14 +407,15 @@ def test_payload_files_are_bounded_and_a_pinned_one_is_never_closed():
     data = [bytes([i]) * (1 << 20) for i in range(5)]
     before = _payload_fds()
     batch = SharedPayloads(files)
-    paths = [batch.put(d)["shared"][0] for d in data]           # 5 MiB pinned: over capacity, all kept
+    paths = [batch.put(("case", str(i)), d)["shared"][0] for i, d in enumerate(data)]   # 5 MiB pinned: all kept
     assert len(_payload_fds() - before) == 5
     for d, p in zip(data, paths):
         with open(p, "rb") as f:
             assert f.read() == d
     batch.close()                                               # unpinned: the oldest go
     assert len(_payload_fds() - before) == 3
-    assert batch.put(data[4])["shared"][0] == paths[4]          # kept: the same file
+    assert batch.put(("case", "4"), data[4])["shared"][0] == paths[4]          # kept: the same file
+    assert files.pinned() == 1
     batch.close()
     files.clear()
     assert _payload_fds() <= before
@@ -426,4 +428,5 @@ def test_segfault_on_a_large_case_is_attributed_and_the_rest_still_arrive():
         assert w.restarts == 1
     assert [o.status for o in outcomes] == ["ok", "crash", "ok"]
     np.testing.assert_allclose(outcomes[2].value, reference.evaluate(cases[2]).value, rtol=1e-12)
-    # the files stay for reuse, within PAYLOAD_CACHE_BYTES (tested above)
+    from klconform.workers import _PAYLOAD_FILES
+    assert _PAYLOAD_FILES.pinned() == 0       # a dead worker's batch unpinned its files too

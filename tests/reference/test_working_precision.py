@@ -54,6 +54,15 @@ def test_working_precision_rule(recipe, work):
     assert ("KL-BOUND-8" in evaluate(case).clauses) == (work is np.float64)
 
 
+def test_an_input_sent_in_float64_keeps_extended_precision():
+    """A "cast" case (float64 inputs, a lower compute dtype, KL-DTYPE-4) can hold float64
+    subnormals, whose ratios overflow float64: extended precision, whatever the size."""
+    case = large.generate(_recipe())
+    assert prepare(case).work is np.float64
+    for side in ("target_dtype", "pred_dtype"):
+        assert prepare(_with(case, **{side: "float64"})).work is LD
+
+
 def _with(case, **changes) -> Case:
     return dataclasses.replace(case, **changes)
 

@@ -8,7 +8,7 @@ import pytest
 
 from klconform import coverage, frozen
 from klconform.adapters.base import Capabilities
-from klconform.case import Case, CaseError
+from klconform.case import Case, CaseError, ReceivedCase
 from klconform.curated import compute_dtype_cases, mixed_dtype_cases, reshaped_target_cases
 from klconform.facts import facts
 from klconform.reference.dtypes import round_to
@@ -78,7 +78,7 @@ def test_wire_json_frozen_and_fast_decoder_round_trips(case):
     assert len(wire["target"]) == case.target.size * np.dtype(
         "float16" if case.input_dtype("target") == "bfloat16" else case.input_dtype("target")).itemsize
     for back in (Case.from_wire(wire), Case.from_json(json.loads(json.dumps(case.to_json()))),
-                 frozen.case_from_line(frozen.case_to_line(case)), case_decoder(Case, from_bits_carried)(wire)):
+                 frozen.case_from_line(frozen.case_to_line(case)), case_decoder(ReceivedCase, from_bits_carried)(wire)):
         assert back.digest == case.digest
         assert (back.target_dtype, back.pred_dtype, back.target_sent_shape) == \
             (case.target_dtype, case.pred_dtype, case.target_sent_shape)

@@ -44,8 +44,7 @@ class AcmeKL(Adapter):
         np = self._np
         if case.class_axis not in (-1, len(case.shape) - 1) and case.reduction == "distribution":
             return Outcome(status="unsupported", error_message="acme's distribution sums the last axis")
-        log_q = np.asarray(case.pred, dtype=case.dtype)
-        p = np.asarray(case.target, dtype=case.dtype)
+        log_q, p = case.sent_values("pred"), case.sent_values("target")   # in case.dtype, read-only
         out = np.asarray(self._loss.kl_loss(log_q, p, case.reduction))
         grads, grad_dtypes = {}, {}
         if case.grad:
