@@ -375,12 +375,15 @@ class _PayloadFiles:
             self._evict()
             return f"/proc/{os.getpid()}/fd/{entry[0]}"
 
-    def unpin(self, key: tuple) -> None:
+    def unpin(self, keys) -> None:
+        """Unpin each of ``keys``, then evict (one by one, an unpinned recent file could go
+        before an older one still pinned by the same batch)."""
         with self._lock:
-            entry = self._files.get(key)
-            if entry is not None:
-                entry[2] -= 1
-                self._evict()
+            for key in keys:
+                entry = self._files.get(key)
+                if entry is not None:
+                    entry[2] -= 1
+            self._evict()
 
     def pinned(self) -> int:
         with self._lock:
@@ -430,13 +433,12 @@ class SharedPayloads:
         """``data`` (the payload of field ``key[1]`` of the case with digest ``key[0]``)."""
         path = self.files.pin(key, data)
         if key in self._pinned:
-            self.files.unpin(key)             # one pin per batch and payload
+            self.files.unpin([key])           # one pin per batch and payload
         self._pinned.add(key)
         return {"shared": [path, len(data)]}
 
     def close(self) -> None:
-        for key in self._pinned:
-            self.files.unpin(key)
+        self.files.unpin(self._pinned)
         self._pinned.clear()
 
 
