@@ -259,18 +259,28 @@ def test_a_signal_caught_in_a_finalizer_is_not_raised_again_after_the_run_stoppe
     meanwhile the controller had stopped on its own (workers killed: RunAborted), printed
     "interrupted" and was returning 130 when the repeat raised a second KeyboardInterrupt
     out of main().  Made certain here: the repeat must find the stop handled and do nothing."""
-    code = ("import os, signal, sys, time, types\n"
+    code = ("import os, signal, sys, threading, time, types\n"
             "from pathlib import Path\n"
             "from klconform import cli\n"
             "signal.signal(signal.SIGINT, cli._stop_on_signal)\n"
+            "scheduled = []\n"
+            "class Timer:                      # the repeat, fired below when the test says\n"
+            "    daemon = False\n"
+            "    def __init__(self, delay, fn, args):\n"
+            "        scheduled.append((fn, args))\n"
+            "    def start(self):\n"
+            "        pass\n"
+            "threading.Timer = Timer\n"
             "class Finalized:\n"
             "    def __del__(self):\n"
             "        os.kill(os.getpid(), signal.SIGINT)\n"
             "        time.sleep(0.01)           # the handler runs here, inside __del__\n"
             "obj = Finalized(); del obj\n"
-            "assert cli._STOP.is_set()\n"
+            "assert cli._STOP.is_set() and len(scheduled) == 1\n"
             "rc = cli._interrupted(types.SimpleNamespace(runs=[]), None, Path('.'))\n"
-            "time.sleep(0.3)                   # the handler's repeat arrives after the stop was handled\n"
+            "fn, args = scheduled[0]\n"
+            "fn(*args)                         # the repeat arrives after the stop was handled\n"
+            "time.sleep(0.1)\n"
             "print('STATUS', rc)\n")
     proc = run_python("-c", code)
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
