@@ -580,6 +580,10 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         _raise_if_stopped()
     except (KeyboardInterrupt, workers.RunAborted):
         return _interrupted(result, partial if partial_written else None, out)
+    except Exception as exc:
+        if not _interruption(exc):
+            raise
+        return _interrupted(result, partial if partial_written else None, out)
     not_run = [r for r in result.runs if r.status != "ok"]
     if len(not_run) == len(result.runs):
         if partial_written:
@@ -594,6 +598,10 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     try:
         written_set = write_outputs(result, out, formats, replace_set=True)
     except (KeyboardInterrupt, workers.RunAborted):
+        return _interrupted(result, partial if partial_written else None, out)
+    except Exception as exc:
+        if not _interruption(exc):
+            raise
         return _interrupted(result, partial if partial_written else None, out)
     written, problems = written_set.written, written_set.problems
     if partial_written and not problems:
@@ -814,6 +822,14 @@ def _stop_observed() -> bool:
     return False
 
 
+def _interruption(exc: BaseException) -> bool:
+    """Whether ``exc`` is an interruption in disguise: caused by a KeyboardInterrupt that
+    Python or a library wrapped (``resultsio.caused_by_interrupt``), or raised while a stop
+    was asked for."""
+    from .resultsio import caused_by_interrupt
+    return caused_by_interrupt(exc) or _STOP.is_set()
+
+
 def _raise_if_stopped() -> None:
     if _stop_observed():
         raise KeyboardInterrupt
@@ -912,6 +928,10 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
         sys.stderr.write("\nklconform: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - klconform's own bug: one line and the details in a log
+        if _interruption(exc):
+            _ACTED.set()
+            sys.stderr.write("\nklconform: interrupted\n")
+            return EXIT_INTERRUPTED
         from .resultsio import log_internal_error
         try:
             where = f"; details in {log_internal_error(exc)}"

@@ -334,6 +334,19 @@ class _Deferral:
 
 
 DEFER = _Deferral()
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt or was caused by one: Python wraps an
+    interrupt that lands while a class is created ("RuntimeError: Error calling
+    __set_name__", its cause the interrupt), and libraries re-raise others as their own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 # Test hook: seconds to sleep between two files while staging and while replacing, so
 # that a test can signal a run in the middle of writing its outputs.
 WRITE_DELAY_ENV = "KLCONFORM_TEST_WRITE_DELAY_S"
@@ -405,6 +418,8 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterab
             try:
                 text = render() if callable(render) else render
             except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
+                if caused_by_interrupt(exc) or (stop_requested is not None and stop_requested()):
+                    raise KeyboardInterrupt from exc     # a signal Python wrapped: not a renderer bug
                 log = log_internal_error(exc)
                 problems.append(f"{target}: not rendered ({type(exc).__name__}; details in {log})")
                 continue

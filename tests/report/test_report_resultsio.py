@@ -97,3 +97,22 @@ def test_read_errors_are_one_line(recorded, tmp_path):
     o["value"]["data"][0] = "oops"
     (tmp_path / "items.json").write_text(json.dumps(items))
     assert "'oops'" in one_line_error(tmp_path / "items.json")
+
+
+def test_an_interrupt_wrapped_in_a_renderer_stops_the_set_instead_of_skipping_a_file(tmp_path):
+    """A signal landing while a renderer imports a module that creates a dataclass comes
+    back as "RuntimeError: Error calling __set_name__" caused by the KeyboardInterrupt: the
+    set stops (KeyboardInterrupt), the previous files stay, no temp file is left - not a
+    renderer bug that skips one file and replaces the others."""
+    for name in ("report.md", "report.html"):
+        (tmp_path / name).write_text("old")
+
+    def interrupted_render():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'by_class' in 'Cell'") from exc
+    with pytest.raises(KeyboardInterrupt):
+        resultsio.write_set(tmp_path, {"report.md": "new", "report.html": interrupted_render})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {"old"}
