@@ -207,12 +207,14 @@ def parse_dtypes(value: str | None) -> list[str] | None:
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and prove it writable (UsageError otherwise)."""
+    from .resultsio import DEFER
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".klconform-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
+        with DEFER.region():          # a signal between creating and removing the probe left it behind
+            fd, probe = tempfile.mkstemp(prefix=".klconform-probe-", dir=out)
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
         raise UsageError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc})") from None
     return out

@@ -312,11 +312,16 @@ def test_an_interrupt_caught_inside_exec_does_not_become_the_exit_status(tmp_pat
     assert proc.returncode == cli.EXIT_OK, (proc.returncode, proc.stderr)
 
 
-def test_a_signal_while_a_temp_file_is_created_leaves_no_temp_file(tmp_path):
+@pytest.mark.parametrize("operation, left", [
+    ("resultsio.atomic_write_text(out / 'report.md', 'new')", ["report.md"]),     # a staged output file
+    ("cli.prepare_out_dir(out)", ["report.md"]),                                   # the writability probe
+])
+def test_a_signal_while_a_temp_file_is_created_leaves_no_temp_file(tmp_path, operation, left):
     """The signal lands inside mkstemp (after the file exists, before its name is known),
     with another thread alive (the kernel may hand the signal to it; Python still runs the
-    handler on the main thread): the run stops, after the name is recorded, and the caller's
-    clean-up removes the file - a signal mask on the main thread did not hold it."""
+    handler on the main thread): the run stops once the name is recorded, and the clean-up
+    removes the file - a signal mask on the main thread did not hold it; the probe of the
+    output directory was left behind once in 60 loaded runs."""
     code = ("import os, signal, sys, tempfile, threading, time\n"
             "from pathlib import Path\n"
             "from klconform import cli, resultsio\n"
@@ -331,36 +336,14 @@ def test_a_signal_while_a_temp_file_is_created_leaves_no_temp_file(tmp_path):
             "tempfile.mkstemp = mkstemp\n"
             "out = Path(sys.argv[1])\n"
             "try:\n"
-            "    resultsio.atomic_write_text(out / 'report.md', 'new')\n"
+            f"    {operation}\n"
             "    print('NOT INTERRUPTED')\n"
             "except KeyboardInterrupt:\n"
             "    print('INTERRUPTED', sorted(p.name for p in out.iterdir()))\n")
     (tmp_path / "report.md").write_text("old")
     proc = run_python("-c", code, str(tmp_path))
-    assert proc.stdout.strip() == "INTERRUPTED ['report.md']", (proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == f"INTERRUPTED {left}", (proc.stdout, proc.stderr)
     assert (tmp_path / "report.md").read_text() == "old"
-
-
-def test_an_interrupt_wrapped_by_python_is_an_interruption_not_an_internal_error(monkeypatch, capsys):
-    """The stress test's status 2 (CI, once): the signal landed while report/summary.py
-    created a dataclass, and Python re-raised the KeyboardInterrupt from the field's
-    __set_name__ as "RuntimeError: Error calling __set_name__", which the command line
-    took for its own bug.  An exception caused by an interrupt is an interruption (130)."""
-    def wrapped(args):
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as exc:
-            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'by_class' in 'Cell'") from exc
-    monkeypatch.setattr(cli, "cmd_list", wrapped)
-    assert cli.main(["list"]) == cli.EXIT_INTERRUPTED
-    err = capsys.readouterr().err
-    assert "interrupted" in err and "internal error" not in err, err
-
-    def bug(args):
-        raise RuntimeError("a bug of our own")
-    monkeypatch.setattr(cli, "cmd_list", bug)
-    assert cli.main(["list"]) == cli.EXIT_USAGE                 # not an interruption: reported as ours
-    assert "internal error: RuntimeError: a bug of our own" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- SIGKILL
