@@ -346,6 +346,28 @@ def test_a_signal_while_a_temp_file_is_created_leaves_no_temp_file(tmp_path, ope
     assert (tmp_path / "report.md").read_text() == "old"
 
 
+def test_an_interrupt_wrapped_by_python_is_an_interruption_not_an_internal_error(monkeypatch, capsys):
+    """The stress test's status 2 (CI, once): the signal landed while report/summary.py
+    created a dataclass, and Python re-raised the KeyboardInterrupt from the field's
+    __set_name__ as "RuntimeError: Error calling __set_name__", which the command line
+    took for its own bug.  An exception caused by an interrupt is an interruption (130)."""
+    def wrapped(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'by_class' in 'Cell'") from exc
+    monkeypatch.setattr(cli, "cmd_list", wrapped)
+    assert cli.main(["list"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "internal error" not in err, err
+
+    def bug(args):
+        raise RuntimeError("a bug of our own")
+    monkeypatch.setattr(cli, "cmd_list", bug)
+    assert cli.main(["list"]) == cli.EXIT_USAGE                 # not an interruption: reported as ours
+    assert "internal error: RuntimeError: a bug of our own" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- SIGKILL
 def test_sigkilled_controller_leaves_no_progress_file(tmp_path):
     """The window that used to leak a klconform-progress-* file: the controller had made it
