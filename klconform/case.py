@@ -202,7 +202,6 @@ class Case:
         """The broadcast shape of the elementwise loss."""
         return tuple(np.broadcast_shapes(self.held_shape("target"), self.held_shape("pred")))
 
-
     @property
     def digest(self) -> str:
         """Content hash of the wire form: equal digests mean byte-identical questions

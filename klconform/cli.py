@@ -580,9 +580,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
             result.cases.setdefault(d, cj)
         result.runs = [done[k] for k in sorted(done)]
         _raise_if_stopped()
-    except (KeyboardInterrupt, workers.RunAborted):
-        return _interrupted(result, partial if partial_written else None, out)
-    except Exception as exc:
+    except BaseException as exc:
         if not _interruption(exc):
             raise
         return _interrupted(result, partial if partial_written else None, out)
@@ -599,9 +597,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     progress.line("writing " + ", ".join(FILES[f] for f in formats))
     try:
         written_set = write_outputs(result, out, formats, replace_set=True)
-    except (KeyboardInterrupt, workers.RunAborted):
-        return _interrupted(result, partial if partial_written else None, out)
-    except Exception as exc:
+    except BaseException as exc:
         if not _interruption(exc):
             raise
         return _interrupted(result, partial if partial_written else None, out)
@@ -672,11 +668,11 @@ def cmd_explore(args) -> int:
                                      progress=progress.cases, jobs=args.jobs or os.cpu_count() or 1,
                                      worker_options=dict(setup_timeout=args.setup_timeout,
                                                          memory_limit=args.worker_memory))
-    except (KeyboardInterrupt, workers.RunAborted):
-        _ACTED.set()
+    except BaseException as exc:
+        if not _interruption(exc):
+            raise
         workers.abort_all()
-        sys.stderr.write("\nklconform: interrupted\n")
-        return EXIT_INTERRUPTED
+        return _stopped()
     findings = explore.new_findings(res, {c.digest for c in base})
     from .case import Case
     save: list = []
@@ -825,16 +821,25 @@ def _stop_observed() -> bool:
 
 
 def _interruption(exc: BaseException) -> bool:
-    """Whether ``exc`` is an interruption in disguise: caused by a KeyboardInterrupt that
-    Python or a library wrapped (``resultsio.caused_by_interrupt``), or raised while a stop
-    was asked for."""
+    """Whether ``exc`` ends the run as an interruption: a KeyboardInterrupt, or one that
+    Python or a library wrapped (``resultsio.caused_by_interrupt``), the workers aborted
+    (``workers.RunAborted``), or anything raised while a stop was asked for."""
     from .resultsio import caused_by_interrupt
-    return caused_by_interrupt(exc) or _STOP.is_set()
+    workers = sys.modules.get(__package__ + ".workers")    # not imported: no run to abort
+    aborted = workers is not None and isinstance(exc, workers.RunAborted)
+    return aborted or caused_by_interrupt(exc) or _STOP.is_set()
 
 
 def _raise_if_stopped() -> None:
     if _stop_observed():
         raise KeyboardInterrupt
+
+
+def _stopped() -> int:
+    """An interrupted command with nothing to report about its outputs: say so, exit 130."""
+    _ACTED.set()
+    sys.stderr.write("\nklconform: interrupted\n")
+    return EXIT_INTERRUPTED
 
 
 def _interrupted(result, partial: Path | None, out: Path) -> int:
@@ -926,14 +931,10 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
         _error_line(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _ACTED.set()
-        sys.stderr.write("\nklconform: interrupted\n")
-        return EXIT_INTERRUPTED
+        return _stopped()
     except Exception as exc:  # noqa: BLE001 - klconform's own bug: one line and the details in a log
         if _interruption(exc):
-            _ACTED.set()
-            sys.stderr.write("\nklconform: interrupted\n")
-            return EXIT_INTERRUPTED
+            return _stopped()
         from .resultsio import log_internal_error
         try:
             where = f"; details in {log_internal_error(exc)}"

@@ -347,6 +347,8 @@ def caused_by_interrupt(exc: BaseException) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
+
+
 # Test hook: seconds to sleep between two files while staging and while replacing, so
 # that a test can signal a run in the middle of writing its outputs.
 WRITE_DELAY_ENV = "KLCONFORM_TEST_WRITE_DELAY_S"
