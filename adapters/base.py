@@ -14,7 +14,9 @@ its input dtype (``case.input_dtype("target")`` / ``case.input_dtype("pred")``, 
 ``case.sent_values(side)``, read-only numpy arrays of that dtype (bfloat16: float32) and the
 target in its sent shape (reshaped only for ``Capabilities.reshaped_target``) - from which
 an adapter builds its tensors; ``case.target``/``case.pred`` are the same values as float64,
-widened on first read in a worker (a full pass on a large case).  It returns an
+widened on first read in a worker (a full pass on a large case); ``case.private_view(side)``
+the same values writable, where the worker holds a private map of them, for a framework
+that shares only writable memory.  It returns an
 :class:`Outcome`.  Exceptions raised by the
 framework are caught by the worker and become ``Outcome(status="error")``: an adapter may
 simply let them propagate.

@@ -322,9 +322,11 @@ def run_batch(channel, adapter, decode, codec, seqs, wires, progress, stderr=Non
 
 class SharedPayloads:
     """Worker side of klconform.workers.SharedPayloads: maps the controller's memory files
-    read-only and puts views of them where the wires hold ``{"shared": [path, size]}``.
-    The decoded case keeps views (``Case.sent_values``, from which adapters build tensors
-    without a copy); each map is closed when the batch is done, or when its last view goes."""
+    privately (copy-on-write: nothing this process does reaches the file) and puts views of
+    them where the wires hold ``{"shared": [path, size]}``.  The decoded case keeps
+    read-only views (``Case.sent_values``, from which adapters build tensors without a
+    copy; ``Case.private_view`` where a framework shares only writable memory); each map is
+    closed when the batch is done, or when its last view goes."""
 
     def __init__(self):
         self._maps: dict[str, object] = {}
@@ -340,7 +342,7 @@ class SharedPayloads:
                     path, size = v["shared"]
                     if path not in self._maps:
                         with open(path, "rb") as f:       # the map keeps its own descriptor
-                            self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                            self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
                     w[k] = memoryview(self._maps[path])[:size]
         return wires
 

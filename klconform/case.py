@@ -179,6 +179,15 @@ class Case:
             values = values.reshape(self.target_sent_shape)
         return values
 
+    def private_view(self, side: str) -> np.ndarray | None:
+        """Input ``side`` as :meth:`sent_values` but writable, where this process holds its
+        own copy-on-write map of the received bytes (a worker's large payloads,
+        :class:`ReceivedCase`); None elsewhere.  For frameworks that share only writable
+        memory (TensorFlow's DLPack import: numpy < 2.1 exports no read-only array).  The
+        adapter must not write it: a write stays in this process, but the case's repeat
+        (determinism, docs/large.md) would read it."""
+        return None
+
     @property
     def sent_target(self) -> np.ndarray:
         """The target as sent: ``target`` reshaped (row-major) to ``target_sent_shape``."""
@@ -341,3 +350,11 @@ class ReceivedCase(Case):
         wide.setflags(write=False)
         object.__setattr__(self, name, wide)
         return wide
+
+    def private_view(self, side: str) -> np.ndarray | None:
+        view = self.sent_values(side).view()
+        try:
+            view.setflags(write=True)     # allowed only where the memory itself is writable
+        except ValueError:                # received bytes, not a private map: no view
+            return None
+        return view

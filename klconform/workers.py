@@ -416,7 +416,7 @@ def release_payload_files() -> None:
 
 
 class SharedPayloads:
-    """One batch's large payloads, each in a memory file the worker maps read-only (no
+    """One batch's large payloads, each in a memory file the worker maps copy-on-write (no
     directory entry ever names one, so nothing is left behind whatever happens to either
     process); the files stay pinned until :meth:`close`, and are kept for the next batch
     that sends the same payload (:class:`_PayloadFiles`)."""

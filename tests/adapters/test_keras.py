@@ -453,3 +453,57 @@ def test_mixed_input_dtypes_and_the_dtype_argument():
         e = evaluate(c)
         assert_within(o.value, e.value, e.bound, f"dtype={c.dtype}")
         assert o.grad_dtypes == {"pred": "float32", "target": "float32"}
+
+
+SHARING_PROBE = r"""
+import json
+import numpy as np
+from klconform._worker_remote import SharedPayloads as Mapped, case_decoder
+from klconform.case import Case, ReceivedCase
+from klconform.reference.dtypes import from_bits_carried
+from klconform.workers import SHARED_PAYLOAD_BYTES, SharedPayloads
+from klconform.adapters.keras_kldivergence import import_tensorflow, tf_input
+
+tf = import_tensorflow()
+n = SHARED_PAYLOAD_BYTES // 4 + 1024           # float32 payloads that go through a memory file
+rng = np.random.default_rng(0)
+p, q = (rng.dirichlet(np.ones(n))[None, :].astype(np.float32).astype(float) for _ in range(2))
+case = Case(target=p, pred=q, dtype="float32", pred_kind="prob", reduction="sum", grad=False)
+wire, batch = case.to_wire(), SharedPayloads()
+for side in ("target", "pred"):
+    wire[side] = batch.put((case.digest, side), wire[side])
+report = {}
+with Mapped() as mapped:
+    received = case_decoder(ReceivedCase, from_bits_carried)(mapped.attach([wire])[0])
+    for side in ("target", "pred"):
+        t = tf_input(tf, received, side)
+        equal = bool(np.array_equal(t.numpy(), received.sent_values(side)))
+        received.private_view(side)[0, 0] = -1.0     # Tensor.numpy() copies: sharing is seen by writing
+        report[side] = {"shares": float(t[0, 0]) == -1.0, "equal": equal, "dtype": t.dtype.name,
+                        "private_view_in_process": case.private_view(side) is not None}
+        del t
+batch.close()
+print(json.dumps(report))
+"""
+
+
+def test_large_received_inputs_are_shared_with_tensorflow_not_copied():
+    """In a worker, a large payload's inputs become TF tensors over the received memory
+    (``tf_input``: DLPack on ``Case.private_view``; ``tf.constant`` would copy 13 ms per
+    32 MiB), with the same values; a case built in-process has no private view (a copy)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from klconform.workers import SharedPayloads
+    if not SharedPayloads.available():
+        pytest.skip("no memfd here: large payloads take the pipe")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", SHARING_PROBE], cwd=root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for side in ("target", "pred"):
+        assert report[side] == {"shares": True, "equal": True, "dtype": "float32",
+                                "private_view_in_process": False}, side

@@ -181,3 +181,22 @@ class PretendGPU(GoodKL):
     def setup(self):
         from klconform.adapters.base import asked_device
         return {"framework": "numpy", "version": "0", "device": asked_device(["cpu", "cuda"])}
+
+
+class ScribblingKL(GoodKL):
+    """Says in its warnings what ``Case.private_view`` of the prediction is, then, on a
+    "scribble" case, writes zeros into it (as a framework that wrote its inputs would),
+    after computing from the values as received."""
+
+    name = "double.scribble"
+
+    def evaluate(self, case) -> Outcome:
+        np = self.np
+        view, sent = case.private_view("pred"), case.sent_values("pred")
+        facts = "none" if view is None else (f"writable={view.flags.writeable} shares={np.shares_memory(view, sent)} "
+                                             f"sent_writable={sent.flags.writeable}")
+        out = super().evaluate(case)
+        if case.label == "scribble" and view is not None:
+            view[...] = 0.0
+        out.warnings = [f"private_view: {facts}"]
+        return out

@@ -399,6 +399,30 @@ def test_large_payloads_go_through_shared_memory_once_and_leave_no_descriptor():
     assert _payload_fds() <= before
 
 
+def test_private_view_is_the_received_memory_and_a_write_stays_in_the_worker():
+    """A worker maps large payloads copy-on-write: ``Case.private_view`` is a writable view
+    of the same memory as the read-only ``sent_values`` (None for a case that came over the
+    pipe), and what an adapter writes there never reaches the file other batches and
+    workers map."""
+    from klconform.workers import _PAYLOAD_FILES, SharedPayloads
+    if not SharedPayloads.available():
+        pytest.skip("no memfd here: large payloads take the pipe")
+    _PAYLOAD_FILES.clear()
+    big, small = big_case(3, "scribble"), make_case(1)
+    want = reference.evaluate(big.replace(grad=False)).value
+    with AdapterWorker(WorkerSpec(REF + "ScribblingKL"), batch_size=2, **FAST) as w:
+        first = w.run([big, small])              # zeros written into the big case's pred
+        again = w.run([big])                     # the next batch maps the file again
+    with AdapterWorker(WorkerSpec(REF + "GoodKL"), batch_size=1, **FAST) as w:
+        other = w.run([big])                     # another process maps the same file
+    assert first[0].warnings == ["private_view: writable=True shares=True sent_writable=False"]
+    assert first[1].warnings == ["private_view: none"]
+    for o in (first[0], again[0], other[0]):
+        assert o.status == "ok"
+        np.testing.assert_allclose(o.value, want, rtol=1e-12)
+    _PAYLOAD_FILES.clear()
+
+
 def test_payload_files_are_bounded_and_a_pinned_one_is_never_closed():
     from klconform.workers import SharedPayloads, _PayloadFiles
     if not SharedPayloads.available():
