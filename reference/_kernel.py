@@ -14,7 +14,8 @@ Veltkamp splits, extraction ``(sigma + x) - sigma``) rely on every operation bei
 as written; numba does not contract ``a*b + c`` into FMAs without it
 (tests/reference/test_accuracy.py checks TwoProd exactness on hard inputs).
 
-Public (to ``_accurate``): :func:`kl_rows`, :func:`two_prod`, :func:`two_sum`.
+Public (to ``_accurate``): :func:`kl_rows`, :func:`two_prod`, :func:`two_sum`; to ``bounds``:
+:func:`bound_budgets` (value_bound's per-entry budgets, one pass).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from numba.extending import intrinsic
 from ._accurate import (_BAND, _H_COEF, _LN2_A, _LN2_B, _LN2_C, _LOGC_HI, _LOGC_LO,
                         _MAX_ROUNDS, _NEAR, _NO_SCALE, _TABLE_BITS, _TINY_W)
 
-__all__ = ["kl_rows", "two_prod", "two_sum"]
+__all__ = ["bound_budgets", "kl_rows", "two_prod", "two_sum"]
 
 
 def _jit(fn):
@@ -586,3 +587,26 @@ def kl_rows(P, Q, W):
     has_w = W is not None
     _rows(P, Q, W if has_w else P, has_w, _LOGC_HI, _LOGC_LO, _INV_C, out, ok)
     return out, ok
+
+
+# --------------------------------------------------------------------------- value bound
+@_jit
+def bound_budgets(a, la, lb, t, per, absolute):
+    """``bounds.value_bound``'s per-entry budgets in one pass, where it has no log_softmax,
+    weight or KL-BOUND-6 part, over 1-D float64 arrays of one length: ``per`` = |a|·(|la|' +
+    |lb|' + 1) + 3|t| (|a|·… is 0 where a = 0) and ``absolute`` = |t|, each 0 where not
+    finite (x' = x where finite, else 0).  The numpy steps' operations in their order, so
+    the results are bitwise theirs (tests/reference/test_backends_agree.py)."""
+    for i in range(a.size):
+        l1 = abs(la[i])
+        if not math.isfinite(l1):
+            l1 = 0.0
+        l2 = abs(lb[i])
+        if not math.isfinite(l2):
+            l2 = 0.0
+        x = a[i]
+        ti = abs(t[i])
+        p = 0.0 if x == 0.0 else abs(x) * ((l1 + l2) + 1.0)
+        p = p + 3.0 * ti
+        per[i] = p if math.isfinite(p) else 0.0
+        absolute[i] = ti if math.isfinite(ti) else 0.0

@@ -62,7 +62,6 @@ def value_bound(prep: Prepared, value: np.ndarray, t: np.ndarray | None = None) 
     a2, la2, b2, lb2 = effective_logs(prep.point, prep.a, prep.la, prep.b, prep.lb)
     if t is None:
         t = terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log)
-    t = np.abs(t)
     lam = log_softmax_factor(prep)
     # without sample weights c'_i = w everywhere: a scalar, not an array of S (None for 1)
     c = np.abs(prep.coef) if prep.W is not None else abs(prep.work(prep.weight))
@@ -78,23 +77,9 @@ def value_bound(prep: Prepared, value: np.ndarray, t: np.ndarray | None = None) 
     u = work(unit_roundoff(prep.case.dtype))
     eta = work(underflow_unit(prep.case.dtype))
     with np.errstate(invalid="ignore", over="ignore"):
-        # in-place steps write only into results made here (0-D: scalars, rebound)
-        logs = _finite(np.abs(la2)) + _finite(np.abs(lb2))
-        logs += 1
-        if lam is not None:
-            logs += lam
-        per = np.abs(a2) * logs
-        zero = a2 == 0
-        if zero.any():          # a2 = 0 adds nothing, even where float64 logs overflowed
-            per = np.where(zero, work(0), per)
-        per += 3 * t
-        if lam is not None:
-            per += lam * t
-        extra = _new_points_budget(prep.point, a2, la2, b2, lb2, t, a_nu, b_nu)
-        if extra is not None:
-            per += extra
-        budget = reduce_sum(_finite(per if c is None else c * per), prep)
-        absum = reduce_sum(_finite(t if c is None else c * t), prep)
+        summands = _fused_budgets(prep.point, work, a2, la2, lb2, t, lam, c) or \
+            _budgets(prep.point, work, a2, la2, b2, lb2, t, lam, c, a_nu, b_nu)
+        budget, absum = (reduce_sum(x, prep) for x in summands)
         k = work(prep.terms_per_output)
         acc = work(accumulation_units(prep.terms_per_output, prep.case.dtype))
         d = work(prep.divisor) if prep.divisor else work(1)
@@ -102,6 +87,49 @@ def value_bound(prep: Prepared, value: np.ndarray, t: np.ndarray | None = None) 
              + (4 * k + 1) * eta / d)
     b = np.asarray(b, dtype=np.float64) * (BIG_SLACK if work is np.float64 else 1)
     return np.where(np.isfinite(value), b, 0.0)
+
+
+def _budgets(pt, work, a2, la2, b2, lb2, t, lam, c, a_nu, b_nu) -> tuple[np.ndarray, np.ndarray]:
+    """``value_bound``'s two summands on S, non-finite entries 0: the per-entry budget
+    c·(|a|·(|log a| + |log b| + 1 + λ) + (3 + λ)|T| + KL-BOUND-6's extra) and c·|T|."""
+    # in-place steps write only into results made here (0-D: scalars, rebound)
+    t = np.abs(t)
+    logs = _finite(np.abs(la2)) + _finite(np.abs(lb2))
+    logs += 1
+    if lam is not None:
+        logs += lam
+    per = np.abs(a2) * logs
+    zero = a2 == 0
+    if zero.any():          # a2 = 0 adds nothing, even where float64 logs overflowed
+        per = np.where(zero, work(0), per)
+    per += 3 * t
+    if lam is not None:
+        per += lam * t
+    extra = _new_points_budget(pt, a2, la2, b2, lb2, t, a_nu, b_nu)
+    if extra is not None:
+        per += extra
+    return _finite(per if c is None else c * per), _finite(t if c is None else c * t)
+
+
+def _fused_budgets(pt, work, a2, la2, lb2, t, lam, c) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_budgets` in one compiled pass (``_kernel.bound_budgets``: bitwise its
+    results, ~20 passes over S fewer) where its computation is only this: a large float64
+    working precision without log_softmax, weights or KL-BOUND-6 terms, every array of S's
+    shape, and numba present.  None: take the numpy steps."""
+    if (lam is not None or c is not None or pt.generalised or pt.normalise or work is not np.float64
+            or not isinstance(t, np.ndarray) or t.size <= _variants.BIG):
+        return None
+    arrays = (a2, la2, lb2, t)
+    if not all(isinstance(x, np.ndarray) and x.dtype == np.float64 and x.shape == t.shape
+               and x.flags.c_contiguous for x in arrays):
+        return None
+    from . import _accurate
+    if _accurate.backend() != "numba":
+        return None
+    per, absolute = np.empty(t.shape), np.empty(t.shape)
+    _accurate._kernel_module().bound_budgets(*(x.reshape(-1) for x in arrays), per.reshape(-1),
+                                             absolute.reshape(-1))
+    return per, absolute
 
 
 def _kept(x, narrow) -> bool:

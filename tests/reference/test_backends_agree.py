@@ -65,3 +65,53 @@ def test_numpy_and_numba_paths_are_bitwise_identical(regime, seed, m, n, weighte
         b = _run("numba", p, q, w, mp)
     assert a.view(np.int64).tolist() == b.view(np.int64).tolist() or \
         np.array_equal(a, b, equal_nan=True), (a, b)
+
+
+@pytest.mark.parametrize("dtype,reduction,pred_kind", [("float32", "batchmean", "logprob"),
+                                                       ("float16", "none", "logprob"),
+                                                       ("bfloat16", "sum", "prob")])
+def test_value_bound_fused_pass_is_bitwise_the_numpy_steps(dtype, reduction, pred_kind, monkeypatch):
+    """A large lower-precision case (KL-BOUND-8: float64 working precision) takes
+    ``bounds.value_bound``'s compiled one-pass budgets: entry for entry, special values
+    included, they are bitwise what the numpy steps (``bounds._budgets``) give on the same
+    arrays, and so is the bound with the numpy backend."""
+    from klconform.case import Case
+    from klconform.reference import bounds, evaluate
+    from klconform.reference.dtypes import round_to
+    rng = np.random.default_rng(7)
+    m, n = 4, 20000                                      # 80000 entries > variants.BIG
+    p = rng.random((m, n)) + 1e-3
+    p /= p.sum(axis=1, keepdims=True)
+    q = rng.random((m, n)) + 1e-3
+    q /= q.sum(axis=1, keepdims=True)
+    pick = rng.random((m, n))
+    p = np.where(pick < 0.02, 0.0, np.where(pick < 0.03, np.nan, np.where(pick < 0.04, np.inf, p)))
+    p = np.where((pick > 0.5) & (pick < 0.51), 1e-6 * p, p)       # subnormal in float16
+    q = np.where(pick > 0.98, 0.0, np.where(pick > 0.97, np.inf, q))
+    with np.errstate(divide="ignore"):
+        pred = np.log(q) if pred_kind == "logprob" else q
+        case = Case(target=round_to(p, dtype), pred=round_to(pred, dtype), dtype=dtype, pred_kind=pred_kind,
+                    reduction=reduction, grad=False)
+    calls = []
+    real = bounds._fused_budgets
+
+    def spy(*args):
+        calls.append((args, real(*args)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(bounds, "_fused_budgets", spy)
+    results = {}
+    for backend in ("numba", "numpy"):
+        monkeypatch.setattr(_accurate, "_BACKEND", backend)
+        with np.errstate(all="ignore"):
+            results[backend] = evaluate(case).bound
+    (args, fused), (_, unfused) = calls
+    assert fused is not None and unfused is None       # the compiled pass ran, then the numpy steps
+    pt, work, a2, la2, lb2, t, lam, c = args
+    with np.errstate(all="ignore"):
+        steps = bounds._budgets(pt, work, a2, la2, None, lb2, t, lam, c, None, None)
+    for x, y in zip(fused, steps):
+        assert x.shape == y.shape and (x != 0).any()
+        assert np.array_equal(x.view(np.int64), y.view(np.int64))
+    a, b = results["numba"], results["numpy"]
+    assert a.shape == b.shape and np.array_equal(a.view(np.int64), b.view(np.int64))
