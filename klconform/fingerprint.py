@@ -19,6 +19,7 @@ cases.  It is a pure function of the case and outcome data; the engine's annotat
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -183,8 +184,20 @@ class _Scorer:
         v, b = expected_value(exp, case.dtype, judged_dtype(case.dtype, outcome.dtype))
         return compare_arrays(v, b, np.asarray(outcome.value, dtype=np.float64).reshape(v.shape)).ok
 
-    def score(self, t: Template, items=None) -> int:
-        return sum(self.agrees(c, o, point_for(t, c)) for c, o in (self.items if items is None else items))
+    def score(self, t: Template, items=None, floor: int | None = None) -> int | None:
+        """How many of ``items`` (default: the search's) agree with ``t``; None as soon
+        as so many disagree that the score must be below ``floor``."""
+        items = self.items if items is None else items
+        allowed = len(items) if floor is None else len(items) - floor    # disagreements
+        agree = 0
+        for c, o in items:
+            if self.agrees(c, o, point_for(t, c)):
+                agree += 1
+            else:
+                allowed -= 1
+                if allowed < 0:
+                    return None
+        return agree
 
     def disagreeing(self, t: Template) -> list[str]:
         return [c.digest for c, o in self.items if not self.agrees(c, o, point_for(t, c))]
@@ -205,16 +218,35 @@ def _neighbours(t: Template, asked: Iterable[str], weighted: bool, sample_weight
     return out
 
 
-def _search(scorer: _Scorer, start: Template, asked, weighted, sample_weighted,
-            max_sweeps: int = 4) -> tuple[Template, int, dict[Template, int]]:
-    """Coordinate search from ``start``: take the best strict improvement among the
-    neighbours until none improves; returns (best, its score, every template scored)."""
-    seen: dict[Template, int] = {}
+#: What the result reports beside the best template: the next ALTERNATIVES by score.
+ALTERNATIVES = 3
 
-    def score(t):
-        if t not in seen:
-            seen[t] = scorer.score(t)
-        return seen[t]
+
+def _search(scorer: _Scorer, start: Template, asked, weighted, sample_weighted, scored: dict[Template, int],
+            below: dict[Template, int], max_sweeps: int = 4, prune: bool = True) -> tuple[Template, int]:
+    """Coordinate search from ``start``: take the best strict improvement among the
+    neighbours until none improves; returns (best, its score).  Every template scored goes
+    into ``scored`` (template -> score, shared by the searches), or into ``below``
+    (template -> a floor its score is under) when its scoring stopped early (``prune``):
+    once it disagrees with so many cases that it can neither improve on the sweep's best
+    nor rank among the top 1 + ALTERNATIVES scores already known, its exact score changes
+    nothing the result reports.  A later search with a lower floor scores it again."""
+
+    def score(t, best_s=None):
+        if t in scored:
+            return scored[t]
+        floor = None
+        if prune and best_s is not None and len(scored) > ALTERNATIVES:
+            floor = min(best_s, heapq.nlargest(ALTERNATIVES + 1, scored.values())[-1])
+        if floor is not None and below.get(t, -1) >= floor:
+            return -1                          # known to be below a floor at least this high
+        s = scorer.score(t, floor=floor)
+        if s is None:
+            below[t] = floor
+            return -1
+        below.pop(t, None)
+        scored[t] = s
+        return s
 
     cur, cur_s = start, score(start)
     n = len(scorer.items)
@@ -223,7 +255,7 @@ def _search(scorer: _Scorer, start: Template, asked, weighted, sample_weighted,
             break
         best, best_s = cur, cur_s
         for cand in _neighbours(cur, asked, weighted, sample_weighted):
-            s = score(cand)
+            s = score(cand, best_s)
             if s > best_s or (s == best_s and best is not cur and cand.complexity < best.complexity):
                 best, best_s = cand, s
                 if s == n:
@@ -231,7 +263,7 @@ def _search(scorer: _Scorer, start: Template, asked, weighted, sample_weighted,
         if best is cur:
             break
         cur, cur_s = best, best_s
-    return cur, cur_s, seen
+    return cur, cur_s
 
 
 def _search_subset(items: list[tuple[Case, Any]], limit: int) -> list[tuple[Case, Any]]:
@@ -282,14 +314,15 @@ def _is_large(case) -> bool:
 
 def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
                       documented: Mapping[str, Any] | None = None, max_search_cases: int = 300,
-                      evaluate: Callable | None = None) -> dict[str, Any]:
+                      evaluate: Callable | None = None, prune: bool = True) -> dict[str, Any]:
     """The observed semantics of one adapter.
 
     ``cases``: digest -> :class:`Case` or ``Case.to_json()`` (large cases are left out); ``outcomes``: digest ->
     :class:`~klconform.adapters.base.Outcome` or ``klconform.wire.to_json(outcome)`` (only ``ok`` outcomes with a value
     are compared); ``documented``: optional ``AdapterRun.documented`` summary, used as a
     second starting point and scored for comparison; ``evaluate(case, point)`` defaults
-    to ``reference.evaluate``.  Returns a JSON-ready dict (keys ``observed``, ``agree``,
+    to ``reference.evaluate``; ``prune=False`` scores every template in full (the same
+    result, more evaluations: :func:`_search`).  Returns a JSON-ready dict (keys ``observed``, ``agree``,
     ``compared``, ``fraction``, ``status`` — "exact" | "partial" | "unexplained" |
     "no_data" —, ``canonical``, ``documented``, ``ties``, ``alternatives``,
     ``unexplained_cases``, ``differs_from_documented``, ``search``, ``method``)."""
@@ -316,10 +349,10 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
     sample_weighted = any(c.sample_weight is not None for c, _ in subset)
     starts = [Template()] + ([doc_t] if doc_t is not None and doc_t != Template() else [])
     scored: dict[Template, int] = {}
+    below: dict[Template, int] = {}
     finals = []
     for s in starts:
-        best, best_s, seen = _search(scorer, s, asked, weighted, sample_weighted)
-        scored.update(seen)
+        best, best_s = _search(scorer, s, asked, weighted, sample_weighted, scored, below, prune=prune)
         finals.append((best_s, -best.complexity, best))
     best_s, _, best = max(finals, key=lambda x: (x[0], x[1]))
     top = max(scored.values())
@@ -332,7 +365,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
     for t in sorted((t for t, s in scored.items() if s == top and t != best), key=lambda t: (t.complexity, t.name)):
         by_meaning.setdefault(meaning(t), t)
     ties = [t for m, t in by_meaning.items() if m != best_meaning]
-    alternatives = sorted((t for t in scored if t != best), key=lambda t: (-scored[t], t.complexity, t.name))[:3]
+    alternatives = sorted((t for t in scored if t != best), key=lambda t: (-scored[t], t.complexity, t.name))[:ALTERNATIVES]
 
     full = _Scorer(items, ev)
     full.memo = scorer.memo   # same (digest, point) keys
@@ -354,6 +387,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
         alternatives=[{"name": t.name, "agree_in_search": scored[t]} for t in alternatives],
         unexplained_cases=full.disagreeing(best)[:10],
         differs_from_documented=[] if doc_t is None else differing_fields(best, doc_t),
-        search={"cases": len(subset), "templates": len(scored), "evaluations": scorer.evaluations + full.evaluations},
+        search={"cases": len(subset), "templates": len(scored) + len(below),
+                "evaluations": scorer.evaluations + full.evaluations},
     )
     return result

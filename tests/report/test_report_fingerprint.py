@@ -111,3 +111,24 @@ def test_equally_good_templates_are_not_no_op_variants(corpus):
     meanings = [tuple(point_for(x, c) for c in probs) for x in ties]
     assert len(set(meanings)) == len(meanings), fp["ties"]
     assert all(x.pred_as != "prob" and x.target_as != "prob" for x in ties), fp["ties"]
+
+
+@pytest.mark.parametrize("template,noisy", [(Template(swap=True, reductions=(("batchmean", "sum"),)), 0),
+                                            (Template(epsilon="target_log_eps", eps=1e-12), 7),
+                                            (Template(zero_inf="nan"), 10**6)])
+def test_pruned_search_reports_what_the_full_search_does(corpus, template, noisy):
+    """Scoring stops once a template can neither improve the search nor rank among the
+    reported alternatives: every field of the result is what scoring every template in
+    full gives (exact, partly and not explained; two starting points), with fewer
+    evaluations."""
+    few = corpus[::6]                    # every reduction, a sixth of the cases: the property, cheaply
+    cases = {c.digest: c for c in few}
+    outs = outcomes_at(few, lambda c: point_for(template, c))
+    for i, o in enumerate(o for o in outs.values() if o.value is not None):
+        if i % 50 < min(noisy, 50):      # `noisy` outcomes in every 50 made wrong (all, for 10**6)
+            o.value = np.where(np.isfinite(o.value), o.value * 1.37 + 0.5, o.value)
+    documented = {"points": {r: Point(reduction=r).to_json() for r in {c.reduction for c in few}}}
+    pruned = infer_fingerprint(cases, outs, documented=documented)
+    full = infer_fingerprint(cases, outs, documented=documented, prune=False)
+    assert pruned["search"].pop("evaluations") < full["search"].pop("evaluations")
+    assert pruned == full
