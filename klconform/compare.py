@@ -109,6 +109,17 @@ def expected_value(exp, case_dtype: str, used_dtype: str):
     return expected_in_dtype(exp.value if v is None else v, exp.bound, case_dtype, used_dtype)
 
 
+def expected_gradient(exp, key: str, case: Case, used_dtype: str, grad_dtype: str | None):
+    """(gradient, bound) w.r.t. input ``key`` a correct framework meets for the reference's
+    ``Expected`` ``exp``, judged in the coarser of ``used_dtype`` (the value's) and the
+    gradient's own ``grad_dtype``; None when the reference has no such gradient."""
+    g = (getattr(exp, "grads", None) or {}).get(key)
+    if g is None:
+        return None
+    gused = coarser_dtype(used_dtype, grad_dtype) if grad_dtype in DTYPES else used_dtype
+    return expected_in_dtype(g, (getattr(exp, "grad_bounds", None) or {}).get(key, 0.0), case.dtype, gused)
+
+
 def result_shape(case: Case, reduction: str) -> tuple[int, ...] | None:
     """The result shape of ``reduction`` on ``case`` (SPEC.md KL-SHAPE-2), None if undefined."""
     shape = case.shape
@@ -153,7 +164,6 @@ def check_outcome(exp, outcome, case: Case, used: str, gradients) -> PointCheck:
     fails: list[tuple[str, Comparison | None]] = []
     if case.grad and cmp.cls != "shape":
         grads = getattr(exp, "grads", None) or {}
-        bounds = getattr(exp, "grad_bounds", None) or {}
         for k in sorted(set(gradients) & set(grads)):
             if grads[k] is None:
                 continue
@@ -161,9 +171,7 @@ def check_outcome(exp, outcome, case: Case, used: str, gradients) -> PointCheck:
             if got is None:
                 fails.append((k, None))
                 continue
-            gdt = (outcome.grad_dtypes or {}).get(k, used)
-            gused = coarser_dtype(used, gdt) if gdt in DTYPES else used
-            gv, gb = expected_in_dtype(grads[k], bounds.get(k, 0.0), case.dtype, gused)
+            gv, gb = expected_gradient(exp, k, case, used, (outcome.grad_dtypes or {}).get(k, used))
             c = compare_arrays(gv, gb, got)
             if not c.ok:
                 fails.append((k, c))

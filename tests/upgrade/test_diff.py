@@ -101,6 +101,33 @@ def test_float64_now_computed_in_float32():
     assert sorted(c.cases) == sorted([CASES["plain"].digest, CASES["mean"].digest])
 
 
+def test_float32_gradients_of_float64_cases_are_judged_in_float32():
+    """A float64 case a framework computes in float32 (Keras' class): its gradient w.r.t.
+    the target, log p - log q + 1, carries float32 rounding of |log p| + |log q| (~28
+    here) - another CPU's kernel moves it by that, which is no change: the verdicts judge
+    it in float32 too.  A move beyond float32's bound still is."""
+    case = Case(target=np.array([[1e-6, 1 - 1e-6]]), pred=np.log(np.array([[2e-6, 1 - 2e-6]])),
+                dtype="float64", reduction="sum")
+    e = evaluate(case)
+
+    def run(shift_target_grad: float) -> baseline.Baseline:
+        g = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in e.grads.items()}
+        g["target"] = g["target"] + shift_target_grad
+        o = Outcome(status="ok", value=np.asarray(np.float32(e.value), dtype=np.float64), dtype="float32", shape=(),
+                    grads=g, grad_dtypes={k: "float32" for k in g})
+        r = RunResult(schema_version=1, seed=0, hypothesis={}, corpus_digest="c0ffee",
+                      cases={case.digest: case.to_json()},
+                      runs=[AdapterRun(adapter="fake.kl", api="fake.kl", env={"framework": "fake", "version": "1.0"},
+                                       outcomes={case.digest: wire.to_json(o)},
+                                       fingerprint={"observed": {"name": "x", "points": {}}})])
+        return baseline.from_run(r, r.runs[0])
+
+    rounding = 16 * 2.0 ** -24          # 16 float32 ulps of 1: well inside 28 ulps of |log p| + |log q|
+    assert not any(c.is_change for c in compare_baselines(run(0.0), run(rounding)))
+    real = [c for c in compare_baselines(run(0.0), run(1e-3)) if c.is_change]
+    assert [c.sentence.split(" on ")[0] for c in real] == ["gradient w.r.t. target moved beyond its bound"]
+
+
 def test_example_cases_are_listed_in_one_order_whatever_the_baselines_order():
     """A report re-rendered from results.json (cases in digest order) named other example
     cases than the run's own (cases in run order): the examples are in digest order."""
