@@ -16,7 +16,7 @@ from klconform.reference.family import Point
 
 from .candidates import point_distance, ranked_candidates
 from .case import Case
-from .compare import PointCheck, check_outcome, expected_in_dtype, expected_value, result_shape
+from .compare import PointCheck, check_outcome, expected_gradient, expected_value, result_shape
 from .evaluator import ReferenceCache
 
 # A semantic verdict names a point within this complexity when it explains the value and
@@ -118,12 +118,10 @@ def _discriminates(base_expected, base_bound, cand_expected, cand_bound, observe
 def _grad_failures_nan_only(base: PointCheck, outcome, case: Case, used: str) -> bool:
     """True when every failing gradient of ``base`` fails only at entries the framework
     returned as NaN (no candidate point can be credited for "explaining" those)."""
-    grads = getattr(base.exp, "grads", None) or {}
-    bounds = getattr(base.exp, "grad_bounds", None) or {}
     for k, c in base.grad_fails:
         if c is None:
             return False
-        gv, gb = expected_in_dtype(grads[k], bounds.get(k, 0.0), case.dtype, used)
+        gv, gb = expected_gradient(base.exp, k, case, used, (outcome.grad_dtypes or {}).get(k, used))
         if not _nan_only(gv, gb, (outcome.grads or {}).get(k)):
             return False
     return True
@@ -131,15 +129,14 @@ def _grad_failures_nan_only(base: PointCheck, outcome, case: Case, used: str) ->
 
 def _improves_gradients(base: PointCheck, cexp, outcome, case: Case, used: str) -> bool:
     """:func:`_improves` for every gradient the compared point gets wrong."""
-    grads = getattr(base.exp, "grads", None) or {}
-    bounds = getattr(base.exp, "grad_bounds", None) or {}
     cgrads = getattr(cexp, "grads", None) or {}
     for k, c in base.grad_fails:
         got = (outcome.grads or {}).get(k)
         if c is None or got is None or cgrads.get(k) is None:
             return False
-        gv, gb = expected_in_dtype(grads[k], bounds.get(k, 0.0), case.dtype, used)
-        cv, _ = expected_in_dtype(cgrads[k], 0.0, case.dtype, used)
+        gdt = (outcome.grad_dtypes or {}).get(k, used)
+        gv, gb = expected_gradient(base.exp, k, case, used, gdt)
+        cv, _ = expected_gradient(cexp, k, case, used, gdt)
         if not _improves(gv, gb, cv, got):
             return False
     return True
