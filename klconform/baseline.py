@@ -35,9 +35,9 @@ import numpy as np
 
 from . import wire
 from .case import Case
-from .compare import coarser_dtype, expected_gradient, expected_value, judged_dtype
+from .compare import expected_gradient, expected_value, gradient_dtype, judged_dtype
 from .evaluator import ReferenceUndefined, make_evaluator
-from .reference.dtypes import DTYPES, UNIT_ROUNDOFF
+from .reference.dtypes import UNIT_ROUNDOFF
 from .results import AdapterRun, RunResult
 
 SCHEMA_VERSION = 1
@@ -157,13 +157,12 @@ def case_entry(case: Case, outcome, verdict, evaluate) -> dict[str, Any]:
     for k, g in sorted((outcome.grads or {}).items()):
         if g is None:
             continue
-        gdt = (outcome.grad_dtypes or {}).get(k) or used
-        gdt = gdt if gdt in DTYPES else used
+        gdt = (outcome.grad_dtypes or {}).get(k)
         # the bound the verdicts judge this gradient by: a gradient computed in a coarser
         # dtype than the case's moves by that dtype's rounding (another CPU, another kernel)
         expected = expected_gradient(exp, k, case, used, gdt) if exp is not None else None
         gb = [] if expected is None else expected[1]
-        grads[k] = digest_array(g, case_bound(gb, g, coarser_dtype(used, gdt)))
+        grads[k] = digest_array(g, case_bound(gb, g, gradient_dtype(used, gdt)))
     if grads:
         entry["grads"] = grads
     return entry

@@ -109,15 +109,21 @@ def expected_value(exp, case_dtype: str, used_dtype: str):
     return expected_in_dtype(exp.value if v is None else v, exp.bound, case_dtype, used_dtype)
 
 
+def gradient_dtype(used_dtype: str, grad_dtype: str | None) -> str:
+    """The dtype a gradient is judged in: the coarser of ``used_dtype`` (the value's) and
+    the gradient's own ``grad_dtype`` (``used_dtype`` when that is unknown)."""
+    return coarser_dtype(used_dtype, grad_dtype) if grad_dtype in DTYPES else used_dtype
+
+
 def expected_gradient(exp, key: str, case: Case, used_dtype: str, grad_dtype: str | None):
     """(gradient, bound) w.r.t. input ``key`` a correct framework meets for the reference's
-    ``Expected`` ``exp``, judged in the coarser of ``used_dtype`` (the value's) and the
-    gradient's own ``grad_dtype``; None when the reference has no such gradient."""
+    ``Expected`` ``exp``, judged in :func:`gradient_dtype`; None when the reference has no
+    such gradient."""
     g = (getattr(exp, "grads", None) or {}).get(key)
     if g is None:
         return None
-    gused = coarser_dtype(used_dtype, grad_dtype) if grad_dtype in DTYPES else used_dtype
-    return expected_in_dtype(g, (getattr(exp, "grad_bounds", None) or {}).get(key, 0.0), case.dtype, gused)
+    return expected_in_dtype(g, (getattr(exp, "grad_bounds", None) or {}).get(key, 0.0), case.dtype,
+                             gradient_dtype(used_dtype, grad_dtype))
 
 
 def result_shape(case: Case, reduction: str) -> tuple[int, ...] | None:
