@@ -47,7 +47,7 @@ def one_field_changes(p, *, input_options: Iterable[Any], input_now: Any, target
     if functions:
         out.append({"generalised": not p.generalised})
         out.append({"normalise": not p.normalise})
-        out.append({"negative": "inf" if p.negative != "inf" else "nan"})
+        out += [{"negative": v} for v in ("nan", "inf", "zero") if v != p.negative]
     out += [{"pred_as": k} for k in input_options if k != input_now]
     out += [{"target_as": k} for k in target_options if k != target_now]
     if divisor:                                                                # KL-WEIGHT-SUMDIV

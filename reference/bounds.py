@@ -61,7 +61,7 @@ def value_bound(prep: Prepared, value: np.ndarray, t: np.ndarray | None = None) 
     (``variants.terms`` of ``prep``) where the caller has them already."""
     a2, la2, b2, lb2 = effective_logs(prep.point, prep.a, prep.la, prep.b, prep.lb)
     if t is None:
-        t = terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log)
+        t = terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log, prep.b_is_log)
     lam = log_softmax_factor(prep)
     # without sample weights c'_i = w everywhere: a scalar, not an array of S (None for 1)
     c = np.abs(prep.coef) if prep.W is not None else abs(prep.work(prep.weight))

@@ -85,7 +85,7 @@ def element_terms(prep: Prepared) -> np.ndarray:
         a = np.asarray(prep.a, dtype=np.float64)
         b = np.asarray(prep.b, dtype=np.float64)
         return np.asarray(np.broadcast_to(kl_terms(a, b), prep.shape), dtype=prep.work)
-    return terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log)
+    return terms(prep.point, prep.a, prep.la, prep.b, prep.lb, prep.a_is_log, prep.b_is_log)
 
 
 def value_working(prep: Prepared, t: np.ndarray | None) -> np.ndarray:
@@ -133,8 +133,14 @@ def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grad
         ok = a_min >= 0 and b_min >= 0
         if not ok:
             invalid = invalid_mask(a, b)
-            c.append("KL-NEG-INF" if pt.negative == "inf" and np.any((a < 0) | (b < 0))
-                     else "KL-INVALID-1")
+            if pt.negative == "inf" and np.any((a < 0) | (b < 0)):
+                c.append("KL-NEG-INF")
+            elif pt.negative == "zero" and np.any(a < 0):
+                c.append("KL-NEG-ZERO")
+                if np.any(np.isnan(a) | ~(b >= 0)):
+                    c.append("KL-INVALID-1")
+            else:
+                c.append("KL-INVALID-1")
         if pt.epsilon != "clip_both":
             if a_min == 0 if ok else np.any((a == 0) & ~invalid):
                 c.append("KL-ZERO-1")

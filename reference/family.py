@@ -31,6 +31,7 @@ TARGET_KINDS = ("prob", "logprob")
 NEGATIVE = (
     "nan",  # KL-INVALID-1: a negative p or q gives a NaN term
     "inf",  # KL-NEG-INF: a negative p or q gives +inf (scipy.special.rel_entr / kl_div)
+    "zero",  # KL-NEG-ZERO: a negative p gives 0 (Paddle's label <= 0 branch; torch <= 1.12)
 )
 WEIGHT_LEVELS = (
     "element",       # KL-WEIGHT-ELEMENT: weights multiply the elementwise loss (MXNet)

@@ -190,13 +190,33 @@ def effective_logs(point: Point, a: np.ndarray, la: np.ndarray, b: np.ndarray, l
     return a, la, b, lb
 
 
-def terms(point: Point, a, la, b, lb, a_is_log: bool) -> np.ndarray:
+def log_ratio(a, la, b, lb, from_values: bool) -> np.ndarray:
+    """log a − log b.  Where both logs were taken of the values (``from_values``: neither
+    side was given in a log encoding) and a/b lies in [1/2, 2], the two logarithms cancel
+    (each carries a relative error of the working precision times |log|, far beyond the
+    tiny difference): there ``log1p((a − b)/b)``, whose ``a − b`` is exact (Sterbenz), keeps
+    full relative accuracy (scipy's gh-20710 near-equal inputs).  Given logs subtract
+    exactly as they are."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d = la - lb
+        if not from_values:
+            return d
+        near = (a <= 2 * b) & (b <= 2 * a) & (b > 0) & np.isfinite(a) & np.isfinite(b)
+        if not near.any():
+            return d
+        return np.where(near, np.log1p((a - b) / np.where(near, b, 1)), d)
+
+
+def terms(point: Point, a, la, b, lb, a_is_log: bool, b_is_log: bool = True) -> np.ndarray:
     """Elementwise T of ``point`` (in ``a``'s working precision) with the §2 conventions
-    (§11 for the generalised term and the negative=inf convention)."""
+    (§11 for the generalised term and the negative=inf convention); ``b_is_log``: the
+    second side was passed in a log encoding (False: both logs come from values,
+    :func:`log_ratio`)."""
     f = a.dtype.type
     a2, la2, b2, lb2 = effective_logs(point, a, la, b, lb)
+    from_values = not a_is_log and not b_is_log and point.epsilon != "target_log_eps"
     with np.errstate(invalid="ignore", over="ignore"):
-        t = a2 * (la2 - lb2)
+        t = a2 * log_ratio(a2, la2, b2, lb2, from_values)
         if point.generalised:                                      # KL-GEN-1
             t = t - a2 + b2
             # KL-GEN-2: one infinite side (the other finite, >= 0) is +inf (the limit)
@@ -216,12 +236,17 @@ def terms(point: Point, a, la, b, lb, a_is_log: bool) -> np.ndarray:
 
 
 def apply_invalid(point: Point, a, b, t) -> np.ndarray:
-    """KL-INVALID-1 (NaN or negative -> NaN), or KL-NEG-INF (NaN -> NaN, negative -> +inf)."""
+    """KL-INVALID-1 (NaN or negative -> NaN), KL-NEG-INF (NaN -> NaN, negative -> +inf), or
+    KL-NEG-ZERO (a negative first side -> 0, then KL-INVALID-1)."""
     f = t.dtype.type
     if point.negative == "inf":
         with np.errstate(invalid="ignore"):
             t = np.where((a < 0) | (b < 0), f(np.inf), t)
         return np.where(np.isnan(a) | np.isnan(b), f(np.nan), t)
+    if point.negative == "zero":
+        bad = np.isnan(a) | ~(b >= 0)
+        with np.errstate(invalid="ignore"):
+            return np.where(bad, f(np.nan), np.where(a < 0, f(0), t))
     bad = invalid_mask(a, b)
     return np.where(bad, f(np.nan), t) if bad.any() else t
 
@@ -253,10 +278,19 @@ def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
             a_val = la - lb + 1 - gen    # at a = 0: -inf for b > 0, NaN for b = 0 (KL-GRAD-ZERO)
         a_log = np.where(zero, np.where(b == 0, nan, f(0)), a * a_val)
         b_val = np.where(zero, gen, gen - a / b)
-        b_log = np.where(zero, gen * b, gen * b - a)
-    bad = invalid_mask(a, b)
-    return {k: np.where(bad, nan, v) for k, v in
-            {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}.items()}
+        # ∂T/∂(log b) = −a, or b − a for the generalised term: never 0·b (NaN at b = +∞,
+        # where KL-GRAD-INF evaluates −p, finite)
+        b_log = (np.where(zero, b, b - a) if point.generalised
+                 else np.where(zero, f(0), -a))
+    parts = {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}
+    if point.negative == "zero":     # KL-NEG-ZERO: T ≡ 0 where a < 0, so are its partials
+        with np.errstate(invalid="ignore"):
+            neg = a < 0
+            parts = {k: np.where(neg, f(0), v) for k, v in parts.items()}
+        bad = np.isnan(a) | ~(b >= 0)
+    else:
+        bad = invalid_mask(a, b)
+    return {k: np.where(bad, nan, v) for k, v in parts.items()}
 
 
 # ---------------------------------------------------------------------------- preparation
@@ -282,6 +316,7 @@ class Prepared:
     b: np.ndarray
     lb: np.ndarray
     a_is_log: bool                  # first side was passed in a log encoding
+    b_is_log: bool                  # second side was passed in a log encoding
     weight: float                   # scalar weight w (1 when absent)
     W: np.ndarray | None            # sample weights broadcast to S (None when absent)
     axes: tuple[int, ...] | None    # axes summed for each output (None: no sum)
@@ -394,7 +429,7 @@ def prepare(case, point: Point | None = None) -> Prepared:
         p, lp, p_sum, p_nu = normalised(p, lp, tkind, ca, tiny, case.dtype)
         q, lq, q_sum, q_nu = normalised(q, lq, ikind, ca, tiny, case.dtype)
     if point.swap:
-        a, la, b, lb, a_is_log = q, lq, p, lp, ikind != "prob"
+        a, la, b, lb, a_is_log, b_is_log = q, lq, p, lp, ikind != "prob", tkind != "prob"
         if a_is_log:
             # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value (exp(-1000)
             # is 0, its term 0 by KL-ZERO-1), as every float computation of the call has it
@@ -402,12 +437,12 @@ def prepare(case, point: Point | None = None) -> Prepared:
                 a = np.asarray(a, dtype=np.float64).astype(work)
         sides = (q_sum, p_sum, q_nu, p_nu)
     else:
-        a, la, b, lb, a_is_log = p, lp, q, lq, tkind != "prob"
+        a, la, b, lb, a_is_log, b_is_log = p, lp, q, lq, tkind != "prob", ikind != "prob"
         sides = (p_sum, q_sum, p_nu, q_nu)
     W = _sample_weights(case, point, shape, ca, work)
     axes, divisor, k = _reduction_layout(point, shape, ca, ba, W)
     weight = 1.0 if case.weight is None else float(case.weight)
-    return Prepared(case, point, shape, ca, ba, target, pred, a, la, b, lb, a_is_log,
+    return Prepared(case, point, shape, ca, ba, target, pred, a, la, b, lb, a_is_log, b_is_log,
                     weight, W, axes, divisor, k, work, *sides)
 
 

@@ -141,7 +141,7 @@ def test_KL_FAM_2_defaults_names_and_json():
     old = {k: v for k, v in Point("sum").to_json().items() if k not in ("generalised", "normalise", "negative")}
     assert Point.from_json(old) == Point("sum")
     with pytest.raises(ValueError):
-        Point("sum", negative="zero")
+        Point("sum", negative="clip")
     assert dataclasses.replace(pt, generalised=False, normalise=False, negative="nan") == Point("distribution")
 
 
