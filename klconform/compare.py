@@ -27,14 +27,32 @@ class Comparison:
     cls: str | None              # None when ok, else "shape" | "special_value" | "precision"
     err_over_bound: float | None
     detail: str
+    entry: int | None = None     # flat index of the entry that decides a failure (None: ok or shape)
 
 
-def format_array(a: np.ndarray) -> str:
-    """Up to 4 entries in full precision, else ``array[shape]`` (verdict details)."""
+def format_number(x) -> str:
+    """One number as a user reads it: the shortest decimal that round-trips (``-0.5``,
+    ``1e-12``, ``nan``, ``-inf``), never a numpy repr such as ``np.float64(-0.5)``; integers
+    as integers.  The one formatter of numbers in messages, verdict details and reports."""
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    try:
+        return repr(float(x))
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def format_array(a, limit: int = 4) -> str:
+    """Up to ``limit`` entries, each by :func:`format_number` (a 0-D array as one number),
+    else ``array[shape]`` (verdict details)."""
     a = np.asarray(a)
-    if a.size <= 4:
-        return np.array2string(a.reshape(-1) if a.ndim else a, precision=17, separator=", ")
-    return f"array{list(a.shape)}"
+    if a.ndim == 0:
+        return format_number(a.item())
+    if a.size <= limit:
+        return "[" + ", ".join(format_number(x) for x in a.reshape(-1).tolist()) + "]"
+    return f"array{[int(n) for n in a.shape]}"
 
 
 def compare_arrays(expected: np.ndarray, bound, observed: np.ndarray | None,
@@ -60,14 +78,16 @@ def compare_arrays(expected: np.ndarray, bound, observed: np.ndarray | None,
                                           np.where(diff > 0, np.inf, 0.0)), 0.0)
     err = float(min(_ERR_CAP, ratio.max())) if ratio.size else 0.0
     if special_bad.any():
-        i = np.flatnonzero(special_bad.reshape(-1))[0]
+        i = int(np.flatnonzero(special_bad.reshape(-1))[0])
         return Comparison(False, "special_value", err,
-                          f"entry {i}: observed {observed.reshape(-1)[i]!r}, expected {expected.reshape(-1)[i]!r}")
+                          f"entry {i}: observed {format_number(observed.reshape(-1)[i])}, "
+                          f"expected {format_number(expected.reshape(-1)[i])}", entry=i)
     if err > 1.0:
         i = int(np.argmax(ratio.reshape(-1)))
         return Comparison(False, "precision", err,
-                          f"entry {i}: observed {observed.reshape(-1)[i]!r}, expected {expected.reshape(-1)[i]!r}, "
-                          f"bound {b.reshape(-1)[i]:.3g} ({err:.3g}x)")
+                          f"entry {i}: observed {format_number(observed.reshape(-1)[i])}, "
+                          f"expected {format_number(expected.reshape(-1)[i])}, "
+                          f"bound {b.reshape(-1)[i]:.3g} ({err:.3g}x)", entry=i)
     return Comparison(True, None, err, f"within bound ({err:.3g}x)")
 
 

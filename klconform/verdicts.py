@@ -16,8 +16,11 @@ point, or the adapter's documented one) and returns the verdicts for that compar
   beyond its bound from the gradient of the point that explains the value.
 
 A comparison with no discrepancy yields exactly one ``match`` verdict.  Every verdict
-cites SPEC.md clause ids: the clauses the reference reports for the case plus the verdict
-class clause ``KL-VERDICT-<CLASS>``.  The comparison rules are in :mod:`klconform.compare`.
+cites the SPEC.md clause ids that decide it (:mod:`klconform.deciding`: the special value,
+the reduction, the family fields, the gradient formula or the bound at stake), then its
+class clause ``KL-VERDICT-<CLASS>``; every clause that governed the reference's result is
+``reference.evaluate(case, point).clauses`` (what coverage counts).  The comparison rules
+are in :mod:`klconform.compare`.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from klconform.reference.family import Point
 from klconform.reference.spec import VERDICT_CLAUSES
 
 from .case import Case
+from . import deciding
 from .compare import check_outcome, format_array, judged_dtype
 from .evaluator import make_evaluator
 from .explain import explain
@@ -94,12 +98,12 @@ def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
         return []
     exp = ev(case, point)
     if isinstance(exp, Exception):
+        undefined = deciding.error_clauses(case, point, exp)
         if status == "error":
-            return [V("match", detail=f"spec defines an error ({exp}); raised {outcome.error_type}")]
-        return [V("error", detail=f"returned a value where the spec defines an error: {exp}")]
-    clauses = tuple(exp.clauses)
+            return [V("match", undefined, detail=f"spec defines an error ({exp}); raised {outcome.error_type}")]
+        return [V("error", undefined, detail=f"returned a value where the spec defines an error: {exp}")]
     if status == "error":
-        return [V("error", clauses, detail=f"raised {outcome.error_type}: {(outcome.error_message or '')[:200]} "
+        return [V("error", deciding.error_clauses(case, point, exp), detail=f"raised {outcome.error_type}: {(outcome.error_message or '')[:200]} "
                                             f"where the spec defines {format_array(exp.value)}")]
     verdicts: list[Verdict] = []
     rdt = outcome.dtype
@@ -110,26 +114,31 @@ def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
     if (rdt and rdt != case.dtype) or grad_dts:
         parts = [f"value returned as {rdt}"] if rdt != case.dtype else []
         parts += [f"gradient wrt {k} as {v}" for k, v in sorted(grad_dts.items())]
-        verdicts.append(V("dtype", clauses, detail=f"{', '.join(parts)} for a {case.dtype} case"))
+        verdicts.append(V("dtype", deciding.dtype_clauses(case), detail=f"{', '.join(parts)} for a {case.dtype} case"))
 
     base = check_outcome(exp, outcome, case, used, gradients)
     if base.ok:
-        return verdicts or [V("match", clauses, err_over_bound=base.value.err_over_bound, detail=base.value.detail)]
+        return verdicts or [V("match", (), err_over_bound=base.value.err_over_bound, detail=base.value.detail)]
     hit = explain(case, outcome, base, point, documented, ev, adapter=adapter, used=used,
                   gradients=gradients, max_candidates=max_candidates) if search else None
     judged = base
     if hit is not None:
         cand, judged, full = hit
-        verdicts.append(V("semantic", _clauses(clauses, judged.exp.clauses), explained_by=cand.name,
+        verdicts.append(V("semantic", deciding.point_difference(point, judged.exp.point, case),
+                          explained_by=cand.name,
                           err_over_bound=base.value.err_over_bound,
                           detail=f"{point.name} gives {format_array(exp.value)}; observed {format_array(outcome.value)} "
                                  f"is {cand.name}" + ("" if full else " (value only)")))
     elif not base.value.ok:
-        verdicts.append(V(base.value.cls, clauses, err_over_bound=base.value.err_over_bound, detail=base.value.detail))
+        verdicts.append(V(base.value.cls, deciding.value_clauses(base.value.cls, case, point, exp, base.value,
+                                                                 outcome.value),
+                          err_over_bound=base.value.err_over_bound, detail=base.value.detail))
+    jpoint = judged.exp.point
     for k, c in judged.grad_fails:
+        gclauses = deciding.gradient_clauses(k, case, jpoint, judged.exp, c, (outcome.grads or {}).get(k))
         if c is None:
-            verdicts.append(V("gradient", clauses, detail=f"gradient wrt {k}: not returned"))
+            verdicts.append(V("gradient", gclauses, detail=f"gradient wrt {k}: not returned"))
         else:
-            verdicts.append(V("gradient", clauses, err_over_bound=c.err_over_bound,
+            verdicts.append(V("gradient", gclauses, err_over_bound=c.err_over_bound,
                               detail=f"gradient wrt {k}: {c.cls}: {c.detail}"))
     return verdicts
