@@ -314,21 +314,31 @@ def check(result: RunResult, directory: str | Path = BASELINE_DIR) -> list:
     (:class:`klconform.diff.Change`; those with ``is_change`` False are notes: values that
     moved within the bound, a version without a baseline of its own).  BaselineError for a
     stale or unreadable baseline."""
-    from .diff import Change, compare_baselines
+    return check_counted(result, directory)[0]
+
+
+def check_counted(result: RunResult, directory: str | Path = BASELINE_DIR) -> tuple[list, list[tuple[str, int]]]:
+    """:func:`check`, and what it compared: ``(run id, cases in common)`` per run of
+    ``result`` that has a baseline (an empty list: nothing was compared)."""
+    from .diff import Change, cases_in_common, compare_baselines
     baselines = read_directory(directory)
     changes: list[Change] = []
+    compared: list[tuple[str, int]] = []
     for new in from_result(result):
+        run = new.header.get("run_id") or new.adapter
         old = baseline_for(baselines, new.adapter, new.version)
         if old is None:
-            changes.append(Change(new.adapter, "no-baseline", f"{new.label}: no baseline yet "
-                                  f"(`klconform baseline update` records one)", [], is_change=True))
+            changes.append(Change(new.adapter, "no-baseline", f"{run} {new.version}: no baseline yet "
+                                  f"(`klconform baseline update` records one)", [], is_change=True, run=run))
             continue
         check_compatible(old, new)
+        compared.append((run, cases_in_common(old, new)))
         if old.version != new.version:
-            changes.append(Change(new.adapter, "version", f"{new.adapter}: no baseline for {new.version}; "
-                                  f"compared with {old.version}", [], is_change=False))
+            changes.append(Change(new.adapter, "version", f"{run}: no baseline for {new.version}; "
+                                  f"compared with {old.version}", [], is_change=False, old=old.version,
+                                  new=new.version, run=run, old_run=str(old.header.get("run_id") or old.adapter)))
         changes += compare_baselines(old, new)
-    return changes
+    return changes, compared
 
 
 def update(result: RunResult, directory: str | Path = BASELINE_DIR) -> list[Path]:

@@ -16,8 +16,10 @@ Exit status (documented in the README and in every report):
      be loaded, unreadable or inconsistent results file, output directory not writable or
      in use by another run, an output file not written) — one line on stderr; for an
      internal error also the path of a log file with the details
-  3  not checked: an adapter asked for by name (--frameworks, --adapter) could not run,
-     or no adapter ran at all (then the previous report in OUT is left as it was)
+  3  not checked ("nothing compared: <why>"): an adapter asked for by name (--frameworks,
+     --adapter) could not run or compared no case; nothing at all was compared (no adapter
+     ran, no case left: an empty corpus, --dtypes keeping none; then the previous report
+     in OUT is left as it was); diff / baseline check with no adapter run or case in common
 130 interrupted by SIGINT/SIGTERM (completed adapters are kept in OUT/results.partial.json
      when there are any; the previous report in OUT is left intact).  A signal that arrives
      while the output files are being replaced is held until the new set is complete; the
@@ -106,7 +108,8 @@ def _csv(value: str | None) -> list[str] | None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="klconform", description="Cross-framework conformance of the KL-divergence loss.",
                 epilog="Exit status: 0 no unexpected discrepancy, 1 unexpected discrepancy, 2 usage, input "
-                       "or internal error, 3 an adapter asked for could not run or nothing was checked, "
+                       "or internal error, 3 nothing compared (an adapter asked for could not run, no case left, "
+                       "nothing in common), "
                        "130 interrupted.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run every available adapter and write results.json, report.md, report.html")
@@ -530,6 +533,10 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         cases = [c for c in cases if c.dtype in dtypes]
     corpus_source["dtypes"] = dtypes or "all"
     large_entries, corpus_source["large"] = load_large(args.large, dtypes)
+    if not cases and not large_entries:
+        kept = f", none of dtype {','.join(dtypes)}" if dtypes and corpus_source["cases"] else ""
+        return _nothing_compared(f"no case left: {corpus_source['file']} has {corpus_source['cases']} case(s){kept}, "
+                                 f"--large {args.large} adds none; the previous report in {out} is left as it was")
     result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=0, hypothesis=corpus_source,
                        corpus_digest=engine.corpus_digest(cases), cases={c.digest: c.to_json() for c in cases},
                        runs=[], command=reproduction_command(args), started_at=started, complete=False,
@@ -585,13 +592,18 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
             raise
         return _interrupted(result, partial if partial_written else None, out)
     not_run = [r for r in result.runs if r.status != "ok"]
-    if len(not_run) == len(result.runs):
+    compared = {r.adapter: engine.compared_cases(r) for r in result.runs}
+    if not any(compared.values()):
         if partial_written:
             partial.unlink(missing_ok=True)
-        why = "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run)
-        _error_line(f"nothing was checked, no adapter could run: {why}; the previous report in {out} "
-                    f"is left as it was")
-        return EXIT_NOT_CHECKED
+        if len(not_run) == len(result.runs):
+            why = "no adapter could run: " + "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run)
+        else:
+            why = (f"no adapter took any of the {len(cases)} case(s) and {len(large_entries)} large case(s) left"
+                   + (f" after --dtypes {','.join(dtypes)}" if dtypes else "") + ": "
+                   + ", ".join(r.adapter for r in result.runs if r.status == "ok")
+                   + "".join(f"; {r.adapter} could not run ({r.status}: {r.reason})" for r in not_run))
+        return _nothing_compared(f"{why}; the previous report in {out} is left as it was")
     result.complete = True
     result.elapsed_s = time.perf_counter() - t0
     progress.line("writing " + ", ".join(FILES[f] for f in formats))
@@ -617,12 +629,27 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     if problems:
         _error_line("; ".join(problems))
         return EXIT_USAGE
+    print(compared_line(result.runs, compared))
     not_run = [r for r in not_run if r.adapter in asked]
     if not_run:
         _error_line("adapter(s) asked for could not run: "
                     + "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run))
         return EXIT_NOT_CHECKED
+    empty = [r.adapter for r in result.runs if r.status == "ok" and r.adapter in asked and not compared[r.adapter]]
+    if empty:
+        _error_line(f"adapter(s) asked for compared no case: {', '.join(empty)} (none of the {len(cases)} case(s) "
+                    f"and {len(large_entries)} large case(s) left is one they take)")
+        return EXIT_NOT_CHECKED
     return status
+
+
+def compared_line(runs, compared: dict[str, int]) -> str:
+    """A run's last line: the adapter runs × cases compared, and the runs that compared none."""
+    done = [(r.adapter, compared[r.adapter]) for r in runs if compared[r.adapter]]
+    missed = [f"{r.adapter} ({r.status}: {r.reason})" if r.status != "ok" else f"{r.adapter} (no case it takes)"
+              for r in runs if not compared[r.adapter]]
+    text = f"compared {adapters_by_cases(done)}" + (f"; not compared: {'; '.join(missed)}" if missed else "")
+    return re.sub(r"\s+", " ", text)
 
 
 def cmd_report(args) -> int:
@@ -759,27 +786,59 @@ def add_upgrade_parsers(sub) -> None:
     b.add_argument("--baselines", default=None, metavar="DIR", help="baselines directory (default: klconform's own)")
 
 
-def _print_changes(changes) -> int:
+def _nothing_compared(why: str) -> int:
+    """Nothing was compared: one line saying why, exit 3 (never a green "0 changes")."""
+    _error_line(f"nothing compared: {why}")
+    return EXIT_NOT_CHECKED
+
+
+def adapters_by_cases(counts: Sequence[tuple[str, int]]) -> str:
+    """``2 adapter runs × 4047 cases (a 4047, b 4047)``: runs and the cases each compared."""
+    n = len(counts)
+    sizes = sorted({k for _, k in counts})
+    span = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+    each = ", ".join(f"{name} {k}" for name, k in counts)
+    return (f"{n} adapter run{'s' if n != 1 else ''} × {span} case{'s' if sizes[-1] != 1 else ''}"
+            + (f" ({each})" if each else ""))
+
+
+def _print_changes(changes, compared: Sequence[tuple[str, int]], not_compared: Sequence[str] = ()) -> int:
+    """The changes, then one line: how many, over how many adapter runs × cases in common."""
     from .diff import render_text
     if changes:
         print(render_text(changes))
     real = [c for c in changes if c.is_change]
-    print(f"{len(real)} change{'s' if len(real) != 1 else ''}" + (" (notes marked =)" if len(real) < len(changes) else ""))
+    print(f"{len(real)} change{'s' if len(real) != 1 else ''}" + (" (notes marked =)" if len(real) < len(changes) else "")
+          + f"; compared {adapters_by_cases(compared)} in common"
+          + (f"; not compared: {'; '.join(not_compared)}" if not_compared else ""))
     return EXIT_DISCREPANCY if real else EXIT_OK
 
 
 def cmd_diff(args) -> int:
     from .baseline import BaselineError, check_compatible, load_side
-    from .diff import compare_baselines, pair_baselines
+    from .diff import cases_in_common, compare_baselines, pair_baselines, run_name
     try:
         old, new = load_side(args.old), load_side(args.new)
-        changes = []
-        for a, b in pair_baselines(old, new):
+        pairs = pair_baselines(old, new)
+        changes, compared = [], []
+        for a, b in pairs:
             check_compatible(a, b)
             changes += compare_baselines(a, b)
+            name = run_name(b) if run_name(a) == run_name(b) else f"{run_name(a)} -> {run_name(b)}"
+            compared.append((name, cases_in_common(a, b)))
     except BaselineError as exc:
         raise UsageError(str(exc)) from None
-    return _print_changes(changes)
+    paired = {id(x) for pair in pairs for x in pair}
+    alone = [f"{run_name(x)} (only in {side})" for side, xs in (("OLD", old), ("NEW", new))
+             for x in xs if id(x) not in paired]
+    if not pairs:
+        names = lambda xs: ", ".join(run_name(x) for x in xs) or "no adapter run"   # noqa: E731
+        return _nothing_compared(f"no adapter in common: {args.old} has {names(old)}; {args.new} has {names(new)}")
+    if not any(k for _, k in compared):
+        sizes = "; ".join(f"{name}: {len(a.cases)} case(s) in OLD, {len(b.cases)} in NEW, none the same"
+                          for (name, _), (a, b) in zip(compared, pairs))
+        return _nothing_compared(f"no case in common between {args.old} and {args.new} ({sizes})")
+    return _print_changes(changes, compared, alone)
 
 
 def cmd_baseline(args) -> int:
@@ -792,9 +851,22 @@ def cmd_baseline(args) -> int:
             for path in baseline.update(result, directory):
                 print(path)
             return EXIT_OK
-        return _print_changes(baseline.check(result, directory))
+        changes, compared = baseline.check_counted(result, directory)
     except (ResultsError, baseline.BaselineError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
+    ran = [r for r in result.runs if r.status == "ok"]
+    if not ran:
+        return _nothing_compared(f"no adapter run in {args.results} has answers"
+                                 + (f" ({'; '.join(f'{r.adapter}: {r.status}' for r in result.runs)})" if result.runs else ""))
+    if not compared:
+        return _nothing_compared(f"no baseline in {directory} for {', '.join(r.adapter for r in ran)} "
+                                 f"(`klconform baseline update` records one)")
+    if not any(k for _, k in compared):
+        return _nothing_compared(f"no case in common with the baselines in {directory}: "
+                                 f"{', '.join(name for name, _ in compared)}")
+    baselined = {name for name, _ in compared}
+    missing = [f"{r.adapter} (no baseline)" for r in ran if r.adapter not in baselined]
+    return _print_changes(changes, compared, missing)
 
 
 def _error_line(message: str) -> None:

@@ -61,6 +61,10 @@ class Change:
     is_change: bool = True
     old: str = ""         # e.g. "2.13.0+cpu"
     new: str = ""
+    # The runs compared, named with their environment (``torch.kl_div@train``): two runs
+    # of one adapter under two interpreters are two headings, never one.
+    run: str = ""
+    old_run: str = ""
 
     def line(self) -> str:
         """The sentence with its case count and first examples."""
@@ -246,7 +250,8 @@ def compare_baselines(old: Baseline, new: Baseline) -> list[Change]:
     """Every change from ``old`` to ``new`` (notes last)."""
     adapter = new.adapter
     vo, vn = old.version, new.version
-    changes = [Change(adapter, "fingerprint", s, [], old=vo, new=vn) for s in fingerprint_changes(old, new)]
+    runs = dict(run=run_name(new), old_run=run_name(old))
+    changes = [Change(adapter, "fingerprint", s, [], old=vo, new=vn, **runs) for s in fingerprint_changes(old, new)]
     groups: dict[tuple, list[str]] = defaultdict(list)
     for digest, o in old.cases.items():
         n = new.cases.get(digest)
@@ -269,21 +274,35 @@ def compare_baselines(old: Baseline, new: Baseline) -> list[Change]:
             sentence = _sentence(kind, key, cond, dts.pop() if len(dts) == 1 else None)
         # digest order: the same examples whether the baselines come from a run or a file
         changes.append(Change(adapter, kind, sentence, sorted(digests), is_change=kind != "within_bound",
-                              old=vo, new=vn))
+                              old=vo, new=vn, **runs))
     return changes
 
 
+def run_name(b: Baseline) -> str:
+    """The run a baseline was made from, with its environment (``torch.kl_div@train``)."""
+    return str(b.header.get("run_id") or b.adapter)
+
+
+def cases_in_common(old: Baseline, new: Baseline) -> int:
+    """How many cases both answered: what comparing them checks."""
+    return len(set(old.cases) & set(new.cases))
+
+
 def pair_baselines(old: Iterable[Baseline], new: Iterable[Baseline]) -> list[tuple[Baseline, Baseline]]:
-    """Pairs of the same adapter (by run id first, then by adapter name)."""
+    """Pairs of the same adapter, in NEW's order: every run id present on both sides first
+    (``torch.kl_div@train`` with ``torch.kl_div@train``), then the runs left by adapter name."""
     old, new = list(old), list(new)
-    pairs, used = [], set()
-    for b in new:
-        match = next((a for a in old if id(a) not in used and a.header.get("run_id") == b.header.get("run_id")), None) \
-            or next((a for a in old if id(a) not in used and a.adapter == b.adapter), None)
-        if match is not None:
-            used.add(id(match))
-            pairs.append((match, b))
-    return pairs
+    match: dict[int, Baseline] = {}
+    used: set[int] = set()
+    for same in (lambda a, b: run_name(a) == run_name(b), lambda a, b: a.adapter == b.adapter):
+        for b in new:
+            if id(b) in match:
+                continue
+            a = next((a for a in old if id(a) not in used and same(a, b)), None)
+            if a is not None:
+                used.add(id(a))
+                match[id(b)] = a
+    return [(match[id(b)], b) for b in new if id(b) in match]
 
 
 def version_steps(baselines: Iterable[Baseline], aliases: dict[str, str] | None = None
@@ -309,10 +328,14 @@ def render_text(changes: list[Change]) -> str:
     lines: list[str] = []
     last = None
     for c in changes:
-        head = (c.adapter, c.old, c.new)
+        run = c.run or c.adapter
+        head = (run, c.old_run, c.old, c.new)
         if head != last:
-            step = f" {c.old} -> {c.new}" if c.old or c.new else ""
-            lines.append(f"{c.adapter}{step}:")
+            if c.old_run and c.old_run != run:
+                step = f" ({c.old_run} {c.old} -> {run} {c.new})"
+            else:
+                step = f" {c.old} -> {c.new}" if c.old or c.new else ""
+            lines.append(f"{run}{step}:")
             last = head
         lines.append(f"  {'-' if c.is_change else '='} {c.line()}")
     return "\n".join(lines)

@@ -465,6 +465,17 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     return run, evaluated + extra
 
 
+def compared_cases(run: AdapterRun) -> int:
+    """How many cases ``run`` compared with the reference: the corpus and large cases it
+    was sent (one outcome each), not the cases its shrinker made (a counterexample whose
+    case is not the one it was found as).  0 for a run that did not start."""
+    if run.status != "ok":
+        return 0
+    shrunk = {ce.get("case") for ce in (run.counterexamples or {}).values()
+              if ce.get("case") != ce.get("found_as")}
+    return len(set(run.outcomes) - shrunk)
+
+
 def fingerprint(verdicts: Iterable[Verdict]) -> dict[str, Any]:
     """What the canonical comparisons suggest the adapter computes: counts of verdict
     classes and of the family points named by semantic verdicts (the reports refine it)."""

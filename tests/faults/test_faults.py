@@ -167,12 +167,17 @@ def test_list_takes_the_run_selection_options(capsys):
 @pytest.mark.parametrize("adapter", ["EveryCaseRaises", "NothingExpressible"])
 def test_an_adapter_without_an_observed_point_is_reported_not_an_internal_error(adapter, tmp_path, capsys):
     """An ok run whose fingerprint observes no point (every outcome an error, or no case the
-    adapter can take): the progress line says so, the run ends with a report."""
+    adapter can take): the progress line says so; the run ends with a report, unless it
+    compared no case at all: then nothing was compared (exit 3, no report)."""
     args = [a for a in SMALL if a != "--quiet"]
     rc, err = cli_run(["run", "--frameworks", F + adapter, *args, "--jobs", "2", "--out", str(tmp_path)], capsys)
-    assert rc in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), err
     assert "internal error" not in err and "Traceback" not in err
     assert "no observed point" in err, err
+    if adapter == "NothingExpressible":
+        assert rc == cli.EXIT_NOT_CHECKED and one_line_error(err) and "nothing compared: " in err, err
+        assert not (tmp_path / "results.json").exists()
+        return
+    assert rc in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), err
     (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert run["status"] == "ok" and run["fingerprint"]["observed"] is None
     assert (tmp_path / "report.md").stat().st_size > 0
@@ -198,7 +203,7 @@ def test_the_progress_line_takes_any_fingerprint(fingerprint):
 def test_named_adapter_that_cannot_start_is_exit_3_and_keeps_the_previous_report(adapter, extra, tmp_path, capsys):
     old = previous_report(tmp_path)
     rc, err = cli_run(["run", "--frameworks", M + adapter, *SMALL, *extra, "--out", str(tmp_path)], capsys)
-    assert rc == cli.EXIT_NOT_CHECKED and one_line_error(err) and "nothing was checked" in err, err
+    assert rc == cli.EXIT_NOT_CHECKED and one_line_error(err) and "nothing compared: no adapter could run" in err, err
     assert {n: (tmp_path / n).read_text() for n in old} == old
     assert leftovers(tmp_path) == []
 
