@@ -32,7 +32,10 @@ from klconform.reference.family import canonical as canonical_point
 
 from . import records as known_mod
 from . import wire
+from .behaviour import Observation
+from .candidates import candidate_points
 from .case import Case
+from .compare import format_number
 from . import coverage as coverage_mod
 from . import frozen
 from .frozen import corpus_digest  # noqa: F401  (its home: the frozen corpus)
@@ -163,11 +166,24 @@ class AdapterSession:
         else:
             vs += classify(case, outcome, adapter=self.target.run_id, against="documented",
                            point=documented, documented=documented, gradients=grads, evaluate=self.ev)
+        points = {"canonical": canonical, "documented": documented or canonical}
         for v in vs:
             if v.cls != "match":
-                rec = known_mod.find_record(self.records, v, self.facts(case, v, outcome))
+                obs = self.observation(case, outcome, vs, v.against, points[v.against], documented)
+                rec = known_mod.find_record(self.records, v, self.facts(case, v, outcome), obs)
                 v.known = rec.id if rec else None
         return vs
+
+    def observation(self, case, outcome, verdicts, against: str, compared, documented) -> Observation:
+        """What a record's ``observed`` rules look at for a verdict of comparison ``against``:
+        its gradients were judged at the point a ``semantic`` verdict of that comparison named,
+        else at the compared point (klconform.verdicts.classify)."""
+        judged = compared
+        named = next((v.explained_by for v in verdicts
+                      if v.against == against and v.cls == "semantic" and v.explained_by), None)
+        if named is not None:
+            judged = next((p for p in candidate_points(case, compared, documented) if p.name == named), compared)
+        return Observation(case, outcome, compared, judged, self.ev)
 
     def facts(self, case, verdict, outcome) -> dict[str, Any]:
         return facts(case, verdict, outcome, run=self.target.run_id, version=self.version)
@@ -208,6 +224,41 @@ def _classes(verdicts: Iterable[Verdict]) -> set[tuple[str, str]]:
 def _size_key(case: Case) -> tuple:
     return (int(np.prod(case.shape)) if case.shape else 1, len(case.shape), DTYPES[::-1].index(case.dtype)
             if case.dtype in DTYPES else 0, case.sample_weight is not None, case.weight is not None, case.digest)
+
+
+# A counterexample stands for its verdict only where the case shows the defect: a wrong
+# divisor is invisible on an empty batch (0 = 0 / anything), a NaN cannot tell divisors apart.
+_SHOWN_BY_VALUES = ("semantic", "precision", "special_value", "gradient")
+
+
+def showing_rank(case: Case, verdict: Verdict, outcome=None) -> int:
+    """How well ``case`` shows the defect ``verdict`` stands for, lower is better: 0 by
+    numbers; 1 only by NaN (a semantic verdict on an all-NaN value, a gradient verdict on
+    special entries only: evidence for no divisor or formula); 2 not at all (no term: an
+    empty broadcast shape, where every reduction gives 0 or NaN).  Classes not about values
+    (shape, dtype, error, crash, ...) rank 0.  Counterexamples are the smallest case of the
+    best rank (:func:`run_adapter`, :func:`shrink`, the pytest plugin's smallest new case)."""
+    if verdict.cls not in _SHOWN_BY_VALUES:
+        return 0
+    try:
+        size = int(np.prod(np.broadcast_shapes(case.target.shape, case.pred.shape)))
+    except ValueError:
+        size = int(np.prod(case.shape))
+    if size == 0:
+        return 2
+    if verdict.cls == "gradient" and ": special_value:" in (verdict.detail or ""):
+        return 1
+    value = getattr(outcome, "value", None)
+    if verdict.cls == "semantic" and value is not None:
+        v = np.asarray(value, dtype=np.float64)
+        if v.size and np.all(np.isnan(v)):
+            return 1
+    return 0
+
+
+def _rank(e: "Evaluated", key: tuple[str, str]) -> int:
+    v = next(v for v in e.verdicts if (v.against, v.cls) == key)
+    return showing_rank(e.sent.case, v, e.outcome)
 
 
 # ----------------------------------------------------------------------------- shrinking
@@ -304,7 +355,9 @@ def shrink(session: AdapterSession, ev: Evaluated, key: tuple[str, str], *, max_
         for i, batch in enumerate(batches):
             if i and deadline is not None and time.perf_counter() >= deadline:
                 return cur, rounds, "budget"
-            nxt = next((e for e in session.evaluate(batch, shrunk=True) if key in _classes(e.verdicts)), None)
+            # a smaller case counts only if it shows the defect as well as the current one
+            nxt = next((e for e in session.evaluate(batch, shrunk=True)
+                        if key in _classes(e.verdicts) and _rank(e, key) <= _rank(cur, key)), None)
             if nxt is not None:
                 break
         if nxt is None:
@@ -331,7 +384,7 @@ def _same_outcome(a, b) -> str | None:
     wa, wb = wire.to_wire(a), wire.to_wire(b)
     for key in ("status", "dtype", "shape", "error_type"):
         if wa[key] != wb[key]:
-            return f"{key}: {wa[key]!r} then {wb[key]!r}"
+            return f"{key}: {wa[key]} then {wb[key]}"
     for name, x, y in [("value", wa["value"], wb["value"])] + [
             (f"gradient wrt {k}", wa["grads"].get(k), wb["grads"].get(k)) for k in sorted(set(wa["grads"]) | set(wb["grads"]))]:
         if x != y:
@@ -341,7 +394,7 @@ def _same_outcome(a, b) -> str | None:
             diff = np.flatnonzero(xa.view("<u8") != ya.view("<u8"))
             i = int(diff[0])
             return (f"{name}: {diff.size} of {xa.size} entries differ, e.g. entry {i}: "
-                    f"{xa[i]!r} then {ya[i]!r} ({abs(xa[i] - ya[i]):.3g} apart)")
+                    f"{format_number(xa[i])} then {format_number(ya[i])} ({abs(xa[i] - ya[i]):.3g} apart)")
     return None
 
 
@@ -373,7 +426,8 @@ def run_large(session: AdapterSession, entries: Sequence, run: AdapterRun) -> li
                 verdicts.append(Verdict(adapter=run.adapter, case=case.digest, against=against, cls="nondeterministic",
                                         clauses=(vclause,), detail=f"the same case twice: {differs}"[:300]))
             for v in verdicts[-2:]:
-                rec = known_mod.find_record(session.records, v, session.facts(case, v, first))
+                obs = Observation(case, first, canonical_point(case), canonical_point(case), session.ev)
+                rec = known_mod.find_record(session.records, v, session.facts(case, v, first), obs)
                 v.known = rec.id if rec else None
         judged = [v for v in verdicts if v.against == "canonical" and v.cls != "nondeterministic"]
         errs = [v.err_over_bound for v in judged if v.err_over_bound is not None]
@@ -417,11 +471,15 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     big = run_large(session, large, run)
     if large_cases is not None:
         large_cases.update((b.digest, b.case_json) for b in big)
-    # minimal counterexamples: per discrepancy class, the smallest case, shrunk further
+    # minimal counterexamples: per discrepancy class, the smallest case that shows the
+    # defect best (showing_rank), shrunk further
     firsts: dict[str, tuple[tuple[str, str], Evaluated]] = {}
+    ranks: dict[str, int] = {}
     for e in sorted(evaluated, key=lambda e: _size_key(e.sent.case)):
         for against, cls in sorted(_classes(e.verdicts), key=lambda k: k[0] != "canonical"):
-            firsts.setdefault(cls, ((against, cls), e))
+            r = _rank(e, (against, cls))
+            if cls not in firsts or r < ranks[cls]:
+                firsts[cls], ranks[cls] = ((against, cls), e), r
     for b in sorted(big, key=lambda b: (b.elements, b.digest)):      # classes only large cases show
         for against, cls in sorted(b.classes, key=lambda k: k[0] != "canonical"):
             if cls in firsts or cls in run.counterexamples:

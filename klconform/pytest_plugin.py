@@ -595,6 +595,12 @@ def _new_verdicts_in_area(res: AdapterResult, area: str):
     return [v for v in unrecorded(res.run) if area_of(v, facts(res.cases[v.case], v)) == area]
 
 
+def _outcome_of(res: AdapterResult, digest: str):
+    from klconform import wire
+    d = res.run.outcomes.get(digest)
+    return wire.from_json(d) if d else None
+
+
 def explain_findings(item: AreaItem, res: AdapterResult, lines: list[str]) -> str:
     """The failure text of an area item, and its JUnit properties: per verdict class the
     SPEC clauses, the smallest new case and the blob that reproduces it."""
@@ -606,7 +612,8 @@ def explain_findings(item: AreaItem, res: AdapterResult, lines: list[str]) -> st
     for v in _new_verdicts_in_area(res, item.area):
         by_cls.setdefault(v.cls, []).append(v)
     for cls, vs in sorted(by_cls.items()):
-        smallest = min(vs, key=lambda v: (int(np.prod(res.cases[v.case].shape) or 0), v.case))
+        smallest = min(vs, key=lambda v: (engine.showing_rank(res.cases[v.case], v, _outcome_of(res, v.case)),
+                                          int(np.prod(res.cases[v.case].shape) or 0), v.case))
         clauses = list(smallest.clauses)
         case = res.cases[smallest.case]
         blob = engine.case_blob(case)

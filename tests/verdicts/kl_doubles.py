@@ -255,3 +255,12 @@ class FlattenNone(ReferenceAdapter):
             out.value = out.value.reshape(-1)
             out.shape = out.value.shape
         return out
+
+
+class WrongBatchmeanDivisor(ReferenceAdapter):
+    """batchmean divided by the number of elements (torch's 'mean'), value and gradients:
+    invisible on an empty batch (0 / 0 = NaN is what 'mean' gives, no divisor shows)."""
+    name = "double.wrong_batchmean_divisor"
+
+    def point(self, case):
+        return Point(reduction="mean" if case.reduction == "batchmean" else case.reduction)
