@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, metavar="DIR", help="output directory (default: the results file's)")
     rep.add_argument("--formats", default="md,html", metavar="LIST", help="any of json,md,html (default md,html)")
     add_upgrade_parsers(sub)
+    from .show import add_parser as add_show_parser
+    add_show_parser(sub)
     x = sub.add_parser("explore", help="draw new cases with Hypothesis and show what the frozen corpus misses")
     for flag in ("--frameworks", "--adapter", "--python", "--dtypes", "--case-timeout", "--setup-timeout",
                  "--worker-memory", "--batch-size", "--shrink-rounds", "--shrink-budget", "--quiet", "--jobs"):
@@ -766,6 +768,14 @@ def cmd_corpus(args) -> int:
     return EXIT_DISCREPANCY if low else EXIT_OK
 
 
+def cmd_show(args) -> int:
+    from .show import ShowError, main as show_main
+    try:
+        return show_main(args)
+    except ShowError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_list(args) -> int:
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
     for s in specs:
@@ -998,7 +1008,8 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
     try:
         args = build_parser().parse_args(argv)
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
-                "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus}[args.command](args)
+                "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus,
+                "show": cmd_show}[args.command](args)
     except UsageError as exc:
         _error_line(str(exc))
         return EXIT_USAGE
