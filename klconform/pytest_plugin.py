@@ -254,10 +254,16 @@ class ConformanceRuns:
             else:
                 names = [n.strip() for n in sel.frameworks.split(",") if n.strip()]
             known = registry.builtin_adapters()
-            self.all_mode = names is None
             specs = registry.resolve(expand_names(names, known, pythons), extra_refs=sel.adapters,
                                      pythons=pythons, known=known)
             self.specs = {self.run_id(s): s for s in specs}
+            # The adapters the run named (as klconform run's exit 3): not those that came
+            # with 'all' alone; one of them that cannot start fails its items.
+            implicit: set[str] = set()
+            if names is None or ALL in names:
+                implicit = {self.run_id(s) for s in registry.resolve(expand_names(None, known, pythons),
+                                                                     pythons=pythons, known=known)}
+            self.named = set(self.specs) - implicit
             self.classes = {rid: registry.load_adapter_class(s.adapter_ref) for rid, s in self.specs.items()}
         except (registry.RegistryError, ValueError) as exc:
             raise pytest.UsageError(f"klconform: {exc}") from None
@@ -356,15 +362,25 @@ class ConformanceRuns:
                 self._memo[run_id] = _once(self.shared, key(run_id), lambda: self._compute(run_id))
         return self._memo[run_id]
 
-    def usable(self, run_id: str) -> AdapterResult:
-        """The run of ``run_id`` for an item: skipped when its framework is unavailable in
-        ``all`` mode, a failure when the run named it (as ``klconform run``'s exit 3)."""
+    def usable(self, run_id: str, item: pytest.Item | None = None) -> AdapterResult:
+        """The run of ``run_id`` for an item: a failure when the adapter could not start or
+        compared no case and the run named it (``@ENV`` included; as ``klconform run``'s exit
+        3), skipped with the reason when it only came with ``all``.  ``item`` gets a
+        user property saying how many cases were compared, or why none was (the terminal
+        summary counts them, on the xdist controller too)."""
+        from klconform.engine import compared_cases
         res = self.result(run_id)
-        if res.unavailable:
-            if self.all_mode or "@" in run_id:
-                pytest.skip(f"{run_id} unavailable ({res.unavailable})")
-            pytest.fail(f"{run_id} could not run ({res.unavailable})", pytrace=False)
-        return res
+        n = 0 if res.unavailable else compared_cases(res.run)
+        props = item.user_properties if item is not None else []
+        if n:
+            props.append(("klconform_compared", str(n)))
+            return res
+        why = res.unavailable or (f"compared no case: none of the {len(self.corpus())} corpus case(s) and "
+                                  f"{len(self.large_entries())} large case(s) is one it takes")
+        props.append(("klconform_not_compared", why))
+        if run_id in self.named:
+            pytest.fail(f"klconform: {run_id} could not be checked ({why})", pytrace=False)
+        pytest.skip(f"{run_id} not checked ({why})")
 
 
 _RUNS = pytest.StashKey[ConformanceRuns | None]()
@@ -400,6 +416,7 @@ def _apply_environment(config, defaults) -> None:
 
 # ----------------------------------------------------------------------------- pytest hooks
 def pytest_configure(config):
+    config.pluginmanager.register(Tally(), "klconform-tally")
     config.addinivalue_line("markers", "klconform: a klconform conformance item")
     config.addinivalue_line("markers", "klconform_known: a klconform known-record item (xfail strict)")
     from klconform.areas import AREAS     # no numpy: cheap in every pytest run
@@ -433,7 +450,9 @@ def header_lines(runs: ConformanceRuns) -> list[str]:
     for rid, spec in runs.specs.items():
         cls = runs.classes[rid]
         where = f"python {spec.python}" if spec.python else f"python {sys.executable}"
-        if spec.python is None and cls.framework:
+        if getattr(spec, "unavailable", None):
+            where = f"not startable here: {spec.unavailable}"
+        if spec.python is None and cls.framework and "@" not in rid:
             try:
                 version = f"{cls.framework} {importlib.metadata.version(cls.framework)}"
             except importlib.metadata.PackageNotFoundError:
@@ -445,7 +464,20 @@ def header_lines(runs: ConformanceRuns) -> list[str]:
         lines.append("klconform: no adapter selected")
     lines.append(f"klconform: seed {runs.sel.seed}, {runs.corpus_description()}, "
                  f"large family: {runs.sel.large} ({len(runs.large_entries())} cases)")
+    lines.append(f"klconform: to compare: {to_compare(runs)} (each adapter takes the cases it can express; "
+                 f"the summary says how many it compared)")
     return lines
+
+
+def to_compare(runs: ConformanceRuns) -> str:
+    """``2 adapter run(s) × 4047 corpus case(s) + 7 large``, before any adapter runs."""
+    path = runs.corpus_path()
+    if path is not None:
+        from klconform import frozen
+        corpus = f"{frozen.read_header(path)['cases']} corpus case(s)"
+    else:
+        corpus = f"a drawn corpus (>= {runs.sel.cases} generated case(s) per adapter + curated)"
+    return f"{len(runs.specs)} adapter run(s) × {corpus} + {len(runs.large_entries())} large"
 
 
 def pytest_report_collectionfinish(config, start_path, items):
@@ -465,7 +497,55 @@ def pytest_collection_modifyitems(session, config, items):
     root = Conformance.from_parent(session, name="klconform", nodeid="klconform")
     for rid in runs.run_ids:
         config.addinivalue_line("markers", f"{marker_for(rid)}: klconform items of adapter {rid}")
-    items.extend(root.collect_all())
+    ours = root.collect_all()
+    items.extend(ours)
+    # Reported as collected, so that "collected N items" counts the items that run.
+    config.hook.pytest_collectreport(report=pytest.CollectReport(root.nodeid, "passed", None, ours))
+
+
+# ----------------------------------------------------------------------------- what was compared
+class Tally:
+    """What the klconform items that ran compared, read from their reports' user
+    properties (so the xdist controller, which runs no item, knows it too); registered per
+    session by :func:`pytest_configure`."""
+
+    def __init__(self):
+        self.items = 0
+        self.compared: dict[str, int] = {}       # run id -> cases compared
+        self.not_compared: dict[str, str] = {}   # run id -> why none
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "call":
+            return
+        props = dict((p[0], p[1]) for p in report.user_properties)
+        rid = props.get("klconform_adapter")
+        if rid is None:
+            return
+        self.items += 1
+        if "klconform_compared" in props:
+            self.compared[rid] = int(props["klconform_compared"])
+        elif "klconform_not_compared" in props:
+            self.not_compared.setdefault(rid, props["klconform_not_compared"])
+
+    def pytest_sessionfinish(self, session):
+        """A run whose klconform items compared nothing at all (every adapter skipped as
+        unavailable, or none took a case) does not pass."""
+        if self.items and not self.compared and session.exitstatus == pytest.ExitCode.OK \
+                and not hasattr(session.config, "workerinput"):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.items:
+            return
+        missed = "; ".join(f"{rid} ({why})" for rid, why in self.not_compared.items() if rid not in self.compared)
+        terminalreporter.section("klconform", sep="-", red=not self.compared)
+        if self.compared:
+            from klconform.cli import adapters_by_cases
+            terminalreporter.write_line(f"klconform: compared {adapters_by_cases(sorted(self.compared.items()))}"
+                                        + (f"; not compared: {missed}" if missed else ""))
+        else:
+            terminalreporter.write_line(f"klconform: nothing compared: {missed or 'no adapter ran'}; the run "
+                                        f"fails (exit status {int(pytest.ExitCode.TESTS_FAILED)})", red=True)
 
 
 def check_baselines(runs: ConformanceRuns) -> None:
@@ -581,7 +661,7 @@ class AreaItem(_Item):
     def runtest(self):
         from klconform.unexpected import unexpected_findings
         runs = runs_for(self.config)
-        res = runs.usable(self.run_id)
+        res = runs.usable(self.run_id, self)
         lines = unexpected_findings(res.run, area=self.area, cases=res.cases)
         self.user_properties.append(("klconform_unexpected", str(len(lines))))
         if lines:
@@ -642,7 +722,7 @@ class RecordItem(_Item):
 
     def runtest(self):
         from klconform import records
-        res = runs_for(self.config).usable(self.run_id)
+        res = runs_for(self.config).usable(self.run_id, self)
         version = str(res.run.env.get("version", "")) or None
         if not records.applies(self.record, run=self.run_id, version=version):
             pytest.skip(f"record {self.record.id} does not apply to {self.run_id} {version or ''}".rstrip())
@@ -673,7 +753,7 @@ class BaselineItem(_Item):
         from klconform import baseline, engine
         from klconform.results import RunResult
         runs = runs_for(self.config)
-        res = runs.usable(self.run_id)
+        res = runs.usable(self.run_id, self)
         cases = {e.sent.case.digest: e.sent.to_json() for e in res.evaluated}
         result = RunResult(schema_version=engine.SCHEMA_VERSION, seed=runs.sel.seed, hypothesis={},
                            corpus_digest=engine.corpus_digest(runs.corpus()), cases=cases, runs=[res.run])
