@@ -10,7 +10,7 @@ from ..results import RunResult
 from ..areas import AREAS
 from . import plots
 from . import coverage, scale, versions
-from .markdown import CANONICAL, bootstrap_command, not_run_line, python_text
+from .markdown import CANONICAL, bootstrap_command, case_counts, not_run_line, python_text, run_command
 from .summary import (AREA_TITLES, EXIT_DOC, FIRST_SCREEN_COLUMNS, Group, ReportModel, alarm, build_model, error_points,
                       first_screen, gradient_points, recorded_rest)
 
@@ -107,8 +107,7 @@ def _head(model: ReportModel) -> str:
                f" (exit status {model.exit_status})</b><br><small>Exit status: {E(EXIT_DOC)}.</small></div>")
     if not r.complete:
         out.append('<div class="loud"><b>Partial results</b>: the run did not finish; only the adapters listed completed.</div>')
-    out.append(f"<p>Seed {r.seed}, {len(r.cases)} cases (corpus digest <code>{E(r.corpus_digest)}</code>), "
-               f"{len(r.runs)} adapter run(s), started {E(str(r.started_at or '?'))}"
+    out.append(f"<p>Seed {r.seed}, {E(case_counts(r)).replace('`', '')}, started {E(str(r.started_at or '?'))}"
                + (f", {r.elapsed_s:.1f} s" if r.elapsed_s is not None else "") + ".</p>")
     return "\n".join(out)
 
@@ -247,7 +246,7 @@ def _reproduction(model: ReportModel) -> str:
     return ('<h2 id="reproduction">Reproduction</h2><p>Re-run exactly this report (same seed, same framework '
             "versions → the same results.json apart from the timing fields <code>started_at</code> and "
             "<code>elapsed_s</code>):</p>"
-            f"<pre>{E(r.command or f'python -m klconform run --seed {r.seed}')}</pre>"
+            f"<pre>{E(run_command(r))}</pre>"
             f"<p>or, from a fresh clone (builds the environments first):</p><pre>{E(bootstrap_command(r))}</pre>"
             "<p>Re-render from the results file: <code>python -m klconform report results.json --out DIR</code>.</p>")
 

@@ -51,10 +51,54 @@ def python_text(env: dict) -> str:
     return f"{ver} ({path})" if ver and path else (ver or path or "—")
 
 
+def run_command(r: RunResult) -> str:
+    """The command that reproduces ``r``: the recorded one, plus ``--python ENV=PATH`` for
+    each side interpreter a ``NAME@ENV`` run used that the command does not name (one set
+    through ``KLCONFORM_PYTHON_<ENV>`` leaves no trace in the command line)."""
+    import shlex
+    cmd = r.command or f"python -m klconform run --seed {r.seed}"
+    words = shlex.split(cmd)
+    named = {w.split("=", 1)[0].lower() for i, w in enumerate(words) if i and words[i - 1] == "--python"}
+    extra: list[str] = []
+    for run in r.runs:
+        _, at, env = run.adapter.partition("@")
+        path = (run.env or {}).get("python")
+        if at and env and path and env.lower() not in named:
+            named.add(env.lower())
+            extra += ["--python", f"{env}={path}"]
+    return shlex.join(words + extra) if extra else cmd
+
+
 def bootstrap_command(r: RunResult) -> str:
     """The reproduction command through the README's bootstrap (same options)."""
-    cmd = r.command or f"python -m klconform run --seed {r.seed}"
-    return cmd.replace("python -m klconform run", "python3 bootstrap.py run", 1)
+    return run_command(r).replace("python -m klconform run", "python3 bootstrap.py run", 1)
+
+
+def case_counts(r: RunResult) -> str:
+    """What the results' cases are, each count named: the corpus's cases, the forms sent to
+    adapters that take another encoding or dtype, large cases, shrunk counterexamples, and
+    the outcomes (adapter run × case) compared."""
+    shrunk = {ce.get("case") for run in r.runs for ce in (run.counterexamples or {}).values()
+              if ce.get("case") != ce.get("found_as")}
+    corpus = sent = large = small = 0
+    for d, j in r.cases.items():
+        if j.get("recipe") is not None:
+            large += 1
+        elif d in shrunk and j.get("canonical") not in (None, d):
+            small += 1
+        elif j.get("canonical") not in (None, d):
+            sent += 1
+        else:
+            corpus += 1
+    outcomes = sum(len(run.outcomes) for run in r.runs)
+    ok = sum(1 for run in r.runs if run.status == "ok")
+    parts = [f"{sent} translated for adapters that take another encoding or dtype" if sent else "",
+             f"{large} large" if large else "", f"{small} shrunk counterexample(s)" if small else ""]
+    parts = [x for x in parts if x]
+    return (f"corpus of {corpus} cases (digest `{r.corpus_digest}`)"
+            + (f"; {len(r.cases)} distinct cases in the results ({corpus} of the corpus, {', '.join(parts)})"
+               if parts else "")
+            + f"; {outcomes} outcomes compared (adapter run × case) over {ok} of {len(r.runs)} adapter run(s)")
 
 
 def cell(text) -> str:
@@ -94,8 +138,7 @@ def header_section(model: ReportModel) -> list[str]:
     if not r.complete:
         out.append("")
         out.append("> **Partial results**: the run did not finish; only the adapters listed completed.")
-    out += ["", f"Seed {r.seed}, {len(r.cases)} cases (corpus digest `{r.corpus_digest}`), "
-                f"{len(r.runs)} adapter run(s), started {r.started_at or '?'}"
+    out += ["", f"Seed {r.seed}, {case_counts(r)}, started {r.started_at or '?'}"
                 + (f", {r.elapsed_s:.1f} s" if r.elapsed_s is not None else "") + ".", ""]
     return out
 
@@ -239,7 +282,7 @@ def reproduction_section(model: ReportModel) -> list[str]:
     r = model.result
     return ["## Reproduction", "", "Re-run exactly this report (same seed, same framework versions → the same "
             "results.json apart from the timing fields `started_at` and `elapsed_s`):", "", "```sh",
-            r.command or f"python -m klconform run --seed {r.seed}", "```", "",
+            run_command(r), "```", "",
             "or, from a fresh clone (builds the environments first):", "", "```sh", bootstrap_command(r), "```", "",
             "Re-render from the results file: `python -m klconform report results.json --out DIR`.", ""]
 
