@@ -23,6 +23,8 @@ Each entry::
     when = "reduction='mean' divides by all elements"   # the condition, in words
     match = { reduction = "mean" }        # machine condition (vocabulary below)
     explained_by = "mean"                 # optional: the family point named (glob) — semantic
+    observed = { value = "nan" }          # what the framework computes there (klconform/behaviour.py);
+                                          # required unless explained_by says it (semantic)
     citation = "https://..."              # framework doc or upstream issue
     note = "..."                          # optional
 
@@ -67,6 +69,14 @@ version             framework version from the worker environment (glob)
 run                 adapter run id, e.g. "mxnet.KLDivLoss@mxnet180" (glob)
 =================== =============================================================
 
+A record covers a verdict only when its ``match`` holds *and* the outcome does what its
+``observed`` rules say (or, for ``semantic``, is the ``explained_by`` point): a wrong value at
+a recorded place is unexpected.  Rules (klconform/behaviour.py): ``value`` / ``grad`` = the
+kind of every departing entry ("nan", "+inf", "-inf", "finite", "zero"); ``point`` = a table of
+family-point fields the value or gradient agrees with; ``within`` = the largest err/bound
+factor; ``dtype`` = the dtype returned; ``error`` = the exception type raised (glob) or
+"value".
+
 CI semantics (:func:`check_run`): every non-match verdict must be covered by a record
 (else it is *new*), and every record that *applies to the run* must cover at least one
 verdict (else it is *unmatched*); both fail.  A record whose ``version`` / ``run``
@@ -84,6 +94,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import behaviour
 from .results import AGAINST, VERDICT_CLASSES
 
 KNOWN_DIR = Path(__file__).resolve().parent / "known"
@@ -96,7 +107,7 @@ FIELDS = {
     "error_type": str, "version": str, "run": str,
     "target_dtype": str, "pred_dtype": str, "dtype_form": str, "other_dtype_inputs": str, "reshaped_target": bool,
 }
-ENTRY_KEYS = {"id", "class", "against", "clauses", "when", "match", "explained_by", "citation", "note"}
+ENTRY_KEYS = {"id", "class", "against", "clauses", "when", "match", "explained_by", "observed", "citation", "note"}
 REQUIRED = ("id", "class", "against", "clauses", "when", "citation")
 
 
@@ -116,6 +127,7 @@ class Record:
     explained_by: str | None = None
     note: str = ""
     source: str = ""          # file the record came from
+    observed: dict[str, Any] = dataclasses.field(default_factory=dict)   # klconform/behaviour.py
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -180,9 +192,20 @@ def parse_records(data: dict[str, Any], source: str) -> list[Record]:
         eb = e.get("explained_by")
         if eb is not None and not isinstance(eb, str):
             raise KnownError(f"{where}: explained_by must be a string (a Point.name, globs allowed)")
+        observed = {}
+        if "observed" in e:
+            try:
+                observed = behaviour.validate(e["observed"], e["class"])
+            except behaviour.BehaviourError as exc:
+                raise KnownError(f"{where}: {exc}") from None
+        elif ((eb is None and "explained_by" not in match) or e["class"] != "semantic") \
+                and e["class"] not in behaviour.SELF_STATED:
+            raise KnownError(f"{where}: no 'observed' rule: say what the framework computes there "
+                             f"(e.g. observed = {{ value = \"nan\" }}, {{ within = 4 }}, {{ point = {{ zero_inf = \"nan\" }} }}; "
+                             f"klconform/behaviour.py), so a wrong value at this place is not covered")
         out.append(Record(id=e["id"], cls=e["class"], against=tuple(against), clauses=tuple(clauses),
                           when=e["when"], match=dict(match), citation=e["citation"], explained_by=eb,
-                          note=e.get("note", ""), source=source))
+                          note=e.get("note", ""), source=source, observed=observed))
     return out
 
 
@@ -279,14 +302,20 @@ def _value_matches(cond: Any, fact: Any) -> bool:
     return cond == fact
 
 
-def record_matches(record: Record, verdict, facts: dict[str, Any]) -> bool:
+def record_matches(record: Record, verdict, facts: dict[str, Any], observation=None) -> bool:
     """True when ``record`` covers ``verdict`` given the ``facts`` of its case/outcome
-    (:func:`klconform.verdicts.facts`)."""
+    (:func:`klconform.verdicts.facts`) and, for a record with ``observed`` rules, the
+    ``observation`` (:class:`klconform.behaviour.Observation`) does what they say: without
+    an observation such a record covers nothing."""
     if verdict.cls != record.cls or verdict.against not in record.against:
         return False
     if record.explained_by is not None and not _value_matches(record.explained_by, verdict.explained_by):
         return False
-    return all(_value_matches(cond, facts.get(k)) for k, cond in record.match.items())
+    if not all(_value_matches(cond, facts.get(k)) for k, cond in record.match.items()):
+        return False
+    if record.observed:
+        return observation is not None and behaviour.holds(record.observed, verdict, observation)
+    return True
 
 
 # Conditions that depend only on the run (not on a case): they decide whether a record applies.
@@ -322,9 +351,9 @@ def can_occur(record: Record, case_facts: Iterable[dict[str, Any]]) -> bool:
     return any(all(_value_matches(c, f.get(k)) for k, c in conds) for f in case_facts)
 
 
-def find_record(records: Iterable[Record], verdict, facts: dict[str, Any]) -> Record | None:
+def find_record(records: Iterable[Record], verdict, facts: dict[str, Any], observation=None) -> Record | None:
     """The first record (file order) that covers ``verdict``, or None."""
     for r in records:
-        if record_matches(r, verdict, facts):
+        if record_matches(r, verdict, facts, observation):
             return r
     return None

@@ -1,0 +1,279 @@
+"""What a known record says the framework computes where it departs, and the check that an
+observed outcome does that (klconform/records.py: ``observed``).
+
+A record names *where* a framework differs (``match``: facts of the case and verdict) and
+*what it does there* (``observed``).  It covers a verdict only when both hold, so a wrong
+value at a recorded place — a planted wrong divisor where the record says "the gradient is
+NaN" — stays unexpected.  The rules, all of which must hold:
+
+=========== ====================================================================
+rule        holds when
+=========== ====================================================================
+value       every entry of the returned value that departs from the compared
+            point's expectation (beyond its bound, or another special value) is of
+            this kind: "nan" | "+inf" | "-inf" | "finite" | "zero"
+grad        the same for the gradient the verdict is about (``grad_input``); it is
+            judged against the point the harness judged it at (the compared point,
+            or the point a ``semantic`` verdict of the same comparison named).  One
+            more kind for a log-probability prediction: "-p", every departing entry is
+            −p·c (KL-GRAD-PRED-LOGPROB's formula evaluated on its own, c = w·W/D, summed
+            to the prediction's shape) — "d/d(log q) = −p where the reference gives NaN"
+point       a table of family-point fields (``reference.Point``) replacing those of
+            the compared point: the value (value verdicts) or the gradient
+            (gradient verdicts) agrees with the reference there within its bound
+divided_by  the value (value verdicts) or the gradient (gradient verdicts) is the
+            compared point's *sum* divided by this count of the sent arrays:
+            "pred.shape[0]" | "target.shape[0]" (1 for a 0-D array) | "pred.size" |
+            "target.size" — a divisor no family reduction has (torch's batchmean with
+            a broadcast input)
+within      the verdict's ``err_over_bound`` is at most this factor (how far
+            beyond the bound the framework's rounding goes)
+dtype       the dtype returned (the value's; for a gradient verdict, the gradient's)
+error       the framework raised an exception whose type matches this glob
+            ("*" any); "value": it returned a value where the spec defines an error
+=========== ====================================================================
+
+A ``semantic`` record's ``explained_by`` is such a statement already (the explanation
+search found the outcome within the bound of that point); others need ``observed``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Any, Callable
+
+import numpy as np
+
+from .case import Case
+from .compare import compare_arrays, expected_gradient, expected_value, judged_dtype
+from .reference.family import Point
+
+KINDS = ("nan", "+inf", "-inf", "finite", "zero")
+RULES = {"value": str, "grad": str, "point": dict, "divided_by": str, "within": (int, float), "dtype": str,
+         "error": str}
+DIVISORS = ("pred.shape[0]", "target.shape[0]", "pred.size", "target.size")
+# the verdict classes a rule can speak about
+RULE_CLASSES = {
+    "value": ("special_value", "precision", "semantic", "shape"),
+    "grad": ("gradient",),
+    "point": ("special_value", "precision", "semantic", "gradient"),
+    "divided_by": ("special_value", "precision", "semantic", "gradient"),
+    "within": ("precision", "gradient", "semantic", "special_value"),
+    "dtype": ("dtype",),
+    "error": ("error",),
+}
+
+
+# classes whose verdict is the behaviour itself (the worker died, hung, or answered twice
+# differently): their records need no ``observed`` rule
+SELF_STATED = ("crash", "timeout", "nondeterministic")
+
+
+class BehaviourError(ValueError):
+    """A malformed ``observed`` table (the message names the rule)."""
+
+
+def validate(observed: Any, cls: str) -> dict[str, Any]:
+    """``observed`` checked for a record of verdict class ``cls``; returns it as a dict."""
+    if not isinstance(observed, dict) or not observed:
+        raise BehaviourError("observed must be a non-empty table of rules "
+                             f"({', '.join(RULES)})")
+    for key, val in observed.items():
+        if key not in RULES:
+            raise BehaviourError(f"observed.{key} is not a rule ({', '.join(RULES)})")
+        if not isinstance(val, RULES[key]) or isinstance(val, bool):
+            raise BehaviourError(f"observed.{key} = {val!r} has the wrong type")
+        if cls not in RULE_CLASSES[key]:
+            raise BehaviourError(f"observed.{key} says nothing about a {cls!r} verdict "
+                                 f"(it speaks of {', '.join(RULE_CLASSES[key])})")
+        allowed = KINDS + (("-p",) if key == "grad" else ())
+        if key in ("value", "grad") and val not in allowed:
+            raise BehaviourError(f"observed.{key} = {val!r} is not one of {allowed}")
+        if key == "divided_by" and val not in DIVISORS:
+            raise BehaviourError(f"observed.divided_by = {val!r} is not one of {DIVISORS}")
+        if key == "within" and not val >= 1:
+            raise BehaviourError(f"observed.within = {val!r}: a factor of the bound, at least 1")
+        if key == "point":
+            try:
+                Point(**{"reduction": "sum", **val})
+            except (TypeError, ValueError) as exc:
+                raise BehaviourError(f"observed.point: {exc}") from None
+    return dict(observed)
+
+
+@dataclasses.dataclass
+class Observation:
+    """What the rules of one verdict look at: the sent case, the outcome, the point it was
+    compared at, the point its gradients were judged at, and the reference."""
+
+    case: Case
+    outcome: Any
+    compared: Point
+    judged: Point
+    evaluate: Callable
+
+
+def _kind_of(x: np.ndarray) -> dict[str, np.ndarray]:
+    return {"nan": np.isnan(x), "+inf": x == np.inf, "-inf": x == -np.inf,
+            "finite": np.isfinite(x), "zero": x == 0}
+
+
+def _departing(expected, bound, observed) -> np.ndarray | None:
+    """Mask of the entries of ``observed`` that depart from ``expected`` (KL-BOUND-4);
+    None when the shapes differ."""
+    e = np.asarray(expected, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
+    if e.shape != o.shape:
+        return None
+    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        same_special = (np.isnan(e) & np.isnan(o)) | (np.isinf(e) & (e == o))
+        close = np.isfinite(e) & np.isfinite(o) & (np.abs(o - e) <= b)
+    return ~(same_special | close)
+
+
+def _entries_are(kind: str, expected, bound, observed, minus_p=None) -> bool:
+    dep = _departing(expected, bound, observed)
+    if dep is None or not dep.any():
+        return False
+    o = np.asarray(observed, dtype=np.float64)
+    if kind == "-p":
+        if minus_p is None:
+            return False
+        want, tol = minus_p
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = (np.isnan(want) & np.isnan(o)) | (want == o) | (np.abs(o - want) <= tol)
+        return bool(np.all(ok[dep]))
+    return bool(np.all(_kind_of(o)[kind][dep]))
+
+
+def _minus_p(case: Case, point: Point, dtype: str):
+    """(−p·c summed to the prediction's shape, its tolerance) for a log-probability
+    prediction at ``point``, or None: the formula of KL-GRAD-PRED-LOGPROB evaluated on its
+    own, whatever the term's value."""
+    from .reference.dtypes import UNIT_ROUNDOFF
+    from .reference.variants import prepare, sum_to_shape
+    if (point.pred_as or case.pred_kind) != "logprob" or point.swap or point.generalised or point.normalise:
+        return None
+    try:
+        prep = prepare(case, point)
+    except ValueError:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        c = np.asarray(prep.coef, dtype=np.float64) / float(prep.divisor)
+        p = np.broadcast_to(np.asarray(prep.target.v, dtype=np.float64), prep.shape)
+        shape = tuple(np.shape(case.pred))
+        g = sum_to_shape(-p * c, shape)
+        k = max(1, int(np.prod(prep.shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64))))
+        tol = 4 * (k + 2) * UNIT_ROUNDOFF[dtype] * sum_to_shape(np.abs(p * c), shape)
+    return np.asarray(g, dtype=np.float64), np.asarray(tol, dtype=np.float64)
+
+
+def _grad_input(verdict) -> str | None:
+    detail = verdict.detail or ""
+    for k in ("pred", "target"):
+        if detail.startswith(f"gradient wrt {k}"):
+            return k
+    return None
+
+
+def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
+    """True when every rule of ``observed`` holds for ``verdict`` on ``obs``."""
+    case, out = obs.case, obs.outcome
+    used = judged_dtype(case.dtype, out.dtype)
+    key = _grad_input(verdict)
+    for rule, want in observed.items():
+        if rule == "within":
+            if verdict.err_over_bound is None or not verdict.err_over_bound <= want:
+                return False
+        elif rule == "dtype":
+            got = (out.grad_dtypes or {}).get(key) if key else out.dtype
+            if got != want and not (key is None and want in [d for d in (out.grad_dtypes or {}).values()]):
+                return False
+        elif rule == "error":
+            if want == "value":
+                if out.status != "ok":
+                    return False
+            elif out.status != "error" or not fnmatch.fnmatchcase(out.error_type or "", want):
+                return False
+        elif rule == "value":
+            exp = obs.evaluate(case, obs.compared)
+            if isinstance(exp, Exception) or out.value is None:
+                return False
+            v, b = expected_value(exp, case.dtype, used)
+            if not _entries_are(want, v, b, out.value):
+                return False
+        elif rule == "grad":
+            got = (out.grads or {}).get(key) if key else None
+            exp = obs.evaluate(case, obs.judged)
+            if got is None or isinstance(exp, Exception):
+                return False
+            eg = expected_gradient(exp, key, case, used, (out.grad_dtypes or {}).get(key, used))
+            mp = _minus_p(case, obs.judged, (out.grad_dtypes or {}).get(key) or used) \
+                if want == "-p" and key == "pred" else None
+            if eg is None or not _entries_are(want, eg[0], eg[1], got, mp):
+                return False
+        elif rule in ("point", "divided_by"):
+            scale = 1.0
+            try:
+                if rule == "point":
+                    point = dataclasses.replace(obs.compared, **want)
+                else:
+                    point = dataclasses.replace(obs.compared, reduction="sum")
+                    scale = 1.0 / _count(case, want)
+            except (TypeError, ValueError):
+                return False
+            exp = obs.evaluate(case, point)
+            if isinstance(exp, Exception) or not _agrees(exp, key, case, out, used, scale):
+                return False
+    return True
+
+
+def _count(case: Case, what: str) -> int:
+    side, attr = what.split(".")
+    shape = tuple(case.sent_shape(side))
+    if attr == "size":
+        return max(1, int(np.prod(shape, dtype=np.int64)))
+    return shape[0] if shape else 1
+
+
+def _agrees(exp, key, case: Case, out, used: str, scale: float) -> bool:
+    """The outcome's value (``key`` None) or gradient ``key`` within the bound of ``exp``'s
+    scaled by ``scale`` (the bound scales alike, plus the division's own rounding)."""
+    from .reference.dtypes import UNIT_ROUNDOFF
+    if key is None:
+        v, b = expected_value(exp, case.dtype, used)
+        got, shape, dt = out.value, out.shape, used
+    else:
+        got, shape = (out.grads or {}).get(key), None
+        dt = (out.grad_dtypes or {}).get(key, used)
+        eg = expected_gradient(exp, key, case, used, dt)
+        if got is None or eg is None:
+            return False
+        v, b = eg
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.asarray(v, dtype=np.float64) * scale
+        b = np.asarray(b, dtype=np.float64) * scale + (UNIT_ROUNDOFF.get(dt, UNIT_ROUNDOFF[case.dtype]) * np.abs(v)
+                                                       if scale != 1.0 else 0.0)
+        b = np.where(np.isfinite(b), b, 0.0)
+    return compare_arrays(v, b, got, shape).ok
+
+
+def planted(outcome, verdict):
+    """``outcome`` with a wrong value planted where ``verdict`` says the framework departs
+    (tests: a record must not cover a wrong value at its place).  Departing or not, every
+    entry of the value (value verdicts) or of the gradient the verdict is about becomes
+    finite and wrong: NaN -> 0.375, ±inf -> ±1e3, x -> x + 0.25 + |x|/2 (never x)."""
+    def wrong(a):
+        a = np.asarray(a, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            return np.where(np.isnan(a), 0.375, np.where(np.isinf(a), np.sign(a) * 1e3, a + 0.25 + np.abs(a) / 2))
+    key = _grad_input(verdict)
+    if key is not None:
+        grads = dict(outcome.grads or {})
+        if key in grads and grads[key] is not None:
+            grads[key] = wrong(grads[key])
+        return dataclasses.replace(outcome, grads=grads)
+    if outcome.value is None:
+        return outcome
+    return dataclasses.replace(outcome, value=wrong(outcome.value))
