@@ -26,7 +26,7 @@ INF_L = L("inf")
 NAN_L = L("nan")
 
 # Classes of a decoded probability (SPEC §2: the conventions test these, in order).
-NAN, NEG, ZERO, POS, INF = "nan", "neg", "zero", "pos", "inf"
+NAN, NEG, ZERO, POS, INF = 0, 1, 2, 3, 4
 
 
 class Undefined(ValueError):
@@ -43,156 +43,123 @@ class Result:
     grads: dict[str, np.ndarray]         # "target"/"pred": longdouble, the inputs' held shapes
 
 
-# ------------------------------------------------------------------------------ entries
+# ------------------------------------------------------------------------------ decoding
 @dataclasses.dataclass
-class Entry:
-    """One decoded probability: its class, value ``v``, log ``lv`` and whether the input
-    held it as a log (KL-ZERO-3 and KL-ARG-ORDER look at the encoding)."""
+class Side:
+    """One input decoded entry by entry on S: class, probability ``v``, its log ``lv``, and
+    whether the input holds logs (KL-ZERO-3 and KL-ARG-ORDER look at the encoding).  The
+    arrays are computed elementwise at once (numpy's scalar log costs microseconds)."""
 
-    cls: str
-    v: object
-    lv: object
+    cls: np.ndarray
+    v: np.ndarray
+    lv: np.ndarray
     log_encoded: bool
 
 
-def from_prob(x) -> Entry:
+def from_prob(x) -> Side:
     """KL-TARGET-PROB / KL-INPUT-PROB; KL-INVALID-1 (−0.0 is zero, −∞ is negative)."""
-    x = L(x)
-    if np.isnan(x):
-        return Entry(NAN, NAN_L, NAN_L, False)
-    if x == 0:
-        return Entry(ZERO, ZERO_L, -INF_L, False)
-    if x < 0:
-        return Entry(NEG, x, NAN_L, False)
-    if np.isinf(x):
-        return Entry(INF, INF_L, INF_L, False)
-    return Entry(POS, x, np.log(x), False)
+    x = np.asarray(x, dtype=L)
+    cls = np.where(np.isnan(x), NAN, np.where(x == 0, ZERO, np.where(x < 0, NEG, np.where(np.isinf(x), INF, POS))))
+    v = x.copy()        # −0.0 is a zero (its class) that keeps its sign in −p/q (KL-GRAD-INF)
+    lv = np.where(cls == POS, np.log(np.where(cls == POS, x, ONE_L)),
+                  np.where(cls == ZERO, -INF_L, np.where(cls == INF, INF_L, NAN_L)))
+    return Side(cls.astype(np.int8), v, lv, False)
 
 
-def from_log(lx) -> Entry:
+def from_log(lx) -> Side:
     """KL-TARGET-LOGPROB / KL-INPUT-LOGPROB: p = exp(log p); never negative (KL-INVALID-1)."""
-    lx = L(lx)
-    if np.isnan(lx):
-        return Entry(NAN, NAN_L, NAN_L, True)
-    if lx == -INF_L:
-        return Entry(ZERO, ZERO_L, -INF_L, True)
-    if lx == INF_L:
-        return Entry(INF, INF_L, INF_L, True)
-    return Entry(POS, np.exp(lx), lx, True)
+    lx = np.asarray(lx, dtype=L)
+    cls = np.where(np.isnan(lx), NAN, np.where(lx == -INF_L, ZERO, np.where(lx == INF_L, INF, POS)))
+    return Side(cls.astype(np.int8), np.exp(lx), lx.copy(), True)
 
 
 # ------------------------------------------------------------------------------ the term
-@dataclasses.dataclass
-class Term:
-    """T(a, b) with a the first side (P; Q under swap) and its partials: ``da`` = ∂T/∂a,
-    ``db`` = ∂T/∂b, ``dla`` = ∂T/∂(log a), ``dlb`` = ∂T/∂(log b)."""
-
-    t: object
-    da: object
-    db: object
-    dla: object
-    dlb: object
+_NAN5 = (NAN_L, NAN_L, NAN_L, NAN_L, NAN_L)
+_ZERO5 = (ZERO_L, ZERO_L, ZERO_L, ZERO_L, ZERO_L)
 
 
-def _nan_term(t=NAN_L) -> Term:
-    return Term(t, NAN_L, NAN_L, NAN_L, NAN_L)
-
-
-def _clipped(e: Entry, eps):
-    """KL-EPS-CLIP: (a', log a', 1[eps ≤ a ≤ 1])."""
-    if e.cls == NAN:
-        return NAN_L, NAN_L, False
-    if e.cls in (NEG, ZERO) or (e.cls == POS and e.v < eps):
-        return eps, np.log(eps), False
-    if e.cls == INF or e.v > 1:
-        return ONE_L, ZERO_L, False
-    return e.v, e.lv, True
-
-
-def term(a: Entry, b: Entry, point) -> Term:
-    """The elementwise term of SPEC §2 / §6 / §11 and its partials (§8, KL-GRAD-EPS/GEN)."""
+def term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps):
+    """T(a, b), a the first side (P; Q under swap), and its partials, as a tuple
+    (T, ∂T/∂a, ∂T/∂b, ∂T/∂(log a), ∂T/∂(log b)): SPEC §2, §6, §11 and §8 (KL-GRAD-*).
+    ``alve`` is log(a + eps) for target_log_eps."""
     gen = point.generalised
     if point.epsilon == "clip_both":
         # KL-EPS-CLIP: clipping comes before every convention; negatives become eps, NaN stays
-        eps = L(point.eps)
-        a1, la1, ia = _clipped(a, eps)
-        b1, lb1, ib = _clipped(b, eps)
-        if np.isnan(a1) or np.isnan(b1):
-            return _nan_term()
+        if ac == NAN or bc == NAN:
+            return _NAN5
+        a1, la1, ia = _clipped(ac, av, alv, eps, log_eps)
+        b1, lb1, ib = _clipped(bc, bv, blv, eps, log_eps)
         d = la1 - lb1
         t = a1 * d + ((b1 - a1) if gen else ZERO_L)
         da = (d if gen else d + 1) if ia else ZERO_L
         db = -((a1 / b1 - 1) if gen else a1 / b1) if ib else ZERO_L
         # log encodings: chain rule through p = exp(t) (KL-GRAD-EPS); outside [eps, 1] the
         # derivative of clip is 0, so the partial w.r.t. the log is 0 too (at +∞ as well)
-        return Term(t, da, db, a.v * da if ia else ZERO_L, b.v * db if ib else ZERO_L)
+        return t, da, db, (av * da if ia else ZERO_L), (bv * db if ib else ZERO_L)
 
     # KL-INVALID-1 / KL-NEG-INF / KL-NEG-ZERO
-    if a.cls == NAN or b.cls == NAN:
-        return _nan_term()
-    if a.cls == NEG or b.cls == NEG:
+    if ac == NAN or bc == NAN:
+        return _NAN5
+    if ac == NEG or bc == NEG:
         neg = point.negative
         if neg == "inf":
-            return _nan_term(INF_L)
-        if neg == "zero":
-            return _negative_zero(a, b)
-        return _nan_term()
+            return (INF_L, NAN_L, NAN_L, NAN_L, NAN_L)
+        if neg == "zero" and bc != NEG:
+            return _ZERO5          # a negative first side: T = 0, zero partials
+        return _NAN5
 
     tleps = point.epsilon == "target_log_eps"
-    eps = L(point.eps)
     # partials by the formula, in IEEE arithmetic (KL-GRAD-INF; KL-GRAD-EPS, KL-GRAD-GEN)
-    la = a.lv
-    lb = b.lv
-    lae = np.log(a.v + eps) if tleps else la
-    if a.cls == ZERO:
+    lae = alve if tleps else alv
+    if ac == ZERO:
         # KL-GRAD-ZERO / KL-GRAD-GEN at p = 0 (valid q)
         if tleps:
-            da = lae - lb + ZERO_L             # own formula: log(0 + eps) − log q + 0
-            dla = ZERO_L if b.cls != ZERO else NAN_L   # KL-GRAD-ZERO: t = −∞, q > 0: 0
+            da = lae - blv                     # own formula: log(0 + eps) − log q + 0
         else:
-            da = -INF_L if b.cls != ZERO else NAN_L
-            dla = ZERO_L if b.cls != ZERO else NAN_L
+            da = -INF_L if bc != ZERO else NAN_L
+        dla = ZERO_L if bc != ZERO else NAN_L  # t = −∞, q > 0: 0 (the limit)
         db = ONE_L if gen else ZERO_L
-        dlb = b.v if gen else ZERO_L
+        dlb = bv if gen else ZERO_L
     else:
-        d = lae - lb
+        d = lae - blv
         if tleps:
-            da = d + a.v / (a.v + eps) - (1 if gen else 0)
+            da = d + av / (av + eps) - (1 if gen else 0)
         else:
             da = d if gen else d + 1
-        db = (1 - a.v / b.v) if gen else -a.v / b.v
-        dla = a.v * da
-        dlb = (b.v - a.v) if gen else -a.v
+        db = (1 - av / bv) if gen else -av / bv
+        dla = av * da
+        dlb = (bv - av) if gen else -av
 
     # value: the conventions of §2 in order (KL-GEN-2 for the generalised term)
-    if a.cls == ZERO:
-        if point.zero_inf == "nan" and (b.cls == ZERO or a.log_encoded):
+    if ac == ZERO:
+        if point.zero_inf == "nan" and (bc == ZERO or alog):
             t = NAN_L                          # KL-ZERO-3 (gradients stay canonical)
         else:
-            t = b.v if gen else ZERO_L         # KL-ZERO-1 / KL-GEN-2
-    elif b.cls == ZERO:
+            t = bv if gen else ZERO_L          # KL-ZERO-1 / KL-GEN-2
+    elif bc == ZERO:
         t = INF_L                              # KL-ZERO-2
-    elif a.cls == INF and b.cls == INF:
+    elif ac == INF and bc == INF:
         t = NAN_L                              # KL-INF-1 / KL-GEN-2; the partials are their
                                                # formulas on their own (KL-GRAD-INF)
-    elif a.cls == INF:
+    elif ac == INF:
         t = INF_L                              # KL-INF-1 / KL-GEN-2
-    elif b.cls == INF:
+    elif bc == INF:
         t = INF_L if gen else -INF_L           # KL-INF-1 / KL-GEN-2
     else:
-        dd = lae - lb
-        t = ZERO_L if dd == 0 else a.v * dd    # exactly 0 when P == Q (KL-DEF-2)
+        dd = lae - blv
+        t = ZERO_L if dd == 0 else av * dd     # exactly 0 when P == Q (KL-DEF-2)
         if gen:
-            t = t - a.v + b.v
-    return Term(t, da, db, dla, dlb)
+            t = t - av + bv
+    return t, da, db, dla, dlb
 
 
-def _negative_zero(a: Entry, b: Entry) -> Term:
-    """KL-NEG-ZERO: a negative first-side entry gives T = 0 and zero partials; a negative
-    second side still follows KL-INVALID-1 (NaN term, NaN partials)."""
-    if a.cls == NEG and b.cls != NEG:
-        return Term(ZERO_L, ZERO_L, ZERO_L, ZERO_L, ZERO_L)
-    return _nan_term()
+def _clipped(c, v, lv, eps, log_eps):
+    """KL-EPS-CLIP: (a', log a', 1[eps ≤ a ≤ 1])."""
+    if c == NEG or c == ZERO or (c == POS and v < eps):
+        return eps, log_eps, False
+    if c == INF or v > 1:
+        return ONE_L, ZERO_L, False
+    return v, lv, True
 
 
 # ------------------------------------------------------------------------------ shapes
@@ -211,28 +178,38 @@ def _log_softmax_rows(values: np.ndarray, axis: int) -> np.ndarray:
         row = z[idx]
         if len(row) == 0:
             continue
-        if any(np.isnan(x) or x == INF_L for x in row) or all(x == -INF_L for x in row):
+        if np.isnan(row).any() or (row == INF_L).any() or (row == -INF_L).all():
             out[idx] = NAN_L
             continue
-        m = max(x for x in row if x != -INF_L)
+        m = row[row != -INF_L].max()
         s = ZERO_L
-        for x in row:
-            s += np.exp(x - m)
-        ls = np.log(s)
-        for j, x in enumerate(row):
-            out[idx + (j,)] = (x - m) - ls
+        for e in np.exp(row - m):
+            s += e
+        out[idx] = (row - m) - np.log(s)
     return np.moveaxis(out, -1, axis)
 
 
-def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a gradient on S back onto an input's own shape (KL-GRAD-1), in a loop."""
-    out = np.zeros(shape, dtype=L)
-    nd = len(g.shape)
-    lead = nd - len(shape)
-    for idx in np.ndindex(g.shape):
-        tgt = tuple(0 if shape[k] == 1 else idx[lead + k] for k in range(len(shape)))
-        out[tgt] += g[idx]
-    return out
+def _sum_to(g: np.ndarray, S: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient on S (flat, C order) back onto an input's own shape (KL-GRAD-1)."""
+    out = np.zeros(int(np.prod(shape, dtype=np.int64)), dtype=L)
+    if g.size and not shape:
+        np.add.at(out, np.zeros(g.size, dtype=np.intp), g)
+    elif g.size:
+        multi = np.unravel_index(np.arange(g.size), S)
+        lead = len(S) - len(shape)
+        sub = tuple(np.zeros(g.size, dtype=np.intp) if shape[k] == 1 else multi[lead + k] for k in range(len(shape)))
+        dest = np.ravel_multi_index(sub, shape)
+        np.add.at(out, dest, g)        # unbuffered: one addition per entry, in order
+    return out.reshape(shape)
+
+
+def _rows(S: tuple[int, ...], ca: int | None) -> list[np.ndarray]:
+    """The flat indices (C order on S) of each distribution along the class axis."""
+    N = int(np.prod(S, dtype=np.int64))
+    if ca is None:
+        return [np.arange(N)]
+    idx = np.moveaxis(np.arange(N).reshape(S), ca, -1)
+    return [r for r in idx.reshape(-1, S[ca])] if S[ca] else []
 
 
 # ------------------------------------------------------------------------------ evaluate
@@ -250,6 +227,7 @@ def _evaluate(case, point) -> Result:
     pred = np.asarray(case.pred, dtype=np.float64)
     S = tuple(np.broadcast_shapes(target.shape, pred.shape))
     nd = len(S)
+    N = int(np.prod(S, dtype=np.int64))
     tk = point.target_as or case.target_kind
     pk = point.pred_as or case.pred_kind
 
@@ -262,89 +240,79 @@ def _evaluate(case, point) -> Result:
         raise Undefined("KL-NORM-1", "normalise on a 0-D case")
     ca = _axis(case.class_axis, nd) if nd else None
     ba = _axis(case.batch_axis, nd) if nd else None
-    if pk == "logits":
-        if nd == 0 or ca < nd - pred.ndim:
-            raise Undefined("KL-INPUT-LOGITS", "the prediction has no class axis")
+    if pk == "logits" and (nd == 0 or ca < nd - pred.ndim):
+        raise Undefined("KL-INPUT-LOGITS", "the prediction has no class axis")
 
-    # ---- weights (§5): W on S
+    # ---- weights (§5): W on S; distribution-level weights must not vary along ca
     W = None
     if case.sample_weight is not None:
         W = np.broadcast_to(np.asarray(case.sample_weight, dtype=np.float64), S)
-        if point.weight_level == "distribution" and nd:
-            rows = np.moveaxis(W, ca, -1).reshape(-1, S[ca]) if S[ca] else np.zeros((0, 0))
-            for row in rows:
-                first = row[0]
-                for x in row:
-                    if not (x == first or (math.isnan(x) and math.isnan(first))):
-                        raise Undefined("KL-WEIGHT-DIST", "a sample_weight varying along the class axis")
+        if point.weight_level == "distribution" and nd and S[ca]:
+            for row in np.moveaxis(W, ca, -1).reshape(-1, S[ca]):
+                if not all(x == row[0] or (math.isnan(x) and math.isnan(row[0])) for x in row.tolist()):
+                    raise Undefined("KL-WEIGHT-DIST", "a sample_weight varying along the class axis")
     w = L(case.weight) if case.weight is not None else ONE_L
+    Wf = np.broadcast_to(np.asarray(W, dtype=L), S).ravel() if W is not None else np.ones(N, dtype=L)
 
-    # ---- decode (§3), logits in the prediction's own shape, then broadcast (KL-SHAPE-1)
-    t_dec = [from_log(x) if tk == "logprob" else from_prob(x) for x in np.broadcast_to(target, S).ravel().tolist()]
+    # ---- decode (§3); logits in the prediction's own shape, then broadcast (KL-SHAPE-1)
+    t_flat = np.broadcast_to(target, S).ravel()
+    tside = from_log(t_flat) if tk == "logprob" else from_prob(t_flat)
+    lq = None
     if pk == "logits":
-        pred_ax = ca - (nd - pred.ndim)
-        lq = _log_softmax_rows(pred, pred_ax)
-        lq_S = np.broadcast_to(lq, S).ravel()
-        p_dec = [from_log(x) for x in lq_S]
+        lq = _log_softmax_rows(pred, ca - (nd - pred.ndim))
+        pside = from_log(np.broadcast_to(lq, S).ravel())
     elif pk == "logprob":
-        p_dec = [from_log(x) for x in np.broadcast_to(pred, S).ravel().tolist()]
+        pside = from_log(np.broadcast_to(pred, S).ravel())
     else:
-        p_dec = [from_prob(x) for x in np.broadcast_to(pred, S).ravel().tolist()]
-    pred_log_encoded = pk in ("logprob", "logits")
-    target_log_encoded = tk == "logprob"
-
-    N = int(np.prod(S, dtype=np.int64))
-    flat_idx = np.arange(N)
-    multi = np.unravel_index(flat_idx, S) if nd else ()
-
-    # rows along the class axis on S (flat indices), for normalisation and logits backward
-    def rows_on_S():
-        if nd == 0:
-            return [[0]] if N else []
-        others = [k for k in range(nd) if k != ca]
-        key = np.ravel_multi_index(tuple(multi[k] for k in others), tuple(S[k] for k in others)) \
-            if others else np.zeros(N, dtype=np.int64)
-        groups: dict[int, list[int]] = {}
-        for i in range(N):
-            groups.setdefault(int(key[i]), []).append(i)
-        return list(groups.values())
+        pside = from_prob(np.broadcast_to(pred, S).ravel())
 
     # ---- normalisation (KL-NORM-1/2), on S, before misreading/swap/epsilon
-    norm_t = norm_p = None
+    rows = _rows(S, ca) if point.normalise else []
+    t_sums = p_sums = None
     if point.normalise:
-        rows = rows_on_S()
-        t_dec, norm_t = _normalise(t_dec, rows, target_log_encoded)
+        tside, t_sums = _normalise(tside, rows)
         if pk != "logits":              # logits are already normalised
-            p_dec, norm_p = _normalise(p_dec, rows, pred_log_encoded)
+            pside, p_sums = _normalise(pside, rows)
 
-    # ---- the terms (§2, §6, §11); swap exchanges the sides (KL-ARG-ORDER)
-    terms = []
-    for i in range(N):
-        if point.swap:
-            a, b = p_dec[i], t_dec[i]
-            if a.log_encoded and a.cls == POS:
-                # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value: 0
-                # below the smallest subnormal, +∞ beyond the largest finite value
-                a64 = float(a.v)
-                if a64 == 0.0:
-                    a = Entry(ZERO, ZERO_L, a.lv, True)
-                elif a64 == math.inf:
-                    a = Entry(INF, INF_L, INF_L, True)
-        else:
-            a, b = t_dec[i], p_dec[i]
-        terms.append(term(a, b, point))
+    # ---- the first and second sides; swap exchanges them (KL-ARG-ORDER)
+    a_side, b_side = (pside, tside) if point.swap else (tside, pside)
+    a_cls = a_side.cls.copy()
+    a_v, a_lv = a_side.v.copy(), a_side.lv.copy()
+    if point.swap and a_side.log_encoded:
+        # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value: 0 below the
+        # smallest subnormal, +∞ beyond the largest finite value; its log stays log q
+        as64 = a_v.astype(np.float64)
+        a_v = np.where(a_cls == POS, as64.astype(L), a_v)
+        flushed = (a_cls == POS) & (as64 == 0)
+        over = (a_cls == POS) & np.isinf(as64)
+        a_cls[flushed] = ZERO
+        a_v[flushed] = ZERO_L
+        a_cls[over] = INF
+        a_v[over] = INF_L
+        a_lv[over] = INF_L
+    eps = L(point.eps)
+    log_eps = np.log(eps) if point.eps > 0 else NAN_L
+    a_lve = np.log(a_v + eps) if point.epsilon == "target_log_eps" else a_lv
 
-    # ---- reduction (§4) with weights; D the divisor
-    Wf = [L(x) for x in W.ravel().tolist()] if W is not None else [ONE_L] * N
-    X = [w * Wf[i] * terms[i].t for i in range(N)]
+    # ---- the terms, one entry at a time (§2, §6, §11; partials §8)
+    T = np.empty(N, dtype=L)
+    dA, dB, dLA, dLB = (np.empty(N, dtype=L) for _ in range(4))
+    ac_l, bc_l = a_cls.tolist(), b_side.cls.tolist()
+    alog = a_side.log_encoded
+    for i, (ac, av, alv, alve, bc, bv, blv) in enumerate(zip(ac_l, a_v, a_lv, a_lve, bc_l, b_side.v, b_side.lv)):
+        T[i], dA[i], dB[i], dLA[i], dLB[i] = term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps)
+
+    # ---- reduction (§4) with weights (§5); D the divisor
+    X = w * Wf * T
+    flat_idx = np.arange(N)
+    multi = np.unravel_index(flat_idx, S) if nd else ()
     if red == "none":
         out_shape, key, D = S, flat_idx, ONE_L
     elif red == "distribution":
         out_shape = tuple(S[k] for k in range(nd) if k != ca)
-        key = _project(multi, S, [k for k in range(nd) if k != ca])
-        D = ONE_L
+        key, D = _project(multi, S, [k for k in range(nd) if k != ca], N), ONE_L
     elif red in ("sum", "mean", "batchmean", "distribution_mean"):
-        out_shape, key = (), np.zeros(N, dtype=np.int64)
+        out_shape, key = (), np.zeros(N, dtype=np.intp)
         if red == "sum":
             D = ONE_L
         elif red == "mean":
@@ -357,37 +325,26 @@ def _evaluate(case, point) -> Result:
                 _weight_sum(W, S, ca if point.weight_level == "distribution" else None, n_dist)
     else:   # sample_sum, sample_mean
         out_shape = (S[ba],)
-        key = np.asarray(multi[ba], dtype=np.int64)
+        key = np.asarray(multi[ba], dtype=np.intp)
         D = ONE_L if red == "sample_sum" else L(int(np.prod([S[k] for k in range(nd) if k != ba], dtype=np.int64)))
-    n_out = int(np.prod(out_shape, dtype=np.int64))
-    acc = [ZERO_L] * n_out
-    for i in range(N):
-        acc[int(key[i])] += X[i]            # KL-SPECIAL-SUM-1: IEEE sums; KL-EMPTY-1: 0
-    value = np.array([s / D for s in acc], dtype=L).reshape(out_shape)   # KL-EMPTY-2: 0/0
+    acc = np.zeros(int(np.prod(out_shape, dtype=np.int64)), dtype=L)
+    np.add.at(acc, key, X)                 # KL-SPECIAL-SUM-1: IEEE sums; KL-EMPTY-1: 0
+    value = (acc / D).reshape(out_shape)   # KL-EMPTY-2: 0/0 is NaN
 
     grads: dict[str, np.ndarray] = {}
     if getattr(case, "grad", True):
-        c = [w * Wf[i] / D for i in range(N)]       # KL-GRAD-RED
-        # target (P): the first side's partials, or the second's under swap (KL-GRAD-EPS)
-        if point.swap:
-            gt_lin = [c[i] * terms[i].db for i in range(N)]
-            gt_log = [c[i] * terms[i].dlb for i in range(N)]
-            gp_lin = [c[i] * terms[i].da for i in range(N)]
-            gp_log = [c[i] * terms[i].dla for i in range(N)]
-        else:
-            gt_lin = [c[i] * terms[i].da for i in range(N)]
-            gt_log = [c[i] * terms[i].dla for i in range(N)]
-            gp_lin = [c[i] * terms[i].db for i in range(N)]
-            gp_log = [c[i] * terms[i].dlb for i in range(N)]
-        gt = gt_log if target_log_encoded else gt_lin
-        gp = gp_log if pred_log_encoded else gp_lin
+        c = w * Wf / D                     # KL-GRAD-RED
+        # the target gets the first side's partials, the prediction the second's; under
+        # swap the other way round (KL-GRAD-EPS); log encodings take the log partials
+        (t_lin, t_log), (p_lin, p_log) = ((dB, dLB), (dA, dLA)) if point.swap else ((dA, dLA), (dB, dLB))
+        gt = c * (t_log if tside.log_encoded else t_lin)
+        gp = c * (p_log if pside.log_encoded else p_lin)
         if point.normalise:
-            rows = rows_on_S()
-            gt = _normalise_backward(gt, rows, t_dec, norm_t, target_log_encoded)
+            gt = _normalise_backward(gt, rows, tside, t_sums)
             if pk != "logits":
-                gp = _normalise_backward(gp, rows, p_dec, norm_p, pred_log_encoded)
-        g_target = _sum_to(np.array(gt, dtype=L).reshape(S), target.shape)
-        g_pred = _sum_to(np.array(gp, dtype=L).reshape(S), pred.shape)
+                gp = _normalise_backward(gp, rows, pside, p_sums)
+        g_target = _sum_to(gt, S, target.shape)
+        g_pred = _sum_to(gp, S, pred.shape)
         if pk == "logits":
             g_pred = _log_softmax_backward(g_pred, lq, ca - (nd - pred.ndim))
         # KL-SHAPE-3: a target sent in another shape gets its gradient entry for entry, held
@@ -396,9 +353,9 @@ def _evaluate(case, point) -> Result:
     return Result(value, grads)
 
 
-def _project(multi, S, keep) -> np.ndarray:
+def _project(multi, S, keep, N) -> np.ndarray:
     if not keep:
-        return np.zeros(len(multi[0]) if multi else 1, dtype=np.int64)
+        return np.zeros(N, dtype=np.intp)
     return np.ravel_multi_index(tuple(multi[k] for k in keep), tuple(S[k] for k in keep))
 
 
@@ -414,59 +371,53 @@ def _weight_sum(W, S, ca, count):
     return s
 
 
-def _normalise(dec: list[Entry], rows, log_encoded: bool):
-    """KL-NORM-1/2 on S: p / Σ p (IEEE), or log p − log Σ exp(log p) (log_softmax specials).
-    Returns the normalised entries and, per row, the sum (probabilities) for the backward."""
-    out = list(dec)
+def _normalise(side: Side, rows) -> tuple[Side, dict]:
+    """KL-NORM-1/2 on S: p / Σ p (IEEE), or log p − log Σ exp(log p) (the log_softmax and its
+    specials).  Returns the normalised side and, per row, the sum (for the backward)."""
+    if side.log_encoded:
+        lv = side.lv.copy()
+        for row in rows:
+            lv[row] = _log_softmax_rows(side.lv[row], 0)
+        return from_log(lv), {}
+    v = side.v.copy()
     sums = {}
     for r, row in enumerate(rows):
-        if log_encoded:
-            vals = np.array([dec[i].lv for i in row], dtype=L)
-            ls = _log_softmax_rows(vals, 0)
-            for i, x in zip(row, ls):
-                out[i] = from_log(x)
-        else:
-            s = ZERO_L
-            for i in row:
-                s += dec[i].v
-            sums[r] = s
-            for i in row:
-                out[i] = from_prob(dec[i].v / s)
-    return out, sums
+        s = ZERO_L
+        for x in side.v[row]:
+            s += x
+        sums[r] = s
+        v[row] = side.v[row] / s
+    return from_prob(v), sums
 
 
-def _normalise_backward(g, rows, dec_hat: list[Entry], sums, log_encoded: bool):
+def _normalise_backward(g: np.ndarray, rows, hat: Side, sums) -> np.ndarray:
     """KL-GRAD-NORM: (g_j − Σ_i g_i·p̂_i) / Σ_c p_c (p̂_i = 0 contributes 0), or, w.r.t. logs,
     h_j − p̂_j·Σ_i h_i."""
-    out = list(g)
+    out = g.copy()
     for r, row in enumerate(rows):
-        if log_encoded:
-            s = ZERO_L
-            for i in row:
-                s += g[i]
-            for i in row:
-                out[i] = g[i] - dec_hat[i].v * s
+        s = ZERO_L
+        if hat.log_encoded:
+            for x in g[row]:
+                s += x
+            out[row] = g[row] - hat.v[row] * s
         else:
-            s = ZERO_L
-            for i in row:
-                if dec_hat[i].cls != ZERO:
-                    s += g[i] * dec_hat[i].v
-            for i in row:
-                out[i] = (g[i] - s) / sums[r]
+            for x, c, v in zip(g[row], hat.cls[row], hat.v[row]):
+                if c != ZERO:
+                    s += x * v
+            out[row] = (g[row] - s) / sums[r]
     return out
 
 
 def _log_softmax_backward(g: np.ndarray, lq: np.ndarray, axis: int) -> np.ndarray:
     """KL-GRAD-PRED-LOGITS: ∂/∂z_j = g_j − q_j·Σ_k g_k along the class axis."""
     gm = np.moveaxis(g, axis, -1)
-    qm = np.moveaxis(lq, axis, -1)
+    qm = np.exp(np.moveaxis(lq, axis, -1))
     out = np.empty(gm.shape, dtype=L)
     for idx in np.ndindex(gm.shape[:-1]):
         s = ZERO_L
         for x in gm[idx]:
             s += x
-        for j in range(gm.shape[-1]):
-            out[idx + (j,)] = gm[idx + (j,)] - np.exp(qm[idx + (j,)]) * s
+        out[idx] = gm[idx] - qm[idx] * s
     return np.moveaxis(out, -1, axis)
 
 
@@ -485,16 +436,11 @@ def in_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
     beyond the largest finite value is ±∞ (KL-DTYPE-3)."""
     bits, emin, big = _FORMATS[dtype]
     x = np.asarray(x, dtype=L)
-    out = np.empty(x.shape, dtype=np.float64)
-    for idx in np.ndindex(x.shape):
-        v = x[idx]
-        if not np.isfinite(v) or v == 0:
-            out[idx] = float(v)
-            continue
-        if abs(v) > L(big):
-            out[idx] = math.copysign(math.inf, float(v))
-            continue
-        _, e = np.frexp(v)                   # v = m·2^e, 0.5 ≤ |m| < 1
-        q = max(int(e) - 1, emin) - (bits - 1)   # exponent of one unit in the last place
-        out[idx] = float(np.ldexp(np.rint(np.ldexp(v, -q)), q))
-    return out
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(x) & (x != 0)
+        _, e = np.frexp(np.where(finite, x, ONE_L))          # x = m·2^e, 0.5 ≤ |m| < 1
+        q = np.maximum(e.astype(np.int64) - 1, emin) - (bits - 1)   # exponent of one ulp
+        r = np.ldexp(np.rint(np.ldexp(np.where(finite, x, ONE_L), -q)), q)   # rint: nearest-even
+        r = np.where(np.abs(x) > L(big), np.copysign(INF_L, x), r)
+        out = np.where(finite, r, x)
+    return out.astype(np.float64)
