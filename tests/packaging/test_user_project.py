@@ -1,6 +1,8 @@
 """klconform in a user's CI, for real: the wheel ``python -m build`` makes, installed (not
-editable) into a fresh venv without system site-packages, with examples/user_project
-installed beside it, and pytest run there as the project's workflow runs it.
+editable) into a fresh venv without system site-packages by the install line of the
+project's own workflow (examples/user_project/.github/workflows/klconform.yml, read from
+the file: klconform is on no package index, so that line installs the wheel from a path),
+with examples/user_project installed beside it, and pytest run there as that workflow runs it.
 
 The wheel and the venv are built once per source state and kept under
 $TMPDIR/klconform-packaging/<digest of the sources> (a second session reuses them); the
@@ -13,6 +15,7 @@ import fcntl
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "examples" / "user_project"
+WORKFLOW = PROJECT / ".github" / "workflows" / "klconform.yml"
 SOURCES = ("pyproject.toml", "README.md", "klconform", "reference", "adapters")
 # klconform's dependencies and the plugin's host, at the versions running here
 PINNED = ("numpy", "mpmath", "execnet", "hypothesis", "jsonschema", "pytest", "pytest-xdist")
@@ -61,11 +65,23 @@ def _files(top: Path):
             yield p
 
 
+def workflow_install() -> tuple[str, str]:
+    """The user workflow's install step: its ``run`` line, and the ``env`` variable that
+    names the klconform wheel it installs (the test points it at the wheel it built)."""
+    text = WORKFLOW.read_text()
+    step = re.search(r"^\s*- name: Install[^\n]*\n\s+run: (.+)$", text, re.M)
+    wheel = re.search(r"^\s+([A-Z_]+): \S+\.whl\s*$", text, re.M)
+    assert step and wheel, f"{WORKFLOW}: no install step, or no wheel variable in env"
+    return step.group(1).strip(), wheel.group(1)
+
+
 def _digest() -> str:
     h = hashlib.sha256()
     for name in SOURCES:
         for p in _files(ROOT / name):
             h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes())
+    for p in _files(PROJECT):           # installed by the workflow's line: part of the venv
+        h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes())
     for name in PINNED:
         h.update(f"{name}=={importlib.metadata.version(name)}".encode())
     return h.hexdigest()[:16]
@@ -116,8 +132,16 @@ def installed() -> dict:
             _checked([builder, "-m", "build", "--outdir", home / "dist", src])
             (wheel,) = (home / "dist").glob("klconform-*.whl")
             pins = [f"{n}=={importlib.metadata.version(n)}" for n in PINNED]
-            _venv(home / "venv", [str(wheel), *pins])
-            _checked([home / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", str(PROJECT)])
+            _venv(home / "venv", pins)       # klconform's dependencies, at the versions running here
+            # then the workflow's own install line, in a copy of the user's repository,
+            # with the venv's pip first on PATH and the wheel variable naming the built wheel
+            line, variable = workflow_install()
+            checkout = home / "user_project"
+            shutil.copytree(PROJECT, checkout, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_REQUIRE"))}
+            env.update(PATH=f"{home / 'venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+                       PIP_DISABLE_PIP_VERSION_CHECK="1", **{variable: str(wheel)})
+            _checked(["bash", "-e", "-c", line], cwd=checkout, env=env)
             done.write_text(wheel.name)
     return {"wheel": home / "dist" / done.read_text(), "python": home / "venv" / "bin" / "python"}
 
@@ -154,6 +178,18 @@ def test_wheel_holds_only_the_klconform_package_and_its_data(installed):
     out = _checked([installed["python"], "-c", probe], cwd=tempfile.gettempdir()).stdout.split()
     assert out[:2] == ["None", "None"]
     assert "site-packages" in out[2] and "site-packages" in out[3]       # not this checkout
+
+
+def test_the_workflow_installs_klconform_from_the_wheel_not_from_an_index(installed):
+    line, variable = workflow_install()
+    # no bare requirement 'klconform' / 'klconform[...]' that pip would look up on an index
+    assert not re.search(r"(?<![\w/.${}-])klconform(\[[\w,]*\])?(?![\w.-])", line), line
+    assert "${" + variable + "}" in line or "$" + variable in line, line
+    probe = "import importlib.metadata as m; print(m.distribution('klconform').read_text('direct_url.json'))"
+    where = _checked([installed["python"], "-c", probe], cwd=tempfile.gettempdir()).stdout
+    assert installed["wheel"].name in where and '"editable"' not in where, where       # the wheel, as a file
+    acme = _checked([installed["python"], "-m", "pip", "show", "acme-kl"], cwd=tempfile.gettempdir()).stdout
+    assert "Version: 1.4.0" in acme
 
 
 def test_an_unrelated_pytest_run_gets_no_klconform_items(installed, project):
