@@ -8,10 +8,11 @@ digest; :func:`generate` rebuilds the case bit for bit, and :func:`load` proves 
 result can differ between machines or numpy versions: the PCG64 bit generator's raw
 64-bit output, integer arithmetic, and correctly rounded IEEE float64 operations
 (conversion, multiplication by powers of two, division, rounding to the dtype).  The
-single transcendental step — each row's log-sum-exp, which makes log-probabilities sum
-to one — is rounded onto the row's dyadic grid, so a last-ulp difference in ``exp``/``log``
-changes nothing unless it falls within ~1e-15 of a grid mid-point (the digest check says
-so if it ever does).
+transcendental steps — each row's log-sum-exp, which makes log-probabilities sum to one,
+and the sparse profile's log-probabilities — are the exact values rounded onto the row's
+dyadic grid (:func:`klconform.exactmath.logsumexp_on_grid`, :func:`~klconform.exactmath.log_on_grid`):
+numpy's ``exp``/``log`` only propose them, under an error bound, and a value that bound
+leaves near a grid mid-point is computed again with ``decimal``.
 
 Values, per row (a row is one distribution along the last axis):
 
@@ -33,12 +34,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from . import exactmath
 from .case import REDUCTIONS, Case, CaseError
 from .frozen import digests_digest
 from .reference.dtypes import DTYPES, round_to
@@ -48,6 +49,7 @@ FORMAT = "klconform-large-corpus"
 FORMAT_VERSION = 1
 LARGE_PATH = Path(__file__).resolve().parent / "data" / "large-corpus.jsonl"
 PROFILES = {"flat": 0, "peaked": 4, "sparse": 4}    # profile -> spread (log2 of the logit scale)
+_INV_LN2 = float.fromhex("0x1.71547652b82fep+0")   # 1/ln 2 rounded to float64 (a literal: no libm)
 MIN_CLASSES, MAX_CLASSES, MAX_BATCH = 1000, 200_000, 1000
 #: elements per input above which a recipe is refused: 2**24 float64 values are 128 MiB
 #: per array, and the reference holds a dozen extended-precision arrays of that shape
@@ -122,16 +124,14 @@ def _logits(bits: np.random.PCG64, n: int, spread: int) -> np.ndarray:
 
 
 def _log_probs(z: np.ndarray, spread: int) -> np.ndarray:
-    """``z - c`` per row, ``c`` the row's log-sum-exp rounded to the logits' grid."""
-    m = z.max(axis=-1, keepdims=True)
-    lse = m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
-    return z - _dyadic(lse, spread)
+    """``z - c`` per row, ``c`` the row's exact log-sum-exp rounded to the logits' grid."""
+    return z - exactmath.logsumexp_on_grid(z, _step(spread))
 
 
 def _probs(z: np.ndarray, lanes: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
     """Probabilities shaped like softmax(z): integer weights ``(2**16 + r)·2**e``, ``e`` =
     the logit in octaves above the row's floor (25 octaves), divided by their exact sum."""
-    octaves = np.floor(z * (1 / math.log(2)))
+    octaves = np.floor(z * _INV_LN2)
     e = np.clip(octaves - octaves.max(axis=-1, keepdims=True) + 24, 0, 24).astype(np.int64)
     w = (np.int64(65536) + lanes) << e                    # < 2**41: exact in float64
     if keep is not None:
@@ -156,16 +156,14 @@ def _side(bits: np.random.PCG64, shape: tuple[int, int], kind: str, spread: int,
     lp = _log_probs(z, spread)                                      # "logprob"
     if keep is not None:
         p = _probs(z, lanes, keep)
-        with np.errstate(divide="ignore"):
-            lp = np.where(keep, np.log(p), -np.inf)                 # exact zeros: log 0 = -inf
-        lp = np.where(keep, _dyadic(lp, spread), lp)
+        lp = np.full(p.shape, -np.inf)                              # exact zeros: log 0 = -inf
+        lp[keep] = exactmath.log_on_grid(p[keep], _step(spread))
     return lp
 
 
-def _dyadic(x: np.ndarray, spread: int) -> np.ndarray:
-    """``x`` rounded onto the logits' grid (steps of 2**(spread - 17))."""
-    grid = float(2 ** (17 - spread))
-    return np.round(x * grid) / grid
+def _step(spread: int) -> float:
+    """The logits' grid: steps of 2**(spread - 17)."""
+    return 2.0 ** (spread - 17)
 
 
 @functools.lru_cache(maxsize=2)      # a report looks a case up several times in a row

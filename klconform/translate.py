@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from . import exactmath
 from .case import Case
 from .reference.dtypes import round_to
 
@@ -88,31 +89,18 @@ def why_not(case: Case, caps) -> str | None:
     return None
 
 
-def _softmax_parts(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """(log_softmax(x), softmax(x)) along ``axis`` in float64, safe for +-inf entries."""
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        if x.ndim == 0:
-            lse = x.copy()
-        else:
-            m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros_like(x)
-            m = np.where(np.isfinite(m), m, 0.0)
-            lse = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-        lsm = x - lse
-        return lsm, np.exp(lsm)
-
-
 def convert_encoding(values: np.ndarray, src: str, dst: str, dtype: str, class_axis: int) -> np.ndarray:
-    """``values`` given in encoding ``src`` rewritten in ``dst``, rounded into ``dtype``."""
+    """``values`` given in encoding ``src`` rewritten in ``dst``: the exact result rounded
+    once into ``dtype`` (:mod:`klconform.exactmath`), so the bytes sent are the same
+    whatever numpy computes ``exp``/``log`` with."""
     if src == dst:
         return values
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if src == "logits":
-            lsm, sm = _softmax_parts(values, class_axis)
-            return round_to(sm if dst == "prob" else lsm, dtype)
-        if src == "prob":   # -> logprob or logits: log p
-            return round_to(np.log(values), dtype)
-        if src == "logprob":
-            return round_to(np.exp(values) if dst == "prob" else values, dtype)
+    if src == "logits":
+        return exactmath.softmax(values, class_axis, dtype, as_log=dst == "logprob")
+    if src == "prob":   # -> logprob or logits: log p
+        return exactmath.log(values, dtype)
+    if src == "logprob":
+        return exactmath.exp(values, dtype) if dst == "prob" else round_to(values, dtype)
     raise ValueError(f"convert_encoding: no rewrite {src} -> {dst}")
 
 
