@@ -619,10 +619,13 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     if partial_written and not problems:
         partial.unlink(missing_ok=True)
     status = exit_status(result)
+    named_not_run = [r for r in not_run if r.adapter in asked]
+    empty = [r.adapter for r in result.runs if r.status == "ok" and r.adapter in asked and not compared[r.adapter]]
+    final = EXIT_USAGE if problems else EXIT_NOT_CHECKED if named_not_run or empty else status
     if written_set.removed:
         progress.line(f"removed {', '.join(str(p) for p in written_set.removed)} (an earlier run's, "
                       f"not among --formats {args.formats})")
-    progress.line(f"wrote {', '.join(str(p) for p in written) or 'nothing'}; exit status {status}")
+    progress.line(f"wrote {', '.join(str(p) for p in written) or 'nothing'}; exit status {final}")
     if written_set.held:
         import signal
         names = ", ".join(signal.Signals(s).name for s in written_set.held)
@@ -632,12 +635,10 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         _error_line("; ".join(problems))
         return EXIT_USAGE
     print(compared_line(result.runs, compared))
-    not_run = [r for r in not_run if r.adapter in asked]
-    if not_run:
+    if named_not_run:
         _error_line("adapter(s) asked for could not run: "
-                    + "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in not_run))
+                    + "; ".join(f"{r.adapter} ({r.status}: {r.reason})" for r in named_not_run))
         return EXIT_NOT_CHECKED
-    empty = [r.adapter for r in result.runs if r.status == "ok" and r.adapter in asked and not compared[r.adapter]]
     if empty:
         _error_line(f"adapter(s) asked for compared no case: {', '.join(empty)} (none of the {len(cases)} case(s) "
                     f"and {len(large_entries)} large case(s) left is one they take)")
