@@ -109,6 +109,18 @@ def term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps):
         return _NAN5
 
     tleps = point.epsilon == "target_log_eps"
+    if ac == POS and bc == POS:
+        # 0 < p, q < +∞: the formula itself (KL-DEF-1, KL-EPS-TARGET-LOG, KL-GEN-1) and its
+        # partials (KL-GRAD-PRED-*, KL-GRAD-TARGET-*, KL-GRAD-EPS, KL-GRAD-GEN)
+        d = (alve if tleps else alv) - blv
+        t = ZERO_L if d == 0 else av * d       # exactly 0 when P == Q (KL-DEF-2)
+        r = av / bv
+        if gen:
+            t = t - av + bv
+            da = d + av / (av + eps) - 1 if tleps else d
+            return t, da, 1 - r, av * da, bv - av
+        da = d + av / (av + eps) if tleps else d + 1
+        return t, da, -r, av * da, -av
     # partials by the formula, in IEEE arithmetic (KL-GRAD-INF; KL-GRAD-EPS, KL-GRAD-GEN)
     lae = alve if tleps else alv
     if ac == ZERO:
@@ -295,12 +307,11 @@ def _evaluate(case, point) -> Result:
     a_lve = np.log(a_v + eps) if point.epsilon == "target_log_eps" else a_lv
 
     # ---- the terms, one entry at a time (§2, §6, §11; partials §8)
-    T = np.empty(N, dtype=L)
-    dA, dB, dLA, dLB = (np.empty(N, dtype=L) for _ in range(4))
-    ac_l, bc_l = a_cls.tolist(), b_side.cls.tolist()
     alog = a_side.log_encoded
-    for i, (ac, av, alv, alve, bc, bv, blv) in enumerate(zip(ac_l, a_v, a_lv, a_lve, bc_l, b_side.v, b_side.lv)):
-        T[i], dA[i], dB[i], dLA[i], dLB[i] = term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps)
+    out = [term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps)
+           for ac, av, alv, alve, bc, bv, blv in zip(a_cls.tolist(), list(a_v), list(a_lv), list(a_lve),
+                                                     b_side.cls.tolist(), list(b_side.v), list(b_side.lv))]
+    T, dA, dB, dLA, dLB = (np.array(col, dtype=L).reshape(N) for col in (zip(*out) if out else [()] * 5))
 
     # ---- reduction (§4) with weights (§5); D the divisor
     X = w * Wf * T
