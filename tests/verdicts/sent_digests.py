@@ -61,16 +61,19 @@ def capability_key(caps) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def compute() -> dict:
+def compute(adapters=None) -> dict:
     """The table: per capability set, its adapters, how many cases are sent, the digest of
     the sent digests in order, and each translated case's sent digest by canonical digest;
-    the quick large set's generated digests by label."""
+    the quick large set's generated digests by label.  ``adapters``: only the capability
+    sets of these registered adapters (a partial table; compare with :func:`restricted`)."""
     from klconform import frozen, large, registry
     from klconform.translate import translate_all
 
     cases = frozen.load()
     groups: dict[str, dict] = {}
     for name, ref in registry.builtin_adapters().items():
+        if adapters is not None and name not in adapters:
+            continue
         caps = registry.load_adapter(ref).capabilities()
         key = capability_key(caps)
         if key in groups:
@@ -87,6 +90,12 @@ def compute() -> dict:
     return {"frozen_corpus": frozen.corpus_digest(cases),
             "capability_sets": dict(sorted(groups.items())),
             "quick_large": {r.label: large.generate(r).digest for r, _ in large.QUICK}}
+
+
+def restricted(golden: dict, now: dict) -> dict:
+    """``golden`` with only the capability sets a partial ``now`` has."""
+    return {**golden, "capability_sets": {k: v for k, v in golden["capability_sets"].items()
+                                          if k in now["capability_sets"]}}
 
 
 def differences(golden: dict, now: dict) -> list[str]:

@@ -86,3 +86,46 @@ def test_run_with_an_unreadable_corpus_is_one_line_exit_2(tmp_path, capsys):
                    "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == cli.EXIT_USAGE and err.count("\n") == 1 and "cannot read the corpus" in err
+
+
+# ----------------------------------------------------------------------------- sent bytes
+# Baselines and records are keyed by the digests of the cases adapters are sent; those must
+# be the same bytes whatever is installed (docs/corpus.md). tests/data/sent-digests.json holds
+# them per capability set; tests/packaging/test_numpy2_bytes.py checks them under numpy 2.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sent_digests  # noqa: E402
+
+REFRESH = "if the change is meant, refresh it: python tests/verdicts/sent_digests.py --write"
+
+
+def test_sent_digests_equal_the_golden_file():
+    diff = sent_digests.differences(json.loads(sent_digests.GOLDEN.read_text()), sent_digests.compute())
+    assert not diff, "\n".join(diff[:20] + [REFRESH])
+
+
+def _clear_value_caches():
+    from klconform import exactmath, large
+    for cache in (exactmath._log1, exactmath._exp1, exactmath._softmax_row, large.generate):
+        cache.cache_clear()
+
+
+@pytest.fixture
+def nudged_numpy(monkeypatch):
+    """numpy's exp/log a few ulps off, with other NaN bits, for exactmath (translation and
+    large-case generation compute through it): another numpy build, as far as they can see."""
+    from klconform import exactmath
+    nudged = sent_digests.NudgedNumpy(seed=17, ulps=4)
+    _clear_value_caches()
+    monkeypatch.setattr(exactmath, "np", nudged)
+    yield nudged
+    monkeypatch.undo()
+    _clear_value_caches()
+
+
+def test_sent_digests_do_not_depend_on_numpys_exp_and_log(nudged_numpy):
+    # torch.kl_div and keras.KLDivergence between them are sent every conversion there is
+    # (prob -> logprob, logprob -> prob, logits -> prob and -> logprob) in every dtype
+    now = sent_digests.compute(adapters={"torch.kl_div", "keras.KLDivergence"})
+    assert len(now["capability_sets"]) == 2 and nudged_numpy.calls > 500
+    diff = sent_digests.differences(sent_digests.restricted(json.loads(sent_digests.GOLDEN.read_text()), now), now)
+    assert not diff, diff[:20]
