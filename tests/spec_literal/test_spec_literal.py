@@ -90,9 +90,9 @@ def point_from_name(name: str) -> Point:
 
 
 def _stratum(case) -> tuple:
-    """What a sampled case stands for: its corpus family (label up to the second '/'), its
-    encodings and reduction."""
-    return ("/".join(case.label.split("/")[:2]), case.target_kind, case.pred_kind, case.reduction)
+    """What a sampled case stands for: its corpus family (label up to the second '/') and its
+    encodings (the points themselves carry the reduction)."""
+    return ("/".join(case.label.split("/")[:2]), case.target_kind, case.pred_kind)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def family_points():
     """(sent case, point, why) for every point an adapter documents on a frozen case it
     takes, every point of an adapter's committed fingerprint, and every point a committed
     baseline names as explaining a case (``explained_by``): one case per (corpus family,
-    encodings, reduction, point), chosen deterministically, so every distinct point is
+    encodings, point), chosen deterministically, so every distinct point is
     covered on every kind of case it meets."""
     cases = frozen.load()
     by_caps: dict = {}
