@@ -28,7 +28,8 @@ divided_by  the value (value verdicts) or the gradient (gradient verdicts) is th
             a broadcast input)
 within      the verdict's ``err_over_bound`` is at most this factor (how far
             beyond the bound the framework's rounding goes)
-dtype       the dtype returned (the value's; for a gradient verdict, the gradient's)
+dtype       the dtype returned (the value's; for a gradient verdict, the gradient's), or
+            "pred" / "target": the dtype that input was sent in
 error       the framework raised an exception whose type matches this glob
             ("*" any); "value": it returned a value where the spec defines an error
 =========== ====================================================================
@@ -188,6 +189,8 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
                 return False
         elif rule == "dtype":
             got = (out.grad_dtypes or {}).get(key) if key else out.dtype
+            if want in ("pred", "target"):        # the dtype that input was sent in
+                want = case.input_dtype(want)
             if got != want and not (key is None and want in [d for d in (out.grad_dtypes or {}).values()]):
                 return False
         elif rule == "error":
@@ -259,21 +262,34 @@ def _agrees(exp, key, case: Case, out, used: str, scale: float) -> bool:
     return compare_arrays(v, b, got, shape).ok
 
 
-def planted(outcome, verdict):
+def planted(outcome, verdict, obs: "Observation | None" = None, margin: float = 1.0):
     """``outcome`` with a wrong value planted where ``verdict`` says the framework departs
-    (tests: a record must not cover a wrong value at its place).  Departing or not, every
-    entry of the value (value verdicts) or of the gradient the verdict is about becomes
-    finite and wrong: NaN -> 0.375, ±inf -> ±1e3, x -> x + 0.25 + |x|/2 (never x)."""
-    def wrong(a):
-        a = np.asarray(a, dtype=np.float64)
-        with np.errstate(over="ignore"):
-            return np.where(np.isnan(a), 0.375, np.where(np.isinf(a), np.sign(a) * 1e3, a + 0.25 + np.abs(a) / 2))
+    (tests: a record must not cover a wrong value at its place).  Every entry of the value
+    (value verdicts) or of the gradient the verdict is about becomes finite and wrong: with
+    ``obs``, the reference's expectation there (compared point; the judged point for a
+    gradient) moved by 0.25 + |e|/2 + 4·margin·bound (``margin``: a record's ``within``), so
+    it departs from the reference as well as from any special value; without, NaN -> 0.375,
+    ±inf -> ±1e3, x -> x + 0.25 + |x|/2."""
     key = _grad_input(verdict)
-    if key is not None:
-        grads = dict(outcome.grads or {})
-        if key in grads and grads[key] is not None:
-            grads[key] = wrong(grads[key])
-        return dataclasses.replace(outcome, grads=grads)
-    if outcome.value is None:
+    base = (outcome.grads or {}).get(key) if key is not None else outcome.value
+    if base is None:
         return outcome
-    return dataclasses.replace(outcome, value=wrong(outcome.value))
+    ref = None
+    if obs is not None:
+        exp = obs.evaluate(obs.case, obs.judged if key else obs.compared)
+        if not isinstance(exp, Exception):
+            used = judged_dtype(obs.case.dtype, outcome.dtype)
+            ref = (expected_value(exp, obs.case.dtype, used) if key is None else
+                   expected_gradient(exp, key, obs.case, used, (outcome.grad_dtypes or {}).get(key, used)))
+    a = np.asarray(base, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if ref is not None and np.shape(ref[0]) == a.shape:
+            e = np.asarray(ref[0], dtype=np.float64)
+            b = np.broadcast_to(np.asarray(ref[1], dtype=np.float64), e.shape)
+            moved = e + 0.25 + np.abs(e) / 2 + 4 * margin * b
+            wrong = np.where(np.isfinite(moved), moved, 0.375)
+        else:
+            wrong = np.where(np.isnan(a), 0.375, np.where(np.isinf(a), np.sign(a) * 1e3, a + 0.25 + np.abs(a) / 2))
+    if key is not None:
+        return dataclasses.replace(outcome, grads={**(outcome.grads or {}), key: wrong})
+    return dataclasses.replace(outcome, value=wrong)

@@ -1,11 +1,13 @@
 """Known records cover what the framework does, not any value at their place: for every
 record that covers verdicts of a real run, a wrong value planted into a covered outcome
 (klconform.behaviour.planted: the value, or the gradient the verdict is about, made finite
-and wrong everywhere) must leave at least one discrepancy no record covers."""
+and wrong everywhere: beyond the reference's bound, and beyond a record's own ``within``) must leave at least one discrepancy no record covers."""
 import pytest
 
 from klconform import behaviour, engine, registry
 from klconform import records as known_mod
+from klconform.reference.family import canonical as canonical_point
+from klconform.verdicts import effective_point
 
 # classes whose outcome has no value to plant (the framework raised, died or hung)
 _NO_VALUE = ("error", "crash", "timeout", "nondeterministic")
@@ -21,8 +23,8 @@ def _session(run):
 
 def test_planted_wrong_values_at_recorded_places_are_unexpected(adapter_result):
     """KL-VERDICT-MATCH: a record states a behaviour; a planted defect at a recorded place is
-    an unexpected discrepancy (issue 17: a wrong batchmean divisor passed a gradient item
-    whose record named only grad_input)."""
+    an unexpected discrepancy (a wrong batchmean divisor once passed a gradient item whose
+    record named only grad_input)."""
     run = adapter_result.run
     session = _session(run)
     picked: dict[str, list] = {}
@@ -35,9 +37,15 @@ def test_planted_wrong_values_at_recorded_places_are_unexpected(adapter_result):
     if not picked:
         pytest.skip(f"{run.adapter}: no record covers a verdict with a value in this run")
     still_covered = []
+    by_id = {r.id: r for r in session.records}
     for rid, items in sorted(picked.items()):
+        margin = float(by_id[rid].observed.get("within", 1.0))
         for e, v in items:
-            bad = behaviour.planted(e.outcome, v)
+            case, documented = e.sent.case, effective_point(session.target.adapter.documented(e.sent.case), e.sent.case)
+            canonical = canonical_point(case)
+            compared = canonical if v.against == "canonical" else (documented or canonical)
+            obs = session.observation(case, e.outcome, e.verdicts, v.against, compared, documented)
+            bad = behaviour.planted(e.outcome, v, obs, margin)
             vs = session.verdicts_for(e.sent.case, bad)
             if not any(x.cls != "match" and x.known is None for x in vs):
                 still_covered.append(f"{rid}: case {e.sent.case.digest} ({v.cls}, {v.against}) planted "

@@ -63,13 +63,15 @@ def test_file_for_strips_env_suffix():
 def test_matching_respects_every_condition():
     rec = known_records.parse_records({"discrepancy": [{
         "id": "a", "class": "semantic", "against": "canonical", "clauses": ["KL-RED-SUM"],
-        "when": "w", "citation": "c", "match": {"dtype": ["float16", "bfloat16"], "label": "zero_*"}}]}, "f")[0]
+        "when": "w", "citation": "c", "explained_by": "sum*",
+        "match": {"dtype": ["float16", "bfloat16"], "label": "zero_*"}}]}, "f")[0]
     c = Case(target=np.array([[0.0, 1.0]]), pred=np.array([[0.5, 0.5]]), pred_kind="prob",
              dtype="float16", label="zero_target/2d")
-    v = Verdict(adapter="x", case=c.digest, against="canonical", cls="semantic", clauses=("KL-RED-SUM",))
+    v = Verdict(adapter="x", case=c.digest, against="canonical", cls="semantic", clauses=("KL-RED-SUM",),
+                explained_by="sum")
     assert known_records.record_matches(rec, v, facts(c, v))
     assert not known_records.record_matches(rec, v, facts(c.replace(dtype="float32"), v))
-    v2 = Verdict(adapter="x", case=c.digest, against="documented", cls="semantic", clauses=())
+    v2 = Verdict(adapter="x", case=c.digest, against="documented", cls="semantic", clauses=(), explained_by="sum")
     assert not known_records.record_matches(rec, v2, facts(c, v2))
 
 
@@ -144,7 +146,7 @@ def test_adapters_name_their_record_files(tmp_path, monkeypatch):
     assert known_records.load_for(TorchKLDiv)
 
     (tmp_path / "mine.toml").write_text(
-        '[[discrepancy]]\nid = "mine-1"\nclass = "semantic"\nagainst = "canonical"\nclauses = ["KL-RED-MEAN"]\n'
+        '[[discrepancy]]\nid = "mine-1"\nclass = "semantic"\nagainst = "canonical"\nclauses = ["KL-RED-MEAN"]\nexplained_by = "sum*"\n'
         'when = "w"\nmatch = { reduction = "mean" }\ncitation = "https://example.invalid"\n')
 
     class Relative(Adapter):
