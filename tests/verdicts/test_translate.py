@@ -210,3 +210,30 @@ def test_translated_values_do_not_depend_on_numpys_last_bits(dtype, monkeypatch)
     monkeypatch.setattr(exactmath, "np", nudged)
     assert [_bits(convert_encoding(v, s, d, dtype, -1)) for v, s, d in cases] == plain
     assert nudged.calls > 0
+
+
+def _oracle_on_grid(v, step: float) -> float:
+    man, exp = v.man_exp
+    q = Fraction(abs(int(man))) * Fraction(2) ** int(exp) * (-1 if v < 0 else 1)
+    return float(round(q / Fraction(step)) * Fraction(step))
+
+
+@pytest.mark.parametrize("fast_rel", [exactmath.FAST_REL, 2.0 ** -6])
+def test_large_cases_grid_values_are_exact(fast_rel, monkeypatch):
+    """klconform.large's two transcendental steps: a row's log-sum-exp and a sparse row's
+    log-probabilities, rounded to the logits' grid.  With a loose fast-path bound
+    (2**-6) nearly every value is decided by the decimal fallback instead: the same."""
+    monkeypatch.setattr(exactmath, "FAST_REL", fast_rel)
+    step = 2.0 ** -13
+    rng = np.random.default_rng(11)
+    z = np.round(rng.normal(size=(6, 40)) * 4 / step) * step
+    p = rng.random(60) ** 3
+    mpmath.mp.prec = 400
+    try:
+        want_lse = [_oracle_on_grid(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in row)), step)
+                    for row in z]
+        want_log = [_oracle_on_grid(mpmath.log(mpmath.mpf(float(v))), step) for v in p]
+    finally:
+        mpmath.mp.prec = 53
+    assert exactmath.logsumexp_on_grid(z, step).ravel().tolist() == want_lse
+    assert exactmath.log_on_grid(p, step).tolist() == want_log
