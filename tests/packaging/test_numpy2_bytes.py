@@ -28,7 +28,7 @@ from test_user_project import SOURCES, _checked, _digest, _run, _venv  # noqa: E
 pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[2]
-NUMPY2 = "numpy==2.4.6"          # the version pip picked in the report (issue 17)
+NUMPY2 = "numpy==2.4.6"          # what pip picks for a user today (numpy>=1.26 allows it)
 TORCH = "torch==2.13.0"          # the main environment's torch (a local wheel pip finds)
 # klconform's other dependencies, at the versions running here
 PINNED = ("mpmath", "execnet", "hypothesis", "jsonschema")
@@ -113,6 +113,6 @@ def test_numpy2_venv_finds_no_change_from_a_numpy1_baseline_of_the_same_torch(nu
 
 
 def test_numpy2_venv_finds_no_change_from_the_committed_torch_baseline(numpy2_python, numpy2_torch_run):
-    """The user's command as reported in issue 17: ``klconform baseline check`` against the
+    """The user's own command: ``klconform baseline check`` against the
     baselines klconform ships (needs them made on the current corpus and code)."""
     _check(numpy2_python, numpy2_torch_run)
