@@ -31,7 +31,7 @@ import numpy as np
 from klconform.reference.family import canonical as canonical_point
 
 from . import records as known_mod
-from . import wire
+from . import exactmath, wire
 from .behaviour import Observation
 from .candidates import candidate_points
 from .case import Case
@@ -307,8 +307,8 @@ def shrink_candidates(case: Case, caps) -> list[Case]:
         flat = arr.reshape(-1)
         for i in range(min(flat.size, 8)):
             for v in _SIMPLE_PROBS:
-                enc = v if kind == "prob" else (np.log(v) if v > 0 else -np.inf)
-                enc = float(round_to(enc, case.dtype))
+                # log exact and rounded once (klconform.exactmath): the same shrunk case on every numpy
+                enc = float(round_to(v, case.dtype) if kind == "prob" else exactmath.log(np.array([v]), case.dtype)[0])
                 if flat[i] == enc or (np.isnan(flat[i]) and np.isnan(enc)):
                     break
                 new = flat.copy()
