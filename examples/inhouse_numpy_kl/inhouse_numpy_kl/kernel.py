@@ -14,7 +14,7 @@ REDUCTIONS = ("none", "sum", "mean", "batchmean", "distribution")
 def _terms(log_q: np.ndarray, p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = p * (np.log(p) - log_q)
-    return np.where(p == 0, np.zeros_like(t), t)     # 0 * log(0 / q) = 0
+    return np.where((p == 0) & ~np.isnan(log_q), np.zeros_like(t), t)     # 0 * log(0 / q) = 0; NaN q stays NaN
 
 
 def kl_loss(log_q: np.ndarray, p: np.ndarray, reduction: str = "batchmean") -> np.ndarray:
@@ -31,7 +31,8 @@ def kl_loss(log_q: np.ndarray, p: np.ndarray, reduction: str = "batchmean") -> n
     if reduction == "sum":
         return total
     if reduction == "mean":
-        return total / t.dtype.type(max(t.size, 1))
+        with np.errstate(invalid="ignore"):
+            return total / t.dtype.type(t.size)       # 0/0 = NaN for an empty loss (KL-EMPTY-2)
     return total / t.dtype.type(t.shape[0] if t.ndim else 1)
 
 
@@ -39,8 +40,13 @@ def kl_loss_grad(log_q: np.ndarray, p: np.ndarray, reduction: str = "batchmean")
     """d sum(kl_loss(log_q, p, reduction)) / d log_q, shaped like ``log_q``."""
     shape = np.broadcast_shapes(log_q.shape, p.shape)
     g = -np.broadcast_to(p, shape).astype(log_q.dtype)
+    # the partials of a NaN term are NaN (SPEC KL-GRAD-INF): a NaN or negative p, a NaN log q
+    with np.errstate(invalid="ignore"):
+        invalid = ~(np.broadcast_to(p, shape) >= 0) | np.isnan(np.broadcast_to(log_q, shape))
+    g = np.where(invalid, g.dtype.type(np.nan), g)
     if reduction == "mean":
-        g = g / g.dtype.type(max(g.size, 1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = g / g.dtype.type(g.size)
     elif reduction == "batchmean":
         g = g / g.dtype.type(shape[0] if shape else 1)
     # sum the broadcast axes back onto log_q's shape
