@@ -111,7 +111,8 @@ def expected_in_dtype(values, bound, case_dtype: str, used_dtype: str):
     plus the rounding itself when ``used_dtype`` is coarser than the case's dtype."""
     v = np.asarray(values, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        big = np.isfinite(v) & (np.abs(v) > FINFO[used_dtype][0])
+        # KL-DTYPE-3: overflow as IEEE rounding has it (|v| >= max + half an ulp)
+        big = np.isfinite(v) & np.isinf(round_to(v, used_dtype))
         v_used = np.where(big, np.sign(v) * np.inf, v)
     b = np.asarray(bound, dtype=np.float64)
     if used_dtype != case_dtype:

@@ -33,23 +33,43 @@ def check_dtype(name: str) -> str:
 
 
 def round_to(values, dtype: str) -> np.ndarray:
-    """Round float64 ``values`` to ``dtype`` (nearest-even) and return them as float64."""
+    """Round float64 ``values`` once to ``dtype`` (nearest, ties to even, as IEEE rounds:
+    a magnitude of at least the largest finite value plus half its ulp becomes ±inf,
+    KL-DTYPE-3) and return them as float64.  NaN and ±inf pass unchanged."""
     a = np.asarray(values, dtype=np.float64)
     if dtype == "float64":
         return a.copy()
     if dtype == "bfloat16":
-        return from_bits(to_bits(a, dtype), dtype, a.shape)
-    return a.astype(dtype).astype(np.float64)
+        return _round_bfloat16(a)
+    with np.errstate(over="ignore"):
+        return a.astype(dtype).astype(np.float64)   # numpy converts float64 with one rounding
+
+
+def _round_bfloat16(a: np.ndarray) -> np.ndarray:
+    """float64 -> bfloat16 (as float64) with one rounding: through float32 a value just
+    below a bfloat16 tie can first round onto the tie and then away from its nearest value.
+    Scale each value so that its bfloat16 ulp is 1 (below the normal range the ulp is
+    2**-133), round to the nearest integer (ties to even), scale back: every step but the
+    rounding is exact in float64."""
+    out = a.copy()
+    fin = np.isfinite(a) & (a != 0)
+    if fin.any():
+        x = a[fin]
+        _, e = np.frexp(x)                                  # x = m * 2**e, 0.5 <= |m| < 1
+        ulp = np.maximum(e.astype(np.int64) - 1, -126) - 7  # exponent of x's bfloat16 ulp
+        r = np.ldexp(np.rint(np.ldexp(x, -ulp)), ulp)
+        out[fin] = np.where(np.abs(r) > FINFO["bfloat16"][0], np.copysign(np.inf, x), r)
+    return out
 
 
 def to_bits(values: np.ndarray, dtype: str) -> bytes:
-    """Encode float64 ``values`` as the little-endian bytes of ``dtype`` (rounding to nearest)."""
+    """Encode float64 ``values`` as the little-endian bytes of ``dtype`` (rounding to nearest,
+    once)."""
     a = np.ascontiguousarray(values, dtype=np.float64)
     if dtype == "bfloat16":
-        f32 = a.astype("<f4")
+        f32 = _round_bfloat16(a).astype("<f4")     # exact: a bfloat16 value is a float32 one
         bits = f32.view("<u4").astype(np.uint64)
-        # round to nearest even on the 16 dropped bits; NaN stays NaN (quiet bit kept)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        rounded = bits >> 16      # the 16 dropped bits are 0; NaN stays NaN (quiet bit kept)
         nan = np.isnan(f32)
         rounded = np.where(nan, (bits >> 16) | 0x40, rounded)
         return rounded.astype("<u2").tobytes()

@@ -265,10 +265,11 @@ def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
             b2, lb2 = clipped(b, lb, point.eps)
             ina = (a >= eps) & (a <= 1)
             inb = (b >= eps) & (b <= 1)
+            # KL-GRAD-EPS: clip's derivative selects (1 on [eps, 1], else 0): an entry outside,
+            # ±inf and NaN included (NaN fails both comparisons), has partial 0 whatever the
+            # clipped partial is; one inside keeps it, NaN where the other side is NaN
             a_val = np.where(ina, la2 - lb2 + 1 - gen, f(0))
             b_val = np.where(inb, gen - a2 / b2, f(0))
-            a_val = np.where(np.isnan(a) | np.isnan(b), nan, a_val)
-            b_val = np.where(np.isnan(a) | np.isnan(b), nan, b_val)
             a_log = np.where(ina, a * a_val, f(0))
             b_log = np.where(inb, b * b_val, f(0))
             return {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}
@@ -431,10 +432,14 @@ def prepare(case, point: Point | None = None) -> Prepared:
     if point.swap:
         a, la, b, lb, a_is_log, b_is_log = q, lq, p, lp, ikind != "prob", tkind != "prob"
         if a_is_log:
-            # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value (exp(-1000)
-            # is 0, its term 0 by KL-ZERO-1), as every float computation of the call has it
+            # KL-ARG-ORDER: the swapped first side is exp(log q) rounded to a float64 value, as
+            # every float computation of the call has it: exp(-1000) is 0 (its term 0 by
+            # KL-ZERO-1), exp(800) is +inf with log +inf (KL-INF-1 and §8 see q = +inf)
             with np.errstate(over="ignore"):
                 a = np.asarray(a, dtype=np.float64).astype(work)
+                over = (a == np.inf) & (la < np.inf)
+                if over.any():
+                    la = np.where(over, work(np.inf), la)
         sides = (q_sum, p_sum, q_nu, p_nu)
     else:
         a, la, b, lb, a_is_log, b_is_log = p, lp, q, lq, tkind != "prob", ikind != "prob"

@@ -85,8 +85,8 @@ def term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps):
     gen = point.generalised
     if point.epsilon == "clip_both":
         # KL-EPS-CLIP: clipping comes before every convention; negatives become eps, NaN stays
-        if ac == NAN or bc == NAN:
-            return _NAN5
+        # NaN (so T is NaN); KL-GRAD-EPS: the derivative of clip selects, so an entry outside
+        # [eps, 1] (NaN included) has partial 0 and one inside keeps the clipped partial
         a1, la1, ia = _clipped(ac, av, alv, eps, log_eps)
         b1, lb1, ib = _clipped(bc, bv, blv, eps, log_eps)
         d = la1 - lb1
@@ -166,7 +166,9 @@ def term(ac, av, alv, alve, alog, bc, bv, blv, point, eps, log_eps):
 
 
 def _clipped(c, v, lv, eps, log_eps):
-    """KL-EPS-CLIP: (a', log a', 1[eps ≤ a ≤ 1])."""
+    """KL-EPS-CLIP: (a', log a', 1[eps ≤ a ≤ 1]); NaN stays NaN and fails the test."""
+    if c == NAN:
+        return NAN_L, NAN_L, False
     if c == NEG or c == ZERO or (c == POS and v < eps):
         return eps, log_eps, False
     if c == INF or v > 1:
@@ -444,7 +446,7 @@ _FORMATS = {
 
 def in_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
     """``x`` (longdouble) rounded once to nearest-even in ``dtype``, as float64; a magnitude
-    beyond the largest finite value is ±∞ (KL-DTYPE-3)."""
+    that rounds beyond the largest finite value (at least max + ½ ulp) is ±∞ (KL-DTYPE-3)."""
     bits, emin, big = _FORMATS[dtype]
     x = np.asarray(x, dtype=L)
     with np.errstate(all="ignore"):
@@ -452,6 +454,6 @@ def in_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
         _, e = np.frexp(np.where(finite, x, ONE_L))          # x = m·2^e, 0.5 ≤ |m| < 1
         q = np.maximum(e.astype(np.int64) - 1, emin) - (bits - 1)   # exponent of one ulp
         r = np.ldexp(np.rint(np.ldexp(np.where(finite, x, ONE_L), -q)), q)   # rint: nearest-even
-        r = np.where(np.abs(x) > L(big), np.copysign(INF_L, x), r)
+        r = np.where(np.abs(r) > L(big), np.copysign(INF_L, x), r)
         out = np.where(finite, r, x)
     return out.astype(np.float64)
