@@ -203,8 +203,19 @@ def adapter_name(run_id: str) -> str:
     return run_id.partition("@")[0]
 
 
+# What an adapter's name may be to name a baseline file: it comes from the results file
+# (any text), and a "/" or ".." in it would name a file elsewhere.
+_FILE_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+\-\[\]]{0,199}")
+
+
 def file_name(adapter: str, version: str) -> str:
-    return f"{adapter_name(adapter)}@{re.sub(r'[^A-Za-z0-9._+-]', '_', str(version))}{SUFFIX}"
+    """``NAME@VERSION.jsonl``; BaselineError when the adapter's name cannot be a file name
+    (the version's other characters become ``_``)."""
+    name = adapter_name(adapter)
+    if not _FILE_SAFE_NAME.fullmatch(name) or ".." in name:
+        raise BaselineError(f"adapter name {name!r} cannot name a baseline file (letters, digits and "
+                            f"._+-[] only, not starting with '.', no '..')")
+    return f"{name}@{re.sub(r'[^A-Za-z0-9._+-]', '_', str(version))}{SUFFIX}"
 
 
 def _header(result: RunResult, run: AdapterRun) -> dict[str, Any]:
@@ -343,17 +354,24 @@ def check_counted(result: RunResult, directory: str | Path = BASELINE_DIR) -> tu
 
 def update(result: RunResult, directory: str | Path = BASELINE_DIR) -> list[Path]:
     """Write (replace) the baseline of every adapter run of ``result`` into ``directory``;
-    the files written.  The git diff of those files is the review of the accepted change."""
+    the files written.  The git diff of those files is the review of the accepted change.
+    The files are replaced together or not at all (:func:`klconform.resultsio.write_set`:
+    a symlinked baseline is written through, a device node or directory in a file's place
+    refuses the update); BaselineError (one line) names what was refused."""
+    from .resultsio import write_set
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for b in from_result(result):
-        path = directory / b.file_name()
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(b.dumps())
-        tmp.replace(path)
-        written.append(path)
-    return written
+    runs = [r for r in result.runs if r.status == "ok"]
+    for r in runs:                # every name checked before any work
+        file_name(r.adapter, str((r.env or {}).get("version", "")))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BaselineError(f"{directory}: cannot create the baselines directory ({exc.strerror or exc})") from None
+    files = {b.file_name(): b.dumps() for b in from_result(result, runs)}
+    done = write_set(directory, files)
+    if done.problems:
+        raise BaselineError("; ".join(done.problems))
+    return done.written
 
 
 def load_side(path: str | Path) -> list[Baseline]:

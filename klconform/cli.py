@@ -437,9 +437,14 @@ def load_corpus(path: str | None):
 def writable_file(option: str, value: str) -> Path:
     """``value`` as the path of a file this command will write (relative to where it was
     typed), checked before any work: a UsageError naming ``option`` otherwise."""
+    from .resultsio import UnsafeOutput, output_target
     path = out_path(value)
-    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise UsageError(f"{option} {value}: not a writable file path (its directory must exist)")
+    try:
+        target = output_target(path)    # the one rule of every writer: regular files or new paths
+    except UnsafeOutput as exc:
+        raise UsageError(f"{option} {exc}") from None     # exc names the path
+    if not os.access(target.parent, os.W_OK):
+        raise UsageError(f"{option} {value}: not a writable file path (directory {target.parent} is not writable)")
     return path
 
 
@@ -616,7 +621,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
             raise
         return _interrupted(result, partial if partial_written else None, out)
     written, problems = written_set.written, written_set.problems
-    if partial_written and not problems:
+    if partial_written:     # the set is complete, or it was refused (exit 2) and the previous one stays
         partial.unlink(missing_ok=True)
     status = exit_status(result)
     named_not_run = [r for r in not_run if r.adapter in asked]
@@ -742,7 +747,8 @@ def cmd_corpus(args) -> int:
         print(f"{path}: {len(large.read(path))} recipes")
         return EXIT_OK
     if args.corpus_command == "add":
-        base_path = out_path(args.corpus) if args.corpus else frozen.FROZEN_PATH
+        # written through a symlink to the corpus it names; checked before it is read (a FIFO would block)
+        base_path = writable_file("--corpus", args.corpus) if args.corpus else frozen.FROZEN_PATH
         base, _ = load_corpus(str(base_path))
         more, _ = load_corpus(args.file)
         merged = frozen.merge(base, more)
@@ -997,7 +1003,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
     becoming a KeyboardInterrupt traceback; in-process callers get theirs back."""
     import signal
     import threading
-    from .resultsio import COMMIT
+    from .resultsio import COMMIT, UnsafeOutput
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _STOP.clear()
     _ACTED.clear()
@@ -1011,7 +1017,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
                 "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus,
                 "show": cmd_show}[args.command](args)
-    except UsageError as exc:
+    except (UsageError, UnsafeOutput) as exc:   # UnsafeOutput: a path no writer writes (resultsio.output_target)
         _error_line(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

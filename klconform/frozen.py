@@ -160,11 +160,12 @@ def dumps(cases: Sequence[Case], made_by: str) -> str:
 
 
 def dump(cases: Sequence[Case], path: str | Path, *, made_by: str) -> Path:
-    """Write ``cases`` to ``path`` in the frozen format (replacing it whole)."""
+    """Write ``cases`` to ``path`` in the frozen format (replacing it whole, atomically);
+    a symlink is written through to its file, a device node, FIFO or directory refused
+    (:func:`klconform.resultsio.output_target`, UnsafeOutput)."""
+    from .resultsio import atomic_write_text
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(cases, made_by), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, dumps(cases, made_by))
     return path
 
 

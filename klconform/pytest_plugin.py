@@ -39,7 +39,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -154,7 +154,44 @@ def _int(config, dest: str, defaults, fallback: int) -> int:
                                 f"(from ${ENV_DEFAULTS.get(dest)})") from None
 
 
+def _option_name(dest: str) -> str:
+    """``--klconform-case-timeout`` (and its variable, when it has one) for messages."""
+    env = ENV_DEFAULTS.get(dest)
+    return f"--{dest.replace('_', '-')}" + (f" (or ${env})" if env else "")
+
+
+def _number(config, dest: str, defaults, *, integer: bool, low: float, high: float | None = None):
+    """A numeric option, finite and in ``[low, high]`` (``low`` excluded for a float: a
+    timeout of 0 s is no timeout); pytest.UsageError naming the option otherwise."""
+    import math
+    v = _value(config, dest, defaults)
+    try:
+        x = int(v) if integer else float(v)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{_option_name(dest)}: {v!r} is not {'an integer' if integer else 'a number'}") from None
+    bad = (x < low if integer else not (math.isfinite(x) and x > low)) or (high is not None and x > high)
+    if bad:
+        where = (f"{low}..{high}" if high is not None else f">= {low}") if integer else f"a finite number > {low:g}"
+        raise pytest.UsageError(f"{_option_name(dest)}: {v!r} is not {where}")
+    return x
+
+
+BACKENDS = ("auto", "numba", "numpy")
+DEVICES = ("cpu", "cuda")
+
+
+def _choice(config, dest: str, defaults, choices: Sequence[str]) -> str | None:
+    v = _value(config, dest, defaults)
+    if v in (None, ""):
+        return None
+    if v not in choices:
+        raise pytest.UsageError(f"{_option_name(dest)}: {v!r} is not one of {', '.join(choices)}")
+    return v
+
+
 def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
+    """The options resolved and their values checked: a bad value is pytest.UsageError,
+    one line naming the option (exit 4 before any item runs), never a failure of every item."""
     d = dict(defaults or {})
     unknown = set(d) - {o for o in vars(config.option) if o.startswith("klconform_")}
     if unknown:
@@ -173,8 +210,19 @@ def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
         seed=_int(config, "klconform_seed", d, 0), cases=cases,
         large=_value(config, "klconform_large", d) or "quick",
         baseline=_value(config, "klconform_baseline", d),
-        case_timeout=float(_value(config, "klconform_case_timeout", d)),
-        shrink_rounds=int(_value(config, "klconform_shrink_rounds", d)))
+        case_timeout=_number(config, "klconform_case_timeout", d, integer=False, low=0),
+        shrink_rounds=_number(config, "klconform_shrink_rounds", d, integer=True, low=0, high=100))
+
+
+def check_environment_options(config, defaults: dict[str, Any]) -> None:
+    """The options whose home is an environment variable (reference backend, device):
+    checked before they are applied, one line (pytest.UsageError) when bad."""
+    backend = _choice(config, "klconform_reference_backend", defaults, BACKENDS)
+    if backend == "numba":
+        import importlib.util
+        if importlib.util.find_spec("numba") is None:
+            raise pytest.UsageError(f"{_option_name('klconform_reference_backend')}: numba is not importable here")
+    _choice(config, "klconform_device", defaults, DEVICES)
 
 
 # ----------------------------------------------------------------------------- one adapter's run
@@ -268,8 +316,27 @@ class ConformanceRuns:
         except (registry.RegistryError, ValueError) as exc:
             raise pytest.UsageError(f"klconform: {exc}") from None
         self._corpus = None
+        self._large = None
         self._memo: dict[str, AdapterResult] = {}
         self._evaluator = None
+        self.check_inputs()
+
+    def check_inputs(self) -> None:
+        """Read what the options name before any item runs -- the corpus file, the large
+        family, each adapter's record files -- so that a mistyped or malformed one is one
+        line and pytest's usage exit (4), not the same traceback in every item."""
+        from klconform import frozen, records
+        if self.corpus_path() is not None:
+            try:
+                self.corpus()
+            except frozen.FrozenCorpusError as exc:
+                raise pytest.UsageError(f"--klconform-corpus: {exc}") from None
+        self.large_entries()
+        for rid in self.specs:
+            try:
+                self.records(rid)
+            except records.KnownError as exc:
+                raise pytest.UsageError(f"klconform: {rid}: known records: {str(exc).splitlines()[0]}") from None
 
     @staticmethod
     def run_id(spec) -> str:
@@ -333,10 +400,13 @@ class ConformanceRuns:
 
     def large_entries(self) -> list:
         from klconform import large
-        try:
-            return large.select(self.sel.large)
-        except large.LargeCorpusError as exc:
-            raise pytest.UsageError(f"--klconform-large: {exc}") from None
+        if self._large is None:
+            try:
+                self._large = large.select(self.sel.large)
+            except large.LargeCorpusError as exc:
+                raise pytest.UsageError(f"--klconform-large: {exc} (expected quick, all, none or a "
+                                        f"large-corpus file)") from None
+        return self._large
 
     def result(self, run_id: str) -> AdapterResult:
         """The run of ``run_id``, computed here or read from the xdist worker that did."""
@@ -394,6 +464,7 @@ def runs_for(config) -> ConformanceRuns | None:
         sel = selection(config, defaults)
         if not sel.enabled:
             return None   # not cached: a conftest's defaults may still arrive with collection
+        check_environment_options(config, defaults)
         _apply_environment(config, defaults)
         shared = getattr(config, "workerinput", {}).get(SHARED_DIR_KEY)
         config.stash[_RUNS] = ConformanceRuns(config, sel, Path(shared) if shared else None)
@@ -416,6 +487,10 @@ def _apply_environment(config, defaults) -> None:
 
 # ----------------------------------------------------------------------------- pytest hooks
 def pytest_configure(config):
+    if selection(config).enabled:
+        # What the command line and environment give is checked now (exit 4 before
+        # collection); a conftest's defaults come with collection and are checked then.
+        check_environment_options(config, {})
     config.pluginmanager.register(Tally(), "klconform-tally")
     config.addinivalue_line("markers", "klconform: a klconform conformance item")
     config.addinivalue_line("markers", "klconform_known: a klconform known-record item (xfail strict)")

@@ -5,6 +5,8 @@ verdicts and the reports import plain dataclasses without file or jsonschema cod
     write_results(result, path)      # validate against the schema, write atomically
     result = read_results(path)      # ResultsError (one line) when unreadable or invalid
     atomic_write_text(path, text)    # temp file in the same directory + os.replace
+    write_set(out, {name: render})   # an output set: every file replaced, or none
+    output_target(path)              # what a write to path replaces (the rule of every writer)
 
 The document is ``RunResult.to_json()`` serialised with sorted keys and no NaN literals
 (non-finite floats outside arrays become the strings "nan", "inf", "-inf"), so the same
@@ -19,6 +21,7 @@ import functools
 import math
 import json
 import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -113,10 +116,44 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+class UnsafeOutput(ResultsError):
+    """A path klconform will not write: not a regular file or a new path (one line)."""
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def output_target(path: str | os.PathLike) -> Path:
+    """The file that writing ``path`` replaces -- the one rule of every writer of klconform
+    (output sets, results, corpora, baselines).  A regular file or a new path in an
+    existing directory is itself; a symlink is written through: the file it names
+    (a dangling link: the path it names) is replaced and the link kept.  Anything else (a
+    directory, device node, FIFO, socket, a link loop) is refused: :class:`UnsafeOutput`,
+    one line.  Replacing a ``/dev/null`` with a regular file is what this prevents."""
+    given = Path(path)
+    real = Path(os.path.realpath(given))
+    via = f" (the target of symlink {given})" if real != Path(os.path.abspath(given)) else ""
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        if not real.parent.is_dir():
+            raise UnsafeOutput(f"{given}: cannot be written: directory {real.parent} does not exist") from None
+        return real
+    except OSError as exc:
+        raise UnsafeOutput(f"{given}: cannot be written ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode):
+        return real
+    kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+    raise UnsafeOutput(f"{real}{via}: is {kind}; klconform writes only regular files or new paths")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a
-    part: a temp file in the same directory, flushed and fsync'd, then ``os.replace``."""
-    path = Path(path)
+    part: a temp file in the same directory, flushed and fsync'd, then ``os.replace``.
+    Where it writes: :func:`output_target` (a symlink written through; a device node,
+    FIFO or directory refused with :class:`UnsafeOutput`)."""
+    path = output_target(path)
     staged: dict[str, str] = {}
     try:
         stage_text(path.parent, path.name, text, staged)
@@ -138,6 +175,14 @@ def write_results(result: RunResult, path: str | os.PathLike, *, check: bool = T
     return doc
 
 
+class _NonFiniteLiteral(ValueError):
+    pass
+
+
+def _no_literal(name: str):
+    raise _NonFiniteLiteral(name)     # NaN / Infinity / -Infinity: Python's json extension, not JSON
+
+
 def load_document(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed and schema-validated document at ``path``."""
     p = Path(path)
@@ -154,9 +199,12 @@ def load_document(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, EOFError) as exc:   # gzip's BadGzipFile is an OSError
         raise ResultsError(f"{p}: cannot read results file ({type(exc).__name__}: {exc})") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_literal)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except _NonFiniteLiteral as exc:
+        raise ResultsError(f"{p}: not valid JSON ({exc} is not a JSON number; a results file writes "
+                           f"non-finite numbers as the strings \"nan\", \"inf\", \"-inf\")") from None
     if not isinstance(doc, dict):
         raise ResultsError(f"{p}: not a results file (top level is {type(doc).__name__}, expected an object)")
     version = doc.get("schema_version")
@@ -391,44 +439,68 @@ def _unlink_if_unlocked(path: Path) -> None:
 
 def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterable[str] = (),
               stop_requested: Callable[[], bool] | None = None) -> WrittenSet:
-    """Write the files ``{name: render}`` of one output set into directory ``out``, as a
-    set: every file is first rendered and written to a temp file beside its target, and
-    only then are the targets replaced, one ``os.replace`` each, and the files named in
-    ``remove`` that are not part of this set (other formats of an earlier run) deleted,
-    with SIGINT/SIGTERM held back meanwhile.  An interruption or a failure while rendering
-    or writing (a full disk) therefore leaves the previous set as it was; so does a stop
-    asked for before the replacements start (``stop_requested()`` true: KeyboardInterrupt).
-    A signal that arrives once they have started is held until the set is complete and
-    returned in ``held`` (also kept in :data:`COMMIT`).  A file that cannot be rendered,
-    written or replaced (e.g. a directory in its place) is skipped and reported while the
-    others are still written.  ``render`` is a text, or a callable returning it.
+    """Write the files ``{name: render}`` of one output set into directory ``out`` as one
+    transaction: all of them replaced, or none.
 
-    Temp files never outlive the call."""
+    1. Every name is checked (:func:`output_target`: a regular file, a new path, or a
+       symlink written through to the file it names; a directory, device node, FIFO or
+       socket refuses the set), then every file is rendered, then each is written to a
+       fsync'd temp file beside its target, and a hard link to each previous file is kept
+       beside it.  A failure in any of these (a renderer's error, a full disk) or a stop
+       asked for (``stop_requested()`` true: KeyboardInterrupt) leaves the previous set
+       byte-identical and reports every problem found.
+    2. With SIGINT/SIGTERM held back, each target is replaced (one ``os.replace``) and the
+       files named in ``remove`` that are not part of this set (other formats of an
+       earlier run) are moved aside.  Should one step fail, the steps done are undone
+       from the kept links: the previous set comes back.  A signal that arrives meanwhile
+       is held until the set is complete and returned in ``held`` (also kept in
+       :data:`COMMIT`).
+
+    ``render`` is a text, or a callable returning it.  ``written`` lists the files only
+    when the whole set was replaced; temp files and kept links never outlive the call."""
     import signal
     out = Path(out)
-    staged: dict[str, str] = {}
+    staged: dict[str, str] = {}      # name -> temp file holding its new text
+    kept: dict[str, str] = {}        # name -> hard link to its previous file (for undoing)
     result = WrittenSet([], [])
     problems = result.problems
     if stop_requested is not None and stop_requested():
         raise KeyboardInterrupt           # asked before anything was staged
+    targets: dict[str, Path] = {}
+    for name in renders:
+        try:
+            targets[name] = output_target(out / name)
+        except UnsafeOutput as exc:
+            problems.append(f"{exc}; not replaced")
+    removals = [n for n in dict.fromkeys(remove) if n not in renders and os.path.lexists(out / n)]
+    for name in removals:
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            problems.append(f"{out / name}: is a directory, not removed")
+    if problems:
+        return _nothing_replaced(result)
     try:
+        texts: dict[str, str] = {}
         for name, render in renders.items():
-            target = out / name
-            if target.is_dir():
-                problems.append(f"{target}: is a directory, not replaced")
-                continue
             try:
-                text = render() if callable(render) else render
-            except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
+                texts[name] = render() if callable(render) else render
+            except Exception as exc:  # noqa: BLE001 - reported; the set is then not replaced
                 if caused_by_interrupt(exc) or (stop_requested is not None and stop_requested()):
                     raise KeyboardInterrupt from exc     # a signal Python wrapped: not a renderer bug
-                log = log_internal_error(exc)
-                problems.append(f"{target}: not rendered ({type(exc).__name__}; details in {log})")
-                continue
+                if isinstance(exc, ResultsError):       # an invalid document: its one line says why
+                    problems.append(f"{targets[name]}: not rendered ({exc})")
+                else:
+                    log = log_internal_error(exc)
+                    problems.append(f"{targets[name]}: not rendered ({type(exc).__name__}; details in {log})")
+        if problems:
+            return _nothing_replaced(result)
+        for name, text in texts.items():
             try:
-                stage_text(out, name, text, staged)
+                stage_text(targets[name].parent, name, text, staged)
+                if targets[name].exists():
+                    _keep_link(targets[name], name, kept)
             except OSError as exc:
-                problems.append(f"{target}: not written ({exc.strerror or exc})")
+                problems.append(f"{targets[name]}: not written ({exc.strerror or exc})")
+                return _nothing_replaced(result)
             _test_delay()
         hold = {signal.SIGINT, signal.SIGTERM}
         main = threading.current_thread() is threading.main_thread()
@@ -437,24 +509,30 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterab
             if stop_requested is not None and stop_requested():
                 raise KeyboardInterrupt
             COMMIT.active = True
-            for name, tmp in list(staged.items()):
-                try:
-                    os.replace(tmp, out / name)
-                    result.written.append(out / name)
+            done: list[tuple[str, str]] = []       # ("replaced" | "removed", name), in order
+            step = ""
+            try:
+                for name in list(staged):
+                    step = f"{targets[name]}: not replaced"
+                    os.replace(staged[name], targets[name])
                     del staged[name]
-                except OSError as exc:
-                    problems.append(f"{out / name}: not replaced ({exc.strerror or exc})")
-                _test_delay()
-            for name in remove:
-                if name in renders:
-                    continue
-                try:
-                    os.unlink(out / name)
-                    result.removed.append(out / name)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    problems.append(f"{out / name}: not part of this set, not removed ({exc.strerror or exc})")
+                    done.append(("replaced", name))
+                    _test_delay()
+                for name in removals:
+                    step = f"{out / name}: not part of this set, not removed"
+                    aside = _aside_name(out, name)
+                    os.rename(out / name, aside)
+                    kept[f"removed:{name}"] = aside
+                    done.append(("removed", name))
+            except OSError as exc:
+                lost = _undo(done, targets, kept, out)
+                problems.append(f"{step} ({exc.strerror or exc})")
+                if lost:
+                    problems.append(f"the previous {', '.join(lost)} could not be restored")
+                    return result
+                return _nothing_replaced(result)
+            result.written = [out / name for name in renders]     # as named (a symlink: the link)
+            result.removed = [out / name for name in removals]
         finally:
             if blocked is not None:
                 # Signals that came while blocked are taken here, not delivered on unblocking:
@@ -466,10 +544,62 @@ def write_set(out: str | os.PathLike, renders: dict[str, Any], *, remove: Iterab
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     finally:
         with DEFER.region():
-            for tmp in staged.values():
+            for tmp in [*staged.values(), *kept.values()]:
                 _unlink(tmp)
-    result.held = list(COMMIT.held)
+        result.held = list(COMMIT.held)
     return result
+
+
+def _nothing_replaced(result: WrittenSet) -> WrittenSet:
+    """``result`` of a set that was not replaced: the previous set stays, say so once."""
+    result.written, result.removed = [], []
+    result.problems[-1] += "; the previous files are left as they were (nothing replaced)"
+    return result
+
+
+def _aside_name(directory: Path, name: str) -> str:
+    """A new, unused path ``.NAME.*.old.tmp`` in ``directory`` (for a previous file kept
+    until the set is complete)."""
+    import secrets
+    while True:
+        path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.old.tmp")
+        if not os.path.lexists(path):
+            return path
+
+
+def _keep_link(target: Path, name: str, kept: dict[str, str]) -> None:
+    """A hard link to ``target``'s previous file beside it, entered in ``kept[name]``:
+    what undoing the set restores.  A filesystem without hard links keeps none (that file
+    cannot be restored should a later replacement fail, which needs a failing rename in a
+    directory just proven writable)."""
+    with DEFER.region():
+        while True:
+            aside = _aside_name(target.parent, name)
+            try:
+                os.link(target, aside)
+            except FileExistsError:
+                continue
+            except OSError:
+                return
+            kept[name] = aside
+            return
+
+
+def _undo(done: list[tuple[str, str]], targets: dict[str, Path], kept: dict[str, str], out: Path) -> list[str]:
+    """Reverse the replacements and removals ``done`` (last first) from the links in
+    ``kept``; the files that could not be restored (none: the previous set is back)."""
+    lost = []
+    for what, name in reversed(done):
+        try:
+            if what == "removed":
+                os.rename(kept.pop(f"removed:{name}"), out / name)
+            elif name in kept:
+                os.replace(kept.pop(name), targets[name])
+            else:
+                os.unlink(targets[name])        # it did not exist before
+        except (OSError, KeyError):
+            lost.append(str(targets.get(name, out / name)))
+    return lost
 
 
 def stage_text(directory: Path, name: str, text: str, staged: dict[str, str]) -> str:

@@ -79,3 +79,13 @@ class NoisySetup(GoodKL):
         import os
         os.write(2, NOISY_SETUP_LINES)
         return super().setup()
+
+
+class InvalidStatus(GoodKL):
+    """Returns an outcome whose status is none the results schema knows: the results
+    document of its run does not validate (the output set must then stay as it was)."""
+    name = "fault.invalid_status"
+
+    def evaluate(self, case):
+        from klconform.adapters.base import Outcome
+        return Outcome(status="bogus", native_call="numpy double")

@@ -108,32 +108,8 @@ def test_bad_adapter_or_option_is_one_line_exit_2(args, needle, tmp_path, capsys
     assert {n: (tmp_path / n).read_text() for n in old} == old
 
 
-def test_output_file_replaced_by_a_directory_is_exit_2_and_the_rest_is_written(tmp_path, capsys):
-    (tmp_path / "report.md").mkdir()
-    rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(tmp_path)], capsys)
-    assert rc == cli.EXIT_USAGE and one_line_error(err) and "report.md" in err, err
-    assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
-    assert (tmp_path / "report.html").stat().st_size > 0
-    assert leftovers(tmp_path) == []
-
-
-def test_full_disk_while_writing_keeps_the_previous_file(tmp_path, capsys, monkeypatch):
-    old = previous_report(tmp_path)
-    real = resultsio.stage_text
-
-    def stage(directory, name, text, staged):
-        if name == "report.md":
-            fd = os.open(directory / ".report.md.partial.tmp", os.O_CREAT | os.O_WRONLY)
-            os.close(fd)
-            os.unlink(directory / ".report.md.partial.tmp")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(directory, name, text, staged)
-    monkeypatch.setattr(resultsio, "stage_text", stage)
-    rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(tmp_path)], capsys)
-    assert rc == cli.EXIT_USAGE and one_line_error(err) and "No space left" in err, err
-    assert (tmp_path / "report.md").read_text() == old["report.md"]
-    assert (tmp_path / "results.json").read_text() != old["results.json"]
-    assert leftovers(tmp_path) == []
+# A directory or a full disk where an output file goes: the whole set is refused and the
+# previous one stays (tests/faults/test_output_sets.py).
 
 
 def test_internal_error_is_one_line_with_a_log(tmp_path, capsys, monkeypatch):
