@@ -34,6 +34,11 @@ error       the framework raised an exception whose type matches this glob
             ("*" any); "value": it returned a value where the spec defines an error
 =========== ====================================================================
 
+``point`` together with ``value`` (or ``grad``) says "the point's value (gradient), except
+entries of this kind": the kind rule then judges the entries departing from *that point*
+(none departing is fine) and replaces the point's strict agreement — e.g. torch's Categorical
+gradients are the normalised point's, except the zeros its clamp leaves.
+
 A ``semantic`` record's ``explained_by`` is such a statement already (the explanation
 search found the outcome within the bound of that point); others need ``observed``.
 """
@@ -133,10 +138,12 @@ def _departing(expected, bound, observed) -> np.ndarray | None:
     return ~(same_special | close)
 
 
-def _entries_are(kind: str, expected, bound, observed, minus_p=None) -> bool:
+def _entries_are(kind: str, expected, bound, observed, minus_p=None, vacuous: bool = False) -> bool:
     dep = _departing(expected, bound, observed)
-    if dep is None or not dep.any():
+    if dep is None:
         return False
+    if not dep.any():
+        return vacuous
     o = np.asarray(observed, dtype=np.float64)
     if kind == "-p":
         if minus_p is None:
@@ -183,7 +190,15 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
     case, out = obs.case, obs.outcome
     used = judged_dtype(case.dtype, out.dtype)
     key = _grad_input(verdict)
+    at = None                  # "the point's, except entries of this kind" (module docstring)
+    if "point" in observed and ("grad" in observed if key else "value" in observed):
+        try:
+            at = dataclasses.replace(obs.compared, **observed["point"])
+        except (TypeError, ValueError):
+            return False
     for rule, want in observed.items():
+        if rule == "point" and at is not None:
+            continue
         if rule == "within":
             if verdict.err_over_bound is None or not verdict.err_over_bound <= want:
                 return False
@@ -200,21 +215,21 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
             elif out.status != "error" or not fnmatch.fnmatchcase(out.error_type or "", want):
                 return False
         elif rule == "value":
-            exp = obs.evaluate(case, obs.compared)
+            exp = obs.evaluate(case, at or obs.compared)
             if isinstance(exp, Exception) or out.value is None:
                 return False
             v, b = expected_value(exp, case.dtype, used)
-            if not _entries_are(want, v, b, out.value):
+            if not _entries_are(want, v, b, out.value, vacuous=at is not None):
                 return False
         elif rule == "grad":
             got = (out.grads or {}).get(key) if key else None
-            exp = obs.evaluate(case, obs.judged)
+            exp = obs.evaluate(case, at or obs.judged)
             if got is None or isinstance(exp, Exception):
                 return False
             eg = expected_gradient(exp, key, case, used, (out.grad_dtypes or {}).get(key, used))
             mp = _minus_p(case, obs.judged, (out.grad_dtypes or {}).get(key) or used) \
                 if want == "-p" and key == "pred" else None
-            if eg is None or not _entries_are(want, eg[0], eg[1], got, mp):
+            if eg is None or not _entries_are(want, eg[0], eg[1], got, mp, vacuous=at is not None):
                 return False
         elif rule in ("point", "divided_by"):
             scale = 1.0
