@@ -205,7 +205,8 @@ def evaluate(case, point: Point | None = None) -> Expected:
             raise _variants.ExtendedPrecisionUnavailable("the gradient")
     # outside the core the value and its bound share one evaluation of the terms
     t = None if _use_core(prep) else element_terms(prep)
-    value = np.asarray(value_working(prep, t), dtype=np.float64)
+    with np.errstate(over="ignore"):     # a working-precision value beyond float64 is ±inf
+        value = np.asarray(value_working(prep, t), dtype=np.float64)
     # KL-DTYPE-3: rounded to nearest as IEEE rounds, so |value| >= max + half an ulp is ±inf
     value_in_dtype = round_to(value, case.dtype)
     bound = _bounds.value_bound(prep, value, t)

@@ -54,8 +54,9 @@ def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
             result = g - dec.v * np.sum(g, axis=dec.axis, keepdims=True)
         gb = _bounds.softmax_backward_bound(prep, g, gb, result)
         g = result
-    g64 = np.asarray(g, dtype=np.float64)
-    gb64 = np.where(np.isfinite(g64), np.asarray(gb, dtype=np.float64), 0.0)
+    with np.errstate(over="ignore"):     # a working-precision partial beyond float64 is ±inf
+        g64 = np.asarray(g, dtype=np.float64)
+        gb64 = np.where(np.isfinite(g64), np.asarray(gb, dtype=np.float64), 0.0)
     return g64, gb64
 
 

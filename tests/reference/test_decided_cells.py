@@ -1,8 +1,10 @@
-"""Special-value cells where the reference and the SPEC-literal implementation
-(tests/spec_literal/) once read SPEC.md differently (issue 17; the list is
-/work/notes/speclit-disagreements.md, items 2-9).  SPEC decided each one and its text now says
-so; the expected values below are read off that text (a hand-written table per clause, IEEE
-arithmetic done by hand or by ``math``), never computed by the reference.
+"""Special-value cells where the reference and the independent SPEC-literal implementation
+(tests/spec_literal/) once read SPEC.md differently: clip_both at NaN and infinite entries,
+the swapped first side beyond float64's range, target_log_eps at t = -inf, the partials of
+NaN and infinite terms, overflow into a dtype, and bfloat16 rounding.  SPEC decided each one
+and its text now says so; the expected values below are read off that text (a hand-written
+table per clause, IEEE arithmetic done by hand or by ``math``), never computed by the
+reference.
 
 Each row: target (kind, value), prediction (kind, value), then the expected T, ∂/∂target and
 ∂/∂prediction w.r.t. the inputs as passed (reduction ``none``, one entry: c = 1).
