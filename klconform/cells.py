@@ -223,7 +223,7 @@ def _logit_classes(z: np.ndarray, axis: int, dtype: str) -> np.ndarray:
         return _logit_classes(z, 0, dtype).reshape(())
     zm = np.moveaxis(z, axis, -1)
     out = np.full(zm.shape, "lt1", dtype=object)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         bad = np.any(np.isnan(zm) | (zm == np.inf), axis=-1, keepdims=True) | np.all(zm == -np.inf, axis=-1, keepdims=True)
         finite = np.isfinite(zm)
         m = np.max(np.where(finite, zm, -np.inf), axis=-1, keepdims=True)

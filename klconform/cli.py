@@ -771,6 +771,7 @@ def cmd_corpus(args) -> int:
         print(f"{spec.run_id or adapter.name}:")
         for section, counts in cov.items():
             print(f"  {section}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        print("  " + coverage.cells_summary(cov))
         print("  below the floor: " + ("; ".join(under) if under else "nothing"))
     return EXIT_DISCREPANCY if low else EXIT_OK
 

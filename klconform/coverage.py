@@ -1,9 +1,10 @@
 """What a corpus exercises, per adapter: counts of the cases sent that reach each SPEC
-clause, each capability value the adapter declares and each special value.
+clause, each capability value the adapter declares, each special value and each cell of
+SPEC.md §2's special-value table its encodings can express (klconform/cells.py).
 
     cov = count([t.case for t in translate_all(corpus, caps)], caps)
-    # {"clauses": {"KL-ZERO-1": 412, ...}, "capabilities": {"dtype=float16": 1290, ...},
-    #  "special": {"nan": 88, ...}}
+    # {"capabilities": {"dtype=float16": 1290, ...}, "cells": {"+inf,0/prob,logprob": 3, ...},
+    #  "clauses": {"KL-ZERO-1": 412, ...}, "special": {"nan": 88, ...}}
 
 Every key :func:`declared` lists for the adapter is present (0 when no case reaches it), so
 a gap shows as a zero.  The floor the frozen corpus must keep (docs/corpus.md) is
@@ -15,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from . import cells as cells_mod
 from .case import Case
 from .evaluator import UNDEFINED, make_evaluator
 from .reference.dtypes import FINFO
@@ -22,8 +24,8 @@ from .reference.family import canonical as canonical_point
 
 SPECIAL_VALUES = ("+0", "-0", "subnormal", "+inf", "-inf", "nan", "huge_logits", "empty")
 # Floor per adapter: cases per declared capability value and per special value, and
-# clauses its capabilities reach (justified in docs/corpus.md).
-FLOOR = {"capabilities": 20, "special": 5, "clauses": 1}
+# clauses and special-value cells its capabilities reach (justified in docs/corpus.md).
+FLOOR = {"capabilities": 20, "special": 5, "clauses": 1, "cells": 1}
 # Clauses that values rather than options reach: any adapter can be sent such cases.
 VALUE_CLAUSES = ("KL-ZERO-1", "KL-ZERO-2", "KL-INVALID-1", "KL-INF-1")
 
@@ -91,9 +93,10 @@ def _probe(caps, reduction: str, pred_kind: str, target_kind: str, weights: str)
 
 def declared(caps) -> dict[str, list[str]]:
     """The keys an adapter with ``caps`` should see exercised: its capability values, the
-    special values it can be sent, and the clauses its options reach (the clauses
+    special values it can be sent, the clauses its options reach (the clauses
     ``reference.evaluate`` names for a plain probe of each reduction x encoding x weight
-    form it declares, plus :data:`VALUE_CLAUSES`)."""
+    form it declares, plus :data:`VALUE_CLAUSES`), and the cells of SPEC.md §2's table that
+    its target and prediction encodings can express (``klconform.cells.expressible``)."""
     keys = [f"dtype={d}" for d in sorted(caps.dtypes)] + [f"reduction={r}" for r in sorted(caps.reductions)]
     keys += [f"pred_kind={k}" for k in sorted(caps.pred_kinds)] + [f"target_kind={k}" for k in sorted(caps.target_kinds)]
     forms = ["none"] + sorted(set(caps.weights) & {"scalar", "sample"})
@@ -117,7 +120,8 @@ def declared(caps) -> dict[str, list[str]]:
                         clauses |= set(_clause_ids(_probe(caps, r, pk, tk, w)))
                     except UNDEFINED:
                         pass
-    return {"clauses": sorted(clauses), "capabilities": keys, "special": special}
+    reach = cells_mod.all_cells(sorted(caps.target_kinds), sorted(caps.pred_kinds))
+    return {"clauses": sorted(clauses), "capabilities": keys, "special": special, "cells": reach}
 
 
 def _clause_ids(case: Case, evaluate: Callable | None = None) -> tuple[str, ...]:
@@ -135,7 +139,7 @@ def count(cases: Iterable[Case], caps, *, evaluate: Callable | None = None) -> d
     out: dict[str, dict[str, int]] = {s: dict.fromkeys(keys, 0) for s, keys in want.items()}
     for c in cases:
         for section, keys in (("clauses", _clause_ids(c, ev)), ("capabilities", capability_keys(c)),
-                              ("special", special_keys(c))):
+                              ("special", special_keys(c)), ("cells", cells_mod.cells_of(c))):
             for k in keys:
                 if k in out[section]:
                     out[section][k] += 1
@@ -146,3 +150,14 @@ def below_floor(coverage: dict[str, dict[str, int]], caps, floor: dict[str, int]
     """The declared keys of ``caps`` whose count in ``coverage`` is under ``floor``."""
     return [f"{s}: {k} = {coverage.get(s, {}).get(k, 0)} < {floor[s]}"
             for s, keys in declared(caps).items() for k in keys if coverage.get(s, {}).get(k, 0) < floor[s]]
+
+
+def cells_summary(coverage: dict[str, dict[str, int]]) -> str:
+    """One line on the cells of SPEC.md §2's table (klconform/cells.py) a coverage count
+    reaches: how many of those the adapter's encodings can express, and the thinnest."""
+    counts = coverage.get("cells", {})
+    if not counts:
+        return "cells: none expressible"
+    reached = sum(1 for n in counts.values() if n)
+    low = min(counts.items(), key=lambda kv: kv[1])
+    return f"cells: {reached} of {len(counts)} expressible reached (thinnest: {low[0]} {low[1]})"
