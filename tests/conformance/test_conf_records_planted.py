@@ -27,12 +27,6 @@ WIDE = {
     "torch-categorical-underflowed-probs-give-inf": "planted value covered by torch-categorical-gradients",
     "keras-fn-nan-gradient-zero": "observed only as 'finite'",
     "keras-class-clip-gradients": "observed only as 'finite' (clip's zero derivative, NaN rows)",
-    "tf-keras-clip-gradients": "a tolerance of 2e15 bounds (clip's derivative at 0 and 1)",
-    "keras-metric-clip-hides-inf": "observed only as 'finite'",
-    "keras-metric-clip-hides-nan": "observed only as 'finite'",
-    "tf-keras-metric-clip-hides-inf": "observed only as 'finite'",
-    "tf-keras-metric-clip-hides-nan": "observed only as 'finite'",
-    "mxnet-1.9-sum-vs-docstring-gradients": "a tolerance of 5e18 bounds (sample_sum where the docstring averages)",
     "tf-keras-fn-nan-gradient-zero": "observed only as 'finite'",
 }
 

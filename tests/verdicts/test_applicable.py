@@ -14,6 +14,7 @@ against = "canonical"
 clauses = ["KL-RED-MEAN"]
 when = "mean sums"
 match = { reduction = "mean" }
+explained_by = "sum*"
 citation = "https://example.invalid"
 
 [[discrepancy]]
@@ -23,6 +24,7 @@ against = "canonical"
 clauses = ["KL-DTYPE-3"]
 when = "float16 only"
 match = { dtype = "float16", status = "ok" }
+observed = { value = "+inf" }
 citation = "https://example.invalid"
 '''
 

@@ -198,7 +198,7 @@ def test_a_status_that_changes_between_the_two_evaluations_is_nondeterministic()
     run, _ = engine.run_adapter(t, [], records=[], large=[(SMALL, large.generate(SMALL).digest)])
     assert run.large[0]["repeat"] == "differs"
     nondet = [v for v in run.verdicts if v.cls == "nondeterministic"]
-    assert nondet and "status: 'error' then 'ok'" in nondet[0].detail
+    assert nondet and "status: error then ok" in nondet[0].detail
 
 
 def test_results_files_check_a_large_cases_recipe_without_generating_it(monkeypatch):
