@@ -1,4 +1,4 @@
-"""Outputs under hostile conditions (issue 18): an output set is replaced whole or not at
+"""Outputs under hostile conditions: an output set is replaced whole or not at
 all, and every writer writes only regular files or new paths.
 
 * ``klconform.resultsio.write_set``: a file that cannot be rendered (an adapter's invalid
