@@ -35,3 +35,28 @@ def test_below_floor_reports_a_gap():
     caps = registry.load_adapter(BUILTIN["torch.kl_div"]).capabilities()
     cov = coverage.count([], caps)
     assert "special: -0 = 0 < 5" in coverage.below_floor(cov, caps)
+
+
+def test_cells_are_counted_per_encoding_the_adapter_takes():
+    caps = registry.load_adapter(BUILTIN["torch.kl_div"]).capabilities()
+    cells = coverage.declared(caps)["cells"]
+    # torch takes log q only: prob and logprob targets against logprob predictions
+    assert len(cells) == 10 * 7 + 7 * 7 and "+inf,0/prob,logprob" in cells and "0,0/prob,prob" not in cells
+    c = Case(target=[[np.inf, 0.5]], pred=[[-np.inf, -1.0]], dtype="float32", reduction="none")
+    cov = coverage.count([c], caps)
+    assert cov["cells"]["+inf,0/prob,logprob"] == 1 and cov["cells"]["lt1,lt1/prob,logprob"] == 1
+    assert "cells: 0,nan/prob,logprob = 0 < 1" in coverage.below_floor(cov, caps)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_quick_large_set_asks_low_precision_accumulation_where_taken(name):
+    """Every adapter that reduces (a reduction other than none) in float16 or bfloat16 gets
+    a quick large case in one of those dtypes (issue 17: low-precision accumulation at
+    realistic sizes is checked by default)."""
+    from klconform import large
+    caps = registry.load_adapter(BUILTIN[name]).capabilities()
+    low = {"float16", "bfloat16"} & set(caps.dtypes)
+    takes = [r for r, _ in large.QUICK if large.expressible(r, caps)]
+    if not low or not set(caps.reductions) - {"none"}:
+        return
+    assert any(r.dtype in low and r.classes >= 10_000 for r in takes), name
