@@ -324,12 +324,14 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- writing
-def write_outputs(result, out: Path, formats: list[str], *, replace_set: bool = False):
+def write_outputs(result, out: Path, formats: list[str], *, replace_set: bool = False, status: int | None = None):
     """Render the requested files and replace them in ``out`` together
     (:func:`klconform.resultsio.write_set`); returns its :class:`~klconform.resultsio.WrittenSet`.
     ``replace_set`` (a run): this run's files are the whole set, so the files of the
     formats not asked for (left by an earlier run, now out of date) are removed with it;
-    and a stop asked for before the replacements start leaves the previous set."""
+    and a stop asked for before the replacements start leaves the previous set.
+    ``status``: the exit status the command will end with when the set is written, if
+    not the findings' own (the reports state it)."""
     from .report.html import render_html
     from .report.markdown import render_markdown
     from .report.summary import build_model
@@ -339,6 +341,8 @@ def write_outputs(result, out: Path, formats: list[str], *, replace_set: bool = 
     def the_model():
         if not model:
             model.append(build_model(result))
+            if status is not None and status != model[0].exit_status:
+                model[0].command_status = status
         return model[0]
 
     def results_json():
@@ -614,8 +618,11 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     result.complete = True
     result.elapsed_s = time.perf_counter() - t0
     progress.line("writing " + ", ".join(FILES[f] for f in formats))
+    named_not_run = [r for r in not_run if r.adapter in asked]
+    empty = [r.adapter for r in result.runs if r.status == "ok" and r.adapter in asked and not compared[r.adapter]]
     try:
-        written_set = write_outputs(result, out, formats, replace_set=True)
+        written_set = write_outputs(result, out, formats, replace_set=True,
+                                    status=EXIT_NOT_CHECKED if named_not_run or empty else None)
     except BaseException as exc:
         if not _interruption(exc):
             raise
@@ -624,8 +631,6 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     if partial_written:     # the set is complete, or it was refused (exit 2) and the previous one stays
         partial.unlink(missing_ok=True)
     status = exit_status(result)
-    named_not_run = [r for r in not_run if r.adapter in asked]
-    empty = [r.adapter for r in result.runs if r.status == "ok" and r.adapter in asked and not compared[r.adapter]]
     final = EXIT_USAGE if problems else EXIT_NOT_CHECKED if named_not_run or empty else status
     if written_set.removed:
         progress.line(f"removed {', '.join(str(p) for p in written_set.removed)} (an earlier run's, "
@@ -825,6 +830,8 @@ def _print_changes(changes, compared: Sequence[tuple[str, int]], not_compared: S
     from .diff import render_text
     if changes:
         print(render_text(changes))
+        if any(c.cases for c in changes):
+            print("(one case in full: klconform show DIGEST --results RESULTS.json)")
     real = [c for c in changes if c.is_change]
     print(f"{len(real)} change{'s' if len(real) != 1 else ''}" + (" (notes marked =)" if len(real) < len(changes) else "")
           + f"; compared {adapters_by_cases(compared)} in common"
