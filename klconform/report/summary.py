@@ -33,7 +33,8 @@ AREA_TITLES = {
     "values": "values", "reductions": "reductions", "epsilon_zeros": "epsilon / zeros",
     "dtypes": "dtypes", "gradients": "gradients", "shapes_invalid": "shapes / invalid input",
 }
-EXIT_DOC = "0: no unexpected discrepancy; 1: unexpected discrepancy (new, or a known record not observed); 2: usage or input error"
+EXIT_DOC = ("0: no unexpected discrepancy; 1: unexpected discrepancy (new, or a known record not observed); "
+            "2: usage or input error; 3: an adapter asked for could not run or compared no case")
 
 
 @dataclasses.dataclass
@@ -117,6 +118,9 @@ class ReportModel:
     runs: list[RunView]
     claims: list[ClaimResult]
     reference_note: str = ""        # which reference the verdicts and the shown expectations used
+    # The status the command writing this report exits with when the findings alone do not
+    # give it (3: an adapter asked for was not checked): the report never says another.
+    command_status: int | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -124,6 +128,8 @@ class ReportModel:
 
     @property
     def exit_status(self) -> int:
+        if self.command_status is not None:
+            return self.command_status
         return 1 if self.failures else 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from klconform import cli, frozen, resultsio
-from tests.faults.test_faults import F, GOOD, SMALL, TINY_CORPUS, cli_run, good_results, one_line_error  # noqa: F401
+from tests.faults.test_faults import F, GOOD, M, SMALL, TINY_CORPUS, cli_run, good_results, one_line_error  # noqa: F401
 
 FILES = ("results.json", "report.md", "report.html")
 
@@ -175,6 +175,16 @@ def test_a_symlinked_output_file_is_written_through(tmp_path, capsys):
     assert rc in (cli.EXIT_OK, cli.EXIT_DISCREPANCY), err
     assert (out / "report.md").is_symlink() and (elsewhere / "report.md").read_text().startswith("#")
     assert sorted(p.name for p in elsewhere.iterdir()) == ["report.md"]
+
+
+def test_the_reports_state_the_status_the_run_exits_with(tmp_path, capsys):
+    """A named adapter that cannot run beside one that does: exit 3, and the reports say 3,
+    not the 0 of the findings alone."""
+    rc, err = cli_run(["run", "--frameworks", f"{GOOD},{M}BrokenImportKL", *SMALL, "--out", str(tmp_path)], capsys)
+    assert rc == cli.EXIT_NOT_CHECKED, err
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text()
+        assert "(exit status 3)" in text and "exit status 0" not in text, name
 
 
 # ----------------------------------------------------------------------------- what a writer writes
