@@ -452,6 +452,15 @@ def writable_file(option: str, value: str) -> Path:
     return path
 
 
+def write_file(path: Path, write) -> Path:
+    """``write()`` (a corpus, a large corpus: one file replaced atomically); an I/O failure
+    (a full disk, a read-only filesystem) is a UsageError naming ``path``, the file as it was."""
+    try:
+        return write()
+    except OSError as exc:
+        raise UsageError(f"{path}: not written ({exc.strerror or exc}); the file is left as it was") from None
+
+
 def load_large(value: str, dtypes: list[str] | None):
     """The large-family entries ``--large`` names (kept to ``dtypes``) and what the results
     record about them; a bad value or file is a UsageError."""
@@ -534,7 +543,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
     from . import engine, workers
     from .provenance import reference_identity
     from .results import AdapterRun, RunResult
-    from .resultsio import write_results
+    from .resultsio import UnsafeOutput, write_results
 
     progress = Progress(args.quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -584,8 +593,11 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
             result.elapsed_s = time.perf_counter() - t0
             _raise_if_stopped()
             if any(r.status == "ok" for r in result.runs):
-                write_results(result, partial, check=False)   # what is complete survives an interruption
-                partial_written = True
+                try:
+                    write_results(result, partial, check=False)   # what is complete survives an interruption
+                    partial_written = True
+                except (OSError, UnsafeOutput) as exc:   # a snapshot only: the run goes on without it
+                    progress.line(f"{partial}: not written ({getattr(exc, 'strerror', None) or exc})")
 
     try:
         res = engine.run_conformance([s for _, s in runnable], cases, batch_size=args.batch_size,
@@ -730,7 +742,8 @@ def cmd_explore(args) -> int:
             print(f"{run.adapter}: nothing the frozen corpus does not show")
     if args.save:
         kept = explore.dedupe(save)
-        frozen.dump(kept, save_path, made_by=f"klconform explore --seed {args.seed} --examples {args.examples}")
+        write_file(save_path, lambda: frozen.dump(kept, save_path, made_by=f"klconform explore --seed {args.seed} "
+                                                                        f"--examples {args.examples}"))
         print(f"wrote {len(kept)} case(s) to {args.save}")
     if all(r.status != "ok" for r in res.runs):
         return EXIT_NOT_CHECKED
@@ -743,12 +756,13 @@ def cmd_corpus(args) -> int:
         from . import explore
         target = writable_file("--out", args.out) if args.out else frozen.FROZEN_PATH   # before the drawing
         cases, made_by = explore.freeze(args.seed, args.examples)
-        path = frozen.dump(cases, target, made_by=made_by)
+        path = write_file(target, lambda: frozen.dump(cases, target, made_by=made_by))
         print(f"{path}: {len(cases)} cases, {path.stat().st_size} bytes")
         return EXIT_OK
     if args.corpus_command == "freeze-large":
         from . import large
-        path = large.freeze(writable_file("--out", args.out) if args.out else None)
+        target = writable_file("--out", args.out) if args.out else large.LARGE_PATH
+        path = write_file(target, lambda: large.freeze(target))
         print(f"{path}: {len(large.read(path))} recipes")
         return EXIT_OK
     if args.corpus_command == "add":
@@ -758,7 +772,7 @@ def cmd_corpus(args) -> int:
         more, _ = load_corpus(args.file)
         merged = frozen.merge(base, more)
         head = frozen.read_header(base_path)
-        frozen.dump(merged, base_path, made_by=head.get("made_by", ""))
+        write_file(base_path, lambda: frozen.dump(merged, base_path, made_by=head.get("made_by", "")))
         print(f"{base_path}: {len(merged) - len(base)} case(s) added, {len(merged)} in all")
         return EXIT_OK
     from . import coverage

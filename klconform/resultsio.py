@@ -321,8 +321,11 @@ class OutputLock:
             if same:
                 break
             os.close(fd)        # locked a file its holder just removed: lock the new one
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:        # the holder's pid, for the message of a run that finds it busy; a full disk goes without
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 

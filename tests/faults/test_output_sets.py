@@ -152,16 +152,33 @@ def small_tmpfs(where: Path, size_kib: int):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_a_really_full_filesystem_keeps_the_whole_previous_set(tmp_path, capsys):
+def _fill(fs: Path, room_kib: int) -> None:
+    st = os.statvfs(fs)
+    (fs / "filler").write_bytes(b"x" * (st.f_bavail * st.f_frsize - room_kib * 1024))
+
+
+@pytest.mark.parametrize("room_kib", [24, 2])     # room for results.json but not the rest; for nothing
+def test_a_really_full_filesystem_keeps_the_whole_previous_set(room_kib, tmp_path, capsys, error_logs):
     with small_tmpfs(tmp_path / "fs", 128) as fs:
         out = fs / "out"
         before = previous_set(out)
-        st = os.statvfs(fs)
-        filler = fs / "filler"
-        filler.write_bytes(b"x" * (st.f_bavail * st.f_frsize - 24 * 1024))   # room for results.json, not the rest
+        _fill(fs, room_kib)
         rc, err = cli_run(["run", "--frameworks", GOOD, *SMALL, "--out", str(out)], capsys)
         assert rc == cli.EXIT_USAGE and one_line_error(err) and "No space left on device" in err, err
-        assert snapshot(out) == before
+        assert "internal error" not in err
+        assert snapshot(out) == before                  # the partial snapshot not written either
+
+
+def test_a_corpus_on_a_full_filesystem_is_one_line_and_left_as_it_was(tmp_path, capsys, error_logs):
+    with small_tmpfs(tmp_path / "fs", 128) as fs:
+        corpus = fs / "corpus.jsonl"
+        corpus.write_bytes(Path(TINY_CORPUS).read_bytes())
+        before = snapshot(fs)
+        _fill(fs, 4)
+        rc, err = cli_run(["corpus", "freeze", "--examples", "1", "--out", str(corpus)], capsys)
+        assert rc == cli.EXIT_USAGE and one_line_error(err) and "No space left on device" in err, err
+        assert str(corpus) in err and "internal error" not in err
+        assert {n: b for n, b in snapshot(fs).items() if n != "filler"} == before
 
 
 def test_a_symlinked_output_file_is_written_through(tmp_path, capsys):
