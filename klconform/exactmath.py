@@ -51,8 +51,9 @@ def round_nearest(values, dtype: str) -> np.ndarray:
     """Finite float64 ``values`` rounded once, to nearest-even, into ``dtype`` (as float64).
 
     float16 and float32: numpy's conversion from float64 (IEEE, one rounding).  bfloat16:
-    from the float64 bits directly (``reference.dtypes.round_to`` goes through float32, two
-    roundings), overflow to ±inf, subnormals on bfloat16's grid of 2**-133."""
+    from the float64 bits directly (the same values as ``reference.dtypes.round_to``, which
+    the reference may not import from here), overflow to ±inf, subnormals on bfloat16's grid
+    of 2**-133."""
     with np.errstate(over="ignore", invalid="ignore"):
         return _rn(np.asarray(values, dtype=np.float64), dtype)
 
