@@ -293,8 +293,8 @@ def _evaluate(case, point) -> Result:
     a_cls = a_side.cls.copy()
     a_v, a_lv = a_side.v.copy(), a_side.lv.copy()
     if point.swap and a_side.log_encoded:
-        # KL-ARG-ORDER: the swapped first side is exp(log q) as a float64 value: 0 below the
-        # smallest subnormal, +∞ beyond the largest finite value; its log stays log q
+        # KL-ARG-ORDER: the swapped first side is exp(log q) rounded to float64: a zero where
+        # it rounds to 0, +∞ (log +∞) beyond the largest finite value; else its log is log q
         as64 = a_v.astype(np.float64)
         a_v = np.where(a_cls == POS, as64.astype(L), a_v)
         flushed = (a_cls == POS) & (as64 == 0)
