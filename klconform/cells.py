@@ -1,5 +1,5 @@
 """The special-value table of SPEC.md §2: cells p class × q class, per encoding, the
-clause that decides each, and small cases that exercise every cell (issue 17).
+clause that decides each, and small cases that exercise every cell.
 
 A *cell* is one pair of value classes of the decoded entries ``p`` (target) and ``q``
 (prediction) in one encoding (target kind × prediction kind, SPEC.md §3), written

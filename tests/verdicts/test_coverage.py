@@ -51,8 +51,8 @@ def test_cells_are_counted_per_encoding_the_adapter_takes():
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_quick_large_set_asks_low_precision_accumulation_where_taken(name):
     """Every adapter that reduces (a reduction other than none) in float16 or bfloat16 gets
-    a quick large case in one of those dtypes (issue 17: low-precision accumulation at
-    realistic sizes is checked by default)."""
+    a quick large case in one of those dtypes (low-precision accumulation at realistic
+    sizes is checked by default)."""
     from klconform import large
     caps = registry.load_adapter(BUILTIN[name]).capabilities()
     low = {"float16", "bfloat16"} & set(caps.dtypes)
