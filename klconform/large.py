@@ -223,7 +223,8 @@ def catalogue() -> list[Recipe]:
 #: torch and Paddle 0, 4, 6; the Keras classes and metrics 1; scipy.entropy, the Keras
 #: functions, torch.distributions and tfp 2; optax 3 and 6; MXNet 5), about a second each;
 #: then six float16 and bfloat16 cases of 10⁵–1.3·10⁵ elements (3.2·10⁴–5·10⁴ classes: low-precision
-#: accumulation, KL-BOUND-7), so every adapter that reduces in those dtypes gets one or two:
+#: accumulation, KL-BOUND-7; peaked or sparse rows, whose KL is large beside the rounding of
+#: each term's logarithms, except float16 probabilities of Q, flat lest they underflow), so every adapter that reduces in those dtypes gets one or two:
 #: torch 7 and 8 (KLDivLoss_legacy 8); the Keras classes 9 and 10, their metrics 9;
 #: scipy.entropy and the Keras functions 10; torch.distributions and tfp 10 and 12; optax 8
 #: (the log-target one 12); MXNet 11 (Paddle takes neither dtype)
@@ -242,13 +243,12 @@ QUICK = (
      '62ff00b05f3283bf'),
     (Recipe(seed=13, batch=4, classes=32000, target_kind='logprob', reduction='sum'),
      'd08c747dea426462'),
-    (Recipe(seed=14, batch=4, classes=32000, dtype='float16', profile='flat'),
-     'a8f7bd21a7ced930'),
+    (Recipe(seed=14, batch=4, classes=32000, dtype='float16'),
+     '15922a78d1c62bf7'),
     (Recipe(seed=15, batch=2, classes=50257, dtype='bfloat16', reduction='sum'),
      '8c138589e09c8b8f'),
-    (Recipe(seed=16, batch=2, classes=50257, dtype='bfloat16', pred_kind='prob', reduction='distribution_mean',
-            profile='flat'),
-     '09605f38c73ee0a4'),
+    (Recipe(seed=16, batch=2, classes=50257, dtype='bfloat16', pred_kind='prob', reduction='distribution_mean'),
+     'bd975f13e1ebbe53'),
     (Recipe(seed=17, batch=4, classes=32000, dtype='float16', pred_kind='prob', reduction='distribution', profile='flat'),
      '627fbd7544117bfd'),
     (Recipe(seed=18, batch=4, classes=32000, dtype='float16', reduction='sample_sum', profile='sparse'),

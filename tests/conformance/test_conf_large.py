@@ -27,6 +27,13 @@ def test_every_expressible_quick_case_is_sent_twice(adapter_result):
             assert digest not in sent
 
 
+# bound / value allowed: 1 % in float32 and float64; in float16 and bfloat16 the rounding of
+# each term's logarithms alone, 2u·(|log p| + |log q| + 1) ≈ 40u of a row's mass, is 4-5 % of a
+# peaked row's KL in bfloat16 and 16 % of a flat float16 row's (the quick set's float16
+# probabilities of Q are flat lest they underflow); the accumulation part stays float32's
+TIGHT = {"float32": 1e-2, "float64": 1e-2, "float16": 0.25, "bfloat16": 0.1}
+
+
 def test_large_outcomes_are_judged_against_a_tight_bound(adapter_result):
     """A large case's verdict rests on KL-BOUND-7: the bound is far below the value."""
     for entry in adapter_result.run.large:
@@ -36,4 +43,4 @@ def test_large_outcomes_are_judged_against_a_tight_bound(adapter_result):
         from klconform.reference.evaluate import evaluate
         from klconform.reference.family import canonical
         exp = evaluate(case, canonical(case))
-        assert (exp.bound <= 1e-2 * abs(exp.value) + 1e-30).all(), entry["label"]
+        assert (exp.bound <= TIGHT[case.dtype] * abs(exp.value) + 1e-30).all(), entry["label"]
