@@ -135,8 +135,8 @@ def _one_factor(expected, observed) -> bool:
         if not use.any():
             return False
         r = o[use] / e[use]
-    f = float(np.median(r))
-    return bool(abs(f - 1) > _ONE_FACTOR and np.all(np.abs(r - f) <= _ONE_FACTOR * abs(f)))
+        f = float(np.median(r))
+        return bool(abs(f - 1) > _ONE_FACTOR and np.all(np.abs(r - f) <= _ONE_FACTOR * abs(f)))
 
 
 def _reduction_clauses(case: Case, point: Point) -> list[str]:

@@ -7,8 +7,9 @@ from html import escape as E
 from ..coverage import FLOOR
 
 TITLE = "Corpus coverage"
-_UNIT = {"capabilities": "capability value", "special": "special value", "clauses": "clause"}
-INTRO = ("Cases sent per SPEC clause, capability value and special value the adapter declares "
+_UNIT = {"capabilities": "capability value", "special": "special value", "clauses": "clause",
+         "cells": "special-value cell (SPEC §2, klconform/cells.py) its encodings can express"}
+INTRO = ("Cases sent per SPEC clause, capability value, special value and special-value cell the adapter declares "
          "(docs/corpus.md); the floor is " + ", ".join(f"{n} per {_UNIT.get(s, s)}" for s, n in FLOOR.items()) + ".")
 
 
