@@ -25,13 +25,17 @@ KL-RED-NONE).  What the implementation does (jax/_src/scipy/special.py, jax 0.10
 float64 needs JAX's x64 mode (by default JAX silently computes float64 input in float32):
 :meth:`_Jax.setup` switches it on, as the JAX documentation tells float64 users to
 ("Double (64bit) precision", jax.readthedocs.io sharp bits), and reports it in the
-environment facts.  jax is imported only in :meth:`_Jax.setup` (the worker, under the side
+environment facts.  Each case runs through one compiled executable per signature (value
+and VJP together, :meth:`_Jax._run_compiled`; XLA options :data:`COMPILE_OPTIONS`), which
+gives the bits of JAX's op-by-op path (``compiled = False``) at a fraction of its compile
+cost.  jax is imported only in :meth:`_Jax.setup` (the worker, under the side
 environment ``jax``: run as ``jax.rel_entr@jax``).  Records: klconform/known/jax_*.toml;
 notes: docs/frameworks/jax.md.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -43,6 +47,22 @@ DOC_REL_ENTR = "https://docs.jax.dev/en/latest/_autosummary/jax.scipy.special.re
 DOC_KL_DIV = "https://docs.jax.dev/en/latest/_autosummary/jax.scipy.special.kl_div.html"
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 DOC_VERSION = "0.10.2"
+#: XLA options of the per-signature executables (see docs/frameworks/jax.md).  JAX's op-by-op
+#: path runs each operation as its own small executable: every result is stored in its dtype,
+#: no multiply is contracted with an add.  One fused executable with XLA's defaults gives other
+#: bits: a fused sum contracts t*x + acc into an FMA (optax), bfloat16/float16 intermediates
+#: keep float32 precision (``xla_allow_excess_precision``), broadcast operands are simplified
+#: differently (the value is therefore taken on explicitly broadcast inputs).  Without HLO
+#: fusion and excess precision, every operation stores its result as the op-by-op path does.
+#: The elementwise functions (no reduction) compile with the legacy emitters at LLVM -O0
+#: instead, 2-3x faster and the same bits on the corpus (excess precision does not show there);
+#: a reduction over all axes compiled so sums in another order, so optax keeps those defaults.
+COMPILE_OPTIONS = {"xla_disable_hlo_passes": "fusion", "xla_allow_excess_precision": False}
+ELEMENTWISE_COMPILE_OPTIONS = {"xla_disable_hlo_passes": "fusion", "xla_cpu_use_fusion_emitters": False,
+                               "xla_backend_optimization_level": 0}
+#: inputs above this many elements take the op-by-op path: unoptimised code would cost more
+#: than the compile it saves (a large case's signature is seldom seen twice)
+COMPILED_MAX_SIZE = 1 << 16
 
 
 class _Jax(Adapter):
@@ -56,9 +76,17 @@ class _Jax(Adapter):
     doc_version = DOC_VERSION
 
     devices = ("cpu", "cuda")
+    #: True: one compiled executable per signature (:meth:`_run_compiled`); False: the
+    #: op-by-op path (``jax.vjp`` traced per call), which the compiled one reproduces bit for
+    #: bit (tests/adapters/test_jax.py compares both over the frozen corpus)
+    compiled = True
+    #: XLA options of those executables
+    compile_options = COMPILE_OPTIONS
+
     def __init__(self) -> None:
         self._jax = None
         self._jnp = None
+        self._executables: dict[tuple, tuple] = {}
 
     def setup(self) -> dict[str, Any]:
         wanted = os.environ.get(DEVICE_ENV) or "cpu"
@@ -98,21 +126,75 @@ class _Jax(Adapter):
         fn, native = self._call(case)
         pred = self._array(case, "pred")
         target = self._array(case, "target")
-        grads: dict[str, np.ndarray] = {}
-        grad_dtypes: dict[str, str] = {}
-        if case.grad:
+        if self.compiled and max(pred.size, target.size) <= COMPILED_MAX_SIZE:
+            out, g_pred, g_target = self._run_compiled(case, fn, pred, target)
+        elif case.grad:
             out, vjp = self._jax.vjp(fn, pred, target)
             # head gradient of ones == d sum(output) (KL-GRAD-1)
             g_pred, g_target = vjp(self._jnp.ones_like(out))
+        else:
+            out, g_pred, g_target = fn(pred, target), None, None
+        grads: dict[str, np.ndarray] = {}
+        grad_dtypes: dict[str, str] = {}
+        if case.grad:
             wanted = self.capabilities().gradients
             for name, g in (("pred", g_pred), ("target", g_target)):
                 if name in wanted:
                     grads[name] = _to_f64(g)
                     grad_dtypes[name] = str(g.dtype)
-        else:
-            out = fn(pred, target)
         return Outcome(status="ok", value=_to_f64(out), dtype=str(out.dtype), shape=tuple(out.shape),
                        grads=grads, grad_dtypes=grad_dtypes, native_call=native)
+
+    def _options_key(self, case) -> tuple:
+        """What besides dtypes and shapes makes :meth:`_call`'s function differ (its options)."""
+        return ()
+
+    def _run_compiled(self, case, fn, pred, target):
+        """``(out, g_pred, g_target)`` of ``fn`` from one executable per signature (value and
+        VJP together, compiled once), bit for bit what the eager path gives (see
+        :data:`COMPILE_OPTIONS`).  Warnings raised while tracing are raised again on every
+        call, as the eager path traces (and warns) on every call."""
+        jax, jnp = self._jax, self._jnp
+        key = (case.grad, self._options_key(case), str(pred.dtype), pred.shape, str(target.dtype), target.shape)
+        entry = self._executables.get(key)
+        if entry is None:
+            entry = self._executables[key] = self._compile(case.grad, fn, pred, target)
+        executable, head, traced_warnings, broadcast_value = entry
+        for message in traced_warnings:
+            warnings.warn(message)
+        out, (g_pred, g_target) = executable(pred, target, head)
+        if broadcast_value is not None:
+            # XLA simplifies the broadcast operands' terms differently from the op-by-op
+            # path; on explicitly broadcast inputs the value is the eager one
+            out = broadcast_value(*(jnp.asarray(a) for a in np.broadcast_arrays(np.asarray(pred), np.asarray(target))))
+        return out, g_pred, g_target
+
+    def _compile(self, grad: bool, fn, pred, target):
+        jax, jnp = self._jax, self._jnp
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # this extra trace's warnings are not the call's
+            shape = jax.eval_shape(fn, pred, target)
+        # the head is an argument: a constant head of ones would let XLA drop the product by
+        # it, and with it the flush of subnormal gradients the eager path does
+        head = jnp.ones(shape.shape, shape.dtype)
+
+        def value_and_grads(p, t, ct):
+            if not grad:
+                return fn(p, t), (None, None)
+            out, vjp = jax.vjp(fn, p, t)
+            return out, vjp(ct)           # head of ones == d sum(output) (KL-GRAD-1)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lowered = jax.jit(value_and_grads).lower(pred, target, head)
+        executable = lowered.compile(self.compile_options)
+        broadcast_value = None
+        if pred.shape != target.shape:
+            full = [jnp.asarray(a) for a in np.broadcast_arrays(np.asarray(pred), np.asarray(target))]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                broadcast_value = jax.jit(fn).lower(*full).compile(self.compile_options)
+        return executable, head, [w.message for w in caught], broadcast_value
 
 
 def _to_f64(a) -> np.ndarray:
@@ -124,6 +206,7 @@ class _JaxSpecial(_Jax):
     """``jax.scipy.special.<fn>(p=P, q=Q)``: elementwise, probabilities, broadcasting."""
 
     function = ""
+    compile_options = ELEMENTWISE_COMPILE_OPTIONS
 
     def capabilities(self) -> Capabilities:
         return Capabilities(

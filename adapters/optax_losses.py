@@ -93,9 +93,15 @@ class _Optax(_Jax):
             return "no weight arguments"
         return None
 
+    def _axis(self, case) -> int | None:
+        return None if case.reduction == "sum" else case.class_axis
+
+    def _options_key(self, case) -> tuple:
+        return (self._axis(case),)
+
     def _call(self, case):
         f = getattr(self._optax.losses, self.function)
-        axis = None if case.reduction == "sum" else case.class_axis
+        axis = self._axis(case)
         text = (f"optax.losses.{self.function}({input_text(case, 'pred')}, "
                 f"{input_text(case, 'target')}, axis={axis})")
         return (lambda pred, target: f(pred, target, axis=axis)), text

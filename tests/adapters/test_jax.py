@@ -139,3 +139,76 @@ def test_masked_where_gradients_discrepancy(run):
     assert obs["zero_p"].grads["target"][0] == -shift
     assert obs["pos_p_zero_q"].grads["pred"][0] == shift
     assert evaluate(CASES["zero_p"], adapter.documented(CASES["zero_p"])).grads["target"][0] == -INF
+
+
+# ----------------------------------------------------------------------------- compiled path
+# Every JAX/optax adapter evaluates through one compiled executable per signature
+# (_Jax.compiled); the op-by-op path (jax.vjp per call) is what it must reproduce bit for bit.
+# The op-by-op path costs ~0.2-0.5 s per new signature here: by default every 8th sent case
+# of the frozen corpus (each dtype, reduction, broadcast and gradient form is among them);
+# KLCONFORM_JAX_EQUIVALENCE_STRIDE=1 compares the whole corpus (~15 min for the six).
+EQUIVALENCE_STRIDE = int(os.environ.get("KLCONFORM_JAX_EQUIVALENCE_STRIDE", "8"))
+ALL_JAX_REFS = [ref for _, ref in ADAPTERS.values()] + [
+    f"klconform.adapters.optax_losses:{name}" for name in
+    ("OptaxKLDivergence", "OptaxKLDivergenceLogTargets", "OptaxGeneralizedKLDivergence", "OptaxConvexKLDivergence")]
+
+
+def side_script(args: list[str]) -> str:
+    """stdout of ``args`` run by the side interpreter with klconform importable (as a worker)."""
+    if not os.path.exists(SIDE_PYTHON):
+        pytest.skip(f"JAX side interpreter {SIDE_PYTHON} is absent (python3 bootstrap.py env jax)")
+    from klconform.workers import package_path_dir
+    env = dict(os.environ, PYTHONPATH=package_path_dir(), JAX_PLATFORMS="cpu")
+    out = subprocess.run([SIDE_PYTHON, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ref", ALL_JAX_REFS, ids=[r.split(":")[1] for r in ALL_JAX_REFS])
+def test_compiled_path_reproduces_the_op_by_op_outcomes(ref):
+    """Status, value and gradient bits, dtypes, shapes, warnings, errors, native call: equal on
+    the frozen corpus (every EQUIVALENCE_STRIDE-th sent case)."""
+    import json
+    script = str(Path(__file__).with_name("jax_equivalence.py"))
+    result = json.loads(side_script([script, "--stride", str(EQUIVALENCE_STRIDE), ref]).splitlines()[-1])
+    assert result["cases"] > 50 and result["signatures"] > 10
+    assert result["differ"] == [], result["differ"][:5]
+
+
+COMPILED_PROBE = r"""
+import json, warnings, numpy as np
+from klconform.case import Case
+from klconform.adapters.optax_losses import OptaxConvexKLDivergence
+from klconform.adapters.jax_special import JaxRelEntr
+from klconform import wire
+from klconform._worker_remote import evaluate_wire
+p, q = np.array([[0.25, 0.75], [0.5, 0.5]]), np.array([[0.5, 0.5], [0.25, 0.75]])
+def case(**kw):
+    d = dict(target_kind="prob", pred_kind="logprob", reduction="distribution")
+    d.update(kw)
+    lq = np.log(q) if d["pred_kind"] == "logprob" else q
+    return Case(p, lq, **d)
+a = OptaxConvexKLDivergence()
+a.setup()
+outs = [evaluate_wire(a, c, lambda c: c, wire) for c in
+        (case(), case(), case(reduction="sum"), case(class_axis=0))]
+r = JaxRelEntr()
+r.setup()
+rel = [evaluate_wire(r, c, lambda c: c, wire) for c in
+       (case(pred_kind="prob", reduction="none"), Case(p[0], q, target_kind="prob", pred_kind="prob", reduction="none"))]
+print(json.dumps({"executables": len(a._executables), "warnings": [o["warnings"] for o in outs],
+                  "values": [o["value"] is not None for o in outs], "rel": len(r._executables),
+                  "rel_shapes": [o["shape"] for o in rel]}))
+"""
+
+
+def test_compiled_path_compiles_once_per_signature_and_warns_every_call():
+    """The same case twice reuses its executable; reduction and class axis are part of the
+    signature; the deprecation warning traced once is raised on every call, as the op-by-op
+    path raises it."""
+    import json
+    got = json.loads(side_script(["-c", COMPILED_PROBE]).splitlines()[-1])
+    assert got["executables"] == 3 and got["values"] == [True] * 4
+    assert all(len(w) == 1 and w[0].startswith("DeprecationWarning") for w in got["warnings"])
+    assert got["rel"] == 2 and got["rel_shapes"] == [[2, 2], [2, 2]]
