@@ -152,8 +152,10 @@ def _within(mine: np.ndarray, ref: np.ndarray, bound64: np.ndarray) -> np.ndarra
     ref = np.asarray(ref, dtype=np.float64)
     if mine.shape != ref.shape:
         return np.ones(1, dtype=bool)
-    fm, fr = np.isfinite(mine), np.isfinite(ref)
-    same_special = (~fm & ~fr) & ((mine == ref) | (np.isnan(mine) & np.isnan(ref)))
+    with np.errstate(over="ignore"):
+        rounded = mine.astype(np.float64)     # beyond float64's range is its infinity (KL-DTYPE-3)
+    fm, fr = np.isfinite(rounded), np.isfinite(ref)
+    same_special = (~fm & ~fr) & ((rounded == ref) | (np.isnan(rounded) & np.isnan(ref)))
     ulp = np.spacing(np.abs(np.where(fr, ref, 0.0)))
     tol = np.maximum(2 * ulp, np.broadcast_to(bound64, ref.shape) / 16) + ulp
     with np.errstate(invalid="ignore"):
