@@ -51,7 +51,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .case import Case
-from .compare import compare_arrays, expected_gradient, expected_value, judged_dtype
+from .compare import compare_arrays, departing_entries, expected_gradient, expected_value, judged_dtype
 from .reference.family import Point
 
 KINDS = ("nan", "+inf", "-inf", "finite", "zero")
@@ -124,22 +124,8 @@ def _kind_of(x: np.ndarray) -> dict[str, np.ndarray]:
             "finite": np.isfinite(x), "zero": x == 0}
 
 
-def _departing(expected, bound, observed) -> np.ndarray | None:
-    """Mask of the entries of ``observed`` that depart from ``expected`` (KL-BOUND-4);
-    None when the shapes differ."""
-    e = np.asarray(expected, dtype=np.float64)
-    o = np.asarray(observed, dtype=np.float64)
-    if e.shape != o.shape:
-        return None
-    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
-    with np.errstate(invalid="ignore", over="ignore"):
-        same_special = (np.isnan(e) & np.isnan(o)) | (np.isinf(e) & (e == o))
-        close = np.isfinite(e) & np.isfinite(o) & (np.abs(o - e) <= b)
-    return ~(same_special | close)
-
-
 def _entries_are(kind: str, expected, bound, observed, minus_p=None, vacuous: bool = False) -> bool:
-    dep = _departing(expected, bound, observed)
+    dep = departing_entries(expected, bound, observed)
     if dep is None:
         return False
     if not dep.any():

@@ -91,6 +91,21 @@ def compare_arrays(expected: np.ndarray, bound, observed: np.ndarray | None,
     return Comparison(True, None, err, f"within bound ({err:.3g}x)")
 
 
+def departing_entries(expected, bound, observed) -> np.ndarray | None:
+    """Mask of the entries of ``observed`` that depart from ``expected`` under ``bound``
+    (KL-BOUND-4: NaN meets NaN, an infinity the same one, finite entries within the bound);
+    None when the shapes differ."""
+    e = np.asarray(expected, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
+    if e.shape != o.shape:
+        return None
+    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        same_special = (np.isnan(e) & np.isnan(o)) | (np.isinf(e) & (e == o))
+        close = np.isfinite(e) & np.isfinite(o) & (np.abs(o - e) <= b)
+    return ~(same_special | close)
+
+
 def coarser_dtype(a: str, b: str) -> str:
     """The coarser of two dtypes (larger unit roundoff; ``a`` on a tie)."""
     return a if UNIT_ROUNDOFF[a] >= UNIT_ROUNDOFF[b] else b

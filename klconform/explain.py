@@ -16,7 +16,8 @@ from klconform.reference.family import Point
 
 from .candidates import point_distance, ranked_candidates
 from .case import Case
-from .compare import PointCheck, check_outcome, expected_gradient, expected_value, result_shape
+from .compare import (PointCheck, check_outcome, departing_entries, expected_gradient, expected_value,
+                      result_shape)
 from .evaluator import ReferenceCache
 
 # A semantic verdict names a point within this complexity when it explains the value and
@@ -76,15 +77,10 @@ def _nan_only(expected, bound, observed) -> bool:
     *which* semantics produced it (any NaN-producing point would "explain" it)."""
     if observed is None:
         return False
-    e = np.asarray(expected, dtype=np.float64)
-    o = np.asarray(observed, dtype=np.float64)
-    if e.shape != o.shape:
+    bad = departing_entries(expected, bound, observed)
+    if bad is None:
         return False
-    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
-    with np.errstate(invalid="ignore", over="ignore"):
-        ok = ((np.isnan(e) & np.isnan(o)) | (np.isinf(e) & (e == o))
-              | (np.isfinite(e) & np.isfinite(o) & (np.abs(o - e) <= b)))
-    bad = ~ok
+    o = np.asarray(observed, dtype=np.float64)
     return bool(bad.any()) and bool(np.all(np.isnan(o[bad])))
 
 
