@@ -52,7 +52,9 @@ import numpy as np
 
 from .case import Case
 from .compare import compare_arrays, departing_entries, expected_gradient, expected_value, judged_dtype
+from .reference.dtypes import UNIT_ROUNDOFF
 from .reference.family import Point
+from .reference.variants import prepare, sum_to_shape
 
 KINDS = ("nan", "+inf", "-inf", "finite", "zero")
 RULES = {"value": str, "grad": str, "point": dict, "divided_by": str, "within": (int, float), "dtype": str,
@@ -145,8 +147,6 @@ def _minus_p(case: Case, point: Point, dtype: str):
     """(−p·c summed to the prediction's shape, its tolerance) for a log-probability
     prediction at ``point``, or None: the formula of KL-GRAD-PRED-LOGPROB evaluated on its
     own, whatever the term's value."""
-    from .reference.dtypes import UNIT_ROUNDOFF
-    from .reference.variants import prepare, sum_to_shape
     if (point.pred_as or case.pred_kind) != "logprob" or point.swap or point.generalised or point.normalise:
         return None
     try:
@@ -244,7 +244,6 @@ def _count(case: Case, what: str) -> int:
 def _agrees(exp, key, case: Case, out, used: str, scale: float) -> bool:
     """The outcome's value (``key`` None) or gradient ``key`` within the bound of ``exp``'s
     scaled by ``scale`` (the bound scales alike, plus the division's own rounding)."""
-    from .reference.dtypes import UNIT_ROUNDOFF
     if key is None:
         v, b = expected_value(exp, case.dtype, used)
         got, shape, dt = out.value, out.shape, used
