@@ -72,8 +72,21 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n"
 
 
+@functools.lru_cache(maxsize=None)
+def _fast_validator():
+    """The results schema compiled by jsonschema-rs: ~60x faster than the pure-Python
+    validator on a 15-run results.json (0.3 s vs 20 s), the bulk of reading one."""
+    import jsonschema_rs
+    return jsonschema_rs.validator_for(schema())
+
+
 def validate(doc: Any, *, where: str = "results") -> None:
     """Raise :class:`ResultsError` unless ``doc`` conforms to the results schema."""
+    if _fast_validator().is_valid(doc):
+        _check_arrays(doc, where)
+        return
+    # the compiled validator says whether; the reference implementation words why (the
+    # same message on every platform and version of the fast one)
     import jsonschema
     validator = jsonschema.Draft202012Validator(schema())
     err = next(iter(sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))), None)

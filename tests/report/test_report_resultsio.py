@@ -116,3 +116,35 @@ def test_an_interrupt_wrapped_in_a_renderer_stops_the_set_instead_of_skipping_a_
         resultsio.write_set(tmp_path, {"report.md": "new", "report.html": interrupted_render})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
     assert {p.read_text() for p in tmp_path.iterdir()} == {"old"}
+
+
+def test_fast_validator_agrees_with_the_reference_implementation(recorded, tmp_path):
+    """The compiled schema (jsonschema-rs) decides validity; pure-Python jsonschema words
+    the error.  They must agree on valid documents and on every kind of violation the
+    schema states (required key, type, enum, pattern, additional property)."""
+    import jsonschema
+
+    doc = json.loads(json.dumps(resultsio.write_results(recorded, tmp_path / "r.json")))
+    reference = jsonschema.Draft202012Validator(resultsio.schema())
+
+    def mutants():
+        yield "valid", doc
+        for path, change in [
+            (("runs", 0, "verdicts", 0), lambda d: d.pop("cls")),
+            (("runs", 0, "verdicts", 0), lambda d: d.__setitem__("cls", "nonsense-class")),
+            (("runs", 0), lambda d: d.__setitem__("status", 7)),
+            (("runs", 0), lambda d: d.__setitem__("unexpected_key", 1)),
+            ((), lambda d: d.__setitem__("seed", "zero")),
+            (("runs", 0, "verdicts", 0), lambda d: d.__setitem__("clauses", ["KL-def-1"])),
+            (("cases",), lambda d: next(iter(d.values())).__setitem__("target", "not-hex!")),
+        ]:
+            m = json.loads(json.dumps(doc))
+            node = m
+            for k in path:
+                node = node[k]
+            change(node)
+            yield f"{path}", m
+
+    for name, d in mutants():
+        assert reference.is_valid(d) == (name == "valid"), name      # each mutant breaks a rule
+        assert resultsio._fast_validator().is_valid(d) == reference.is_valid(d), name
