@@ -30,9 +30,7 @@ DIVERGENCES = (
     "reverse",        # KL-DISTILL-REV: KL(student || teacher)
     "symmetric",      # KL-DISTILL-SYM: r * forward + (1 - r) * reverse
     "jsd",            # KL-DISTILL-JSD: generalised Jensen-Shannon, beta the teacher's weight
-    "cross_entropy",  # KL-DISTILL-CE: -sum p log q (a family point, never asked)
 )
-ASKED = DIVERGENCES[:4]
 REDUCTIONS = ("none", "distribution", "sum", "distribution_mean", "mean", "batchmean")   # KL-DISTILL-RED
 JSD_ENDPOINTS = ("limit", "kl")       # KL-DISTILL-JSD, KL-DISTILL-JSD-ENDS
 TEMPERATURE_SCALES = ("none", "tau2")  # KL-DISTILL-TAU2
@@ -67,7 +65,7 @@ class DistillCase:
 
     def __post_init__(self):
         check_dtype(self.dtype)
-        _choice("divergence", self.divergence, ASKED)
+        _choice("divergence", self.divergence, DIVERGENCES)
         _choice("reduction", self.reduction, REDUCTIONS)
         _choice("temperature_scale", self.temperature_scale, TEMPERATURE_SCALES)
         s = np.asarray(self.student, dtype=np.float64)
@@ -111,6 +109,8 @@ class DistillPoint:
     ratio: float = 0.5
     beta: float = 0.5
     jsd_endpoints: str = "limit"
+    # KL-DISTILL-CE: every forward-KL part computed as the cross-entropy H(p, q)
+    cross_entropy: bool = False
     temperature_scale: str = "none"
     empty_mean: str = "nan"
     chunk_mean: bool = False
@@ -124,15 +124,20 @@ class DistillPoint:
 
     @property
     def name(self) -> str:
-        """Short stable label, e.g. ``jsd(0.5)+distribution_mean+endpoints=kl``."""
+        """Short stable label, e.g. ``jsd(0.5)+distribution_mean+endpoints=kl``; the
+        forward point with ``cross_entropy`` is ``cross_entropy+...``."""
         div = self.divergence
-        if div == "symmetric":
+        if div == "forward" and self.cross_entropy:
+            div = "cross_entropy"
+        elif div == "symmetric":
             div += f"({self.ratio:g})"
         elif div == "jsd":
             div += f"({self.beta:g})"
         parts = [div, self.reduction]
         if self.divergence == "jsd" and self.jsd_endpoints != "limit":
             parts.append(f"endpoints={self.jsd_endpoints}")
+        if self.cross_entropy and self.divergence != "forward":
+            parts.append("cross_entropy")
         if self.temperature_scale != "none":
             parts.append("tau2")
         if self.empty_mean != "nan":
@@ -214,22 +219,28 @@ def _effective(point: DistillPoint) -> tuple[str, float]:
     return point.divergence, 0.0
 
 
-def _terms(div, param, p, lp, q, lq):
+def _forward_terms(w, p, lp, q, lq, ce):
+    """w·KL(p‖q)'s terms, or w·H(p, q)'s under ``cross_entropy`` (KL-DISTILL-CE: p = 0 gives
+    0, p > 0 with q = 0 gives +inf)."""
+    if not ce:
+        return _xlogratio(w, p, lp, lq)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = np.where(p == 0, p.dtype.type(0), -w * p * lq)
+        return np.where(np.isnan(p) | np.isnan(lq), p.dtype.type(np.nan), t)
+
+
+def _terms(div, param, ce, p, lp, q, lq):
     """Elementwise terms t and the JSD log-mixture (None elsewhere), in the working precision."""
     one = p.dtype.type(1)
     if div == "forward":
-        return _xlogratio(one, p, lp, lq), None
+        return _forward_terms(one, p, lp, q, lq, ce), None
     if div == "reverse":
         return _xlogratio(one, q, lq, lp), None
-    if div == "cross_entropy":
-        with np.errstate(invalid="ignore", over="ignore"):
-            t = np.where(p == 0, p.dtype.type(0), -p * lq)
-            return np.where(np.isnan(p) | np.isnan(lq), p.dtype.type(np.nan), t), None
     if div == "symmetric":
         r = p.dtype.type(param)
         parts = []
         if param != 0.0:
-            parts.append(_xlogratio(r, p, lp, lq))
+            parts.append(_forward_terms(r, p, lp, q, lq, ce))
         if param != 1.0:
             parts.append(_xlogratio(one - r, q, lq, lp))
         return (parts[0] if len(parts) == 1 else parts[0] + parts[1]), None
@@ -244,46 +255,46 @@ def _terms(div, param, p, lp, q, lq):
     return np.where(nan_rows, p.dtype.type(np.nan), t), lm
 
 
-def _grads(div, param, p, lp, q, lq, lm, d):
-    """(G^S, G^T) per KL-DISTILL-GRAD, before the factor c_i/τ."""
+def _grads(div, param, ce, p, lp, q, lq, lm):
+    """(G^S, G^T) per KL-DISTILL-GRAD, before the factor c_i/τ; each part's own value
+    stands in its formula."""
     zero = p.dtype.type(0)
+    one = p.dtype.type(1)
 
     def times(v, f):                    # v·f, 0 where v == 0 (never 0·inf)
         with np.errstate(invalid="ignore", over="ignore"):
             return np.where(v == 0, zero, v * f)
 
-    def fwd():
-        return q - p, times(p, (lp - lq) - d)
-
-    def rev():
-        return times(q, (lq - lp) - d), p - q
-
     with np.errstate(invalid="ignore", over="ignore"):
+        def fwd():
+            own = _forward_terms(one, p, lp, q, lq, ce).sum(axis=-1, keepdims=True)
+            return q - p, (times(p, -(lq + own)) if ce else times(p, (lp - lq) - own))
+
+        def rev():
+            own = _xlogratio(one, q, lq, lp).sum(axis=-1, keepdims=True)
+            return times(q, (lq - lp) - own), p - q
+
         if div == "forward":
             return fwd()
         if div == "reverse":
             return rev()
-        if div == "cross_entropy":
-            return q - p, times(p, -(lq + d))
         if div == "symmetric":
             r = p.dtype.type(param)
             gs, gt = zero * p, zero * p
             if param != 0.0:
-                tf = _xlogratio(p.dtype.type(1), p, lp, lq).sum(axis=-1, keepdims=True)
-                fs, ft = q - p, times(p, (lp - lq) - tf)
+                fs, ft = fwd()
                 gs, gt = gs + r * fs, gt + r * ft
             if param != 1.0:
-                tr = _xlogratio(p.dtype.type(1), q, lq, lp).sum(axis=-1, keepdims=True)
-                rs, rt = times(q, (lq - lp) - tr), p - q
-                gs, gt = gs + (1 - r) * rs, gt + (1 - r) * rt
+                rs, rt = rev()
+                gs, gt = gs + (one - r) * rs, gt + (one - r) * rt
             return gs, gt
         # jsd
         if lm is None:                   # beta at an end, the limit: zero gradients
             return zero * p, zero * p
         b = p.dtype.type(param)
-        kq = _xlogratio(p.dtype.type(1), q, lq, lm).sum(axis=-1, keepdims=True)
-        kp = _xlogratio(p.dtype.type(1), p, lp, lm).sum(axis=-1, keepdims=True)
-        return (1 - b) * times(q, (lq - lm) - kq), b * times(p, (lp - lm) - kp)
+        kq = _xlogratio(one, q, lq, lm).sum(axis=-1, keepdims=True)
+        kp = _xlogratio(one, p, lp, lm).sum(axis=-1, keepdims=True)
+        return (one - b) * times(q, (lq - lm) - kq), b * times(p, (lp - lm) - kp)
 
 
 def _pieces(T: int, k: int) -> list[slice]:
@@ -307,9 +318,12 @@ def evaluate(case: DistillCase, point: DistillPoint | None = None) -> DistillExp
     if point.chunk_mean and (point.reduction != "distribution_mean" or case.student.ndim != 3):
         raise UndefinedCase("chunk_mean is a token mean over pieces of (B, T, V) logits", "KL-DISTILL-CHUNK-MEAN")
     div, param = _effective(point)
+    ce = point.cross_entropy
     clauses = {"KL-DISTILL-CASE", "KL-DISTILL-TEMP", "KL-DISTILL-RED", "KL-DISTILL-BOUND"}
     clauses.add({"forward": "KL-DISTILL-FWD", "reverse": "KL-DISTILL-REV", "symmetric": "KL-DISTILL-SYM",
-                 "jsd": "KL-DISTILL-JSD", "cross_entropy": "KL-DISTILL-CE"}[div])
+                 "jsd": "KL-DISTILL-JSD"}[div])
+    if ce and div in ("forward", "symmetric"):
+        clauses.add("KL-DISTILL-CE")
     if point.divergence == "jsd" and div != "jsd":
         clauses.add("KL-DISTILL-JSD-ENDS")
     W = working_dtype(case)
@@ -324,7 +338,7 @@ def evaluate(case: DistillCase, point: DistillPoint | None = None) -> DistillExp
     lq, lp = log_softmax_rows(zs), log_softmax_rows(zt)
     with np.errstate(over="ignore", invalid="ignore"):
         q, p = np.exp(lq), np.exp(lp)
-    t, lm = _terms(div, param, p, lp, q, lq)
+    t, lm = _terms(div, param, ce, p, lp, q, lq)
     t = np.where(keep, t, W(0))
     with np.errstate(invalid="ignore", over="ignore"):
         d = t.sum(axis=-1)
@@ -382,7 +396,7 @@ def evaluate(case: DistillCase, point: DistillPoint | None = None) -> DistillExp
     grads, grad_bounds = {}, {}
     if case.grad:
         clauses.add("KL-DISTILL-GRAD")
-        gs, gt = _grads(div, param, p, lp, q, lq, lm, d[..., None])
+        gs, gt = _grads(div, param, ce, p, lp, q, lq, lm)
         nan_row = np.any(np.isnan(p) | np.isnan(q), axis=-1, keepdims=True)
         c = (coeff / t_w)[..., None]
         for side, g, v in (("pred", gs, q), ("target", gt, p)):

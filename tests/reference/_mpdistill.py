@@ -23,26 +23,30 @@ def _row_probs(z, tau):
     return [v / s for v in e]
 
 
-def token_divergence(p, q, divergence, param):
-    """d_i of KL-DISTILL-FWD/-REV/-SYM/-JSD/-CE for one token's probability rows."""
+def token_divergence(p, q, divergence, param, cross_entropy=False):
+    """d_i of KL-DISTILL-FWD/-REV/-SYM/-JSD for one token's probability rows; under
+    ``cross_entropy`` (KL-DISTILL-CE) the forward parts are H(p, q)."""
     def kl(a, b):
         return mp.fsum(x * mp.log(x / y) for x, y in zip(a, b) if x != 0)
-    if divergence == "forward":
+
+    def fwd():
+        if cross_entropy:
+            return -mp.fsum(x * mp.log(y) for x, y in zip(p, q) if x != 0)
         return kl(p, q)
+    if divergence == "forward":
+        return fwd()
     if divergence == "reverse":
         return kl(q, p)
-    if divergence == "cross_entropy":
-        return -mp.fsum(x * mp.log(y) for x, y in zip(p, q) if x != 0)
     r = mp.mpf(param)
     if divergence == "symmetric":
-        return r * kl(p, q) + (1 - r) * kl(q, p)
+        return r * fwd() + (1 - r) * kl(q, p)
     if r == 0 or r == 1:
         return mp.mpf(0)
     mix = [r * x + (1 - r) * y for x, y in zip(p, q)]
     return r * kl(p, mix) + (1 - r) * kl(q, mix)
 
 
-def outputs(student, teacher, *, divergence="forward", param=0.5, tau=1.0, tau2=False,
+def outputs(student, teacher, *, divergence="forward", param=0.5, cross_entropy=False, tau=1.0, tau2=False,
             mask=None, reduction="distribution_mean", empty_mean="nan", chunks=None, chunk_mean=False):
     """The outputs (an mpf, or an object array for per-token reductions) of one case."""
     with mp.workdps(DPS):
@@ -59,7 +63,7 @@ def outputs(student, teacher, *, divergence="forward", param=0.5, tau=1.0, tau2=
                 continue
             p = _row_probs(t[idx], tau)
             q = _row_probs(s[idx], tau)
-            d[idx] = token_divergence(p, q, divergence, param)
+            d[idx] = token_divergence(p, q, divergence, param, cross_entropy)
         total = mp.fsum(d[idx] for idx in np.ndindex(*tok_shape))
         n = int(kept.sum())
         if reduction == "distribution":

@@ -58,7 +58,7 @@ def test_spec_figures_forward_ce_and_jsd_ends():
     endpoint member gives the KL at β = 0."""
     assert float(one().value) == pytest.approx(KL_FWD, rel=1e-15)
     assert f"{KL_FWD:.6f}" == "0.130812" and "0.130812" in clause_text("KL-DISTILL-JSD-ENDS")
-    ce = one({"divergence": "cross_entropy"})
+    ce = one({"divergence": "forward", "cross_entropy": True})
     assert float(ce.value) == pytest.approx(math.log(2), rel=1e-15) and "0.693147" in clause_text("KL-DISTILL-CE")
     small = one({"divergence": "jsd", "beta": 1e-3})
     assert f"{float(small.value):.6f}" == "0.000131"
@@ -88,7 +88,7 @@ def test_cross_entropy_student_gradient_equals_the_kl_one():
     gradients (the teacher's entropy)."""
     s, t = rand_case(1)
     kl = D.evaluate(D.DistillCase(student=s, teacher=t))
-    ce = D.evaluate(D.DistillCase(student=s, teacher=t), D.DistillPoint("cross_entropy", "distribution_mean"))
+    ce = D.evaluate(D.DistillCase(student=s, teacher=t), D.DistillPoint("forward", "distribution_mean", cross_entropy=True))
     np.testing.assert_allclose(ce.grads["pred"], kl.grads["pred"], rtol=1e-15, atol=1e-18)
     assert float(ce.value) > float(kl.value)
     assert not np.allclose(ce.grads["target"], kl.grads["target"])
@@ -110,7 +110,7 @@ ORACLE_KW = {"param": "param", "temperature": "tau", "temperature_scale": "tau2"
 
 def _oracle_kw(case: D.DistillCase, point: D.DistillPoint):
     param = point.ratio if point.divergence == "symmetric" else point.beta
-    kw = dict(divergence=point.divergence, param=param, tau=case.temperature,
+    kw = dict(divergence=point.divergence, param=param, cross_entropy=point.cross_entropy, tau=case.temperature,
               tau2=point.temperature_scale == "tau2", mask=case.mask, reduction=point.reduction,
               empty_mean=point.empty_mean, chunks=case.chunks, chunk_mean=point.chunk_mean)
     return kw
@@ -153,7 +153,10 @@ def test_cross_entropy_and_jsd_gradients_against_numerical_differentiation():
     """KL-DISTILL-GRAD at the cross_entropy point and a JSD near an end."""
     s, t = rand_case(11, shape=(2, 4))
     case = D.DistillCase(student=s, teacher=t, dtype="float64")
-    for point, okw in [(D.DistillPoint("cross_entropy", "distribution_mean"), dict(divergence="cross_entropy")),
+    for point, okw in [(D.DistillPoint("forward", "distribution_mean", cross_entropy=True),
+                        dict(divergence="forward", cross_entropy=True)),
+                       (D.DistillPoint("symmetric", "sum", ratio=0.3, cross_entropy=True),
+                        dict(divergence="symmetric", param=0.3, cross_entropy=True, reduction="sum")),
                        (D.DistillPoint("jsd", "distribution_mean", beta=0.02), dict(divergence="jsd", param=0.02))]:
         e = D.evaluate(case, point)
         for side in ("pred", "target"):
@@ -253,6 +256,8 @@ def test_family_names_and_json():
     pt = D.DistillPoint("jsd", "distribution_mean", beta=0.0, jsd_endpoints="kl", empty_mean="zero")
     assert D.DistillPoint.from_json(pt.to_json()) == pt
     assert pt.name == "jsd(0)+distribution_mean+endpoints=kl+empty_mean=zero"
+    assert D.DistillPoint("forward", "sum", cross_entropy=True).name == "cross_entropy+sum"
+    assert D.DistillPoint("symmetric", "sum", cross_entropy=True).name == "symmetric(0.5)+sum+cross_entropy"
     c = D.DistillCase(student=STUDENT, teacher=TEACHER, divergence="symmetric", param=0.25, temperature_scale="tau2")
     assert D.canonical(c) == D.DistillPoint("symmetric", "distribution_mean", ratio=0.25, temperature_scale="tau2")
 

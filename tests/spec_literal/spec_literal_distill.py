@@ -46,30 +46,33 @@ def _kl_entry(a, la, lb):
     return a * (la - lb)
 
 
-def _token(div, prm, P, LP, Q, LQ):
+def _forward_entry(P, LP, LQ, j, ce):
+    """One forward-KL part entry: a·(log a − log b), or −p·log q under cross_entropy
+    (KL-DISTILL-CE)."""
+    if not ce:
+        return _kl_entry(P[j], LP[j], LQ[j])
+    if P[j] == 0:
+        return L(0)
+    if LQ[j] == -INF:
+        return INF
+    return -P[j] * LQ[j]
+
+
+def _token(div, prm, ce, P, LP, Q, LQ):
     """Elementwise terms, the log-mixture (jsd) and d for one token (KL-DISTILL-FWD..CE)."""
     n = len(P)
     lm = None
     if div == "forward":
-        t = [_kl_entry(P[j], LP[j], LQ[j]) for j in range(n)]
+        t = [_forward_entry(P, LP, LQ, j, ce) for j in range(n)]
     elif div == "reverse":
         t = [_kl_entry(Q[j], LQ[j], LP[j]) for j in range(n)]
-    elif div == "cross_entropy":
-        t = []
-        for j in range(n):
-            if P[j] == 0:
-                t.append(L(0))
-            elif LQ[j] == -INF:
-                t.append(INF)
-            else:
-                t.append(-P[j] * LQ[j])
     elif div == "symmetric":
         r = L(prm)
         t = []
         for j in range(n):
             s = L(0)
             if prm != 0:
-                s += r * _kl_entry(P[j], LP[j], LQ[j])
+                s += r * _forward_entry(P, LP, LQ, j, ce)
             if prm != 1:
                 s += (1 - r) * _kl_entry(Q[j], LQ[j], LP[j])
             t.append(s)
@@ -98,34 +101,46 @@ def _zero_or(v, f):
     return L(0) if v == 0 else v * f
 
 
-def _token_grads(div, prm, P, LP, Q, LQ, lm, d):
+def _token_grads(div, prm, ce, P, LP, Q, LQ, lm, d):
     """(G^S, G^T) of KL-DISTILL-GRAD for one token, entry by entry."""
     n = len(P)
 
-    def kl_sum(A, LA, LB):
+    def part_sum(f):
         s = L(0)
         for j in range(n):
-            s += _kl_entry(A[j], LA[j], LB[j])
+            s += f(j)
         return s
 
+    def forward_part():
+        own = part_sum(lambda j: _forward_entry(P, LP, LQ, j, ce))
+        if ce:
+            return [Q[j] - P[j] for j in range(n)], [_zero_or(P[j], -(LQ[j] + own)) for j in range(n)]
+        return [Q[j] - P[j] for j in range(n)], [_zero_or(P[j], LP[j] - LQ[j] - own) for j in range(n)]
+
+    def reverse_part():
+        own = part_sum(lambda j: _kl_entry(Q[j], LQ[j], LP[j]))
+        return [_zero_or(Q[j], LQ[j] - LP[j] - own) for j in range(n)], [P[j] - Q[j] for j in range(n)]
+
     if div == "forward":
-        return [Q[j] - P[j] for j in range(n)], [_zero_or(P[j], LP[j] - LQ[j] - d) for j in range(n)]
+        return forward_part()
     if div == "reverse":
-        return [_zero_or(Q[j], LQ[j] - LP[j] - d) for j in range(n)], [P[j] - Q[j] for j in range(n)]
-    if div == "cross_entropy":
-        return [Q[j] - P[j] for j in range(n)], [_zero_or(P[j], -(LQ[j] + d)) for j in range(n)]
+        return reverse_part()
     if div == "symmetric":
         r = L(prm)
         gs, gt = [L(0)] * n, [L(0)] * n
         if prm != 0:
-            kf = kl_sum(P, LP, LQ)
-            gs = [gs[j] + r * (Q[j] - P[j]) for j in range(n)]
-            gt = [gt[j] + r * _zero_or(P[j], LP[j] - LQ[j] - kf) for j in range(n)]
+            a, b = forward_part()
+            gs = [gs[j] + r * a[j] for j in range(n)]
+            gt = [gt[j] + r * b[j] for j in range(n)]
         if prm != 1:
-            kr = kl_sum(Q, LQ, LP)
-            gs = [gs[j] + (1 - r) * _zero_or(Q[j], LQ[j] - LP[j] - kr) for j in range(n)]
-            gt = [gt[j] + (1 - r) * (P[j] - Q[j]) for j in range(n)]
+            a, b = reverse_part()
+            gs = [gs[j] + (1 - r) * a[j] for j in range(n)]
+            gt = [gt[j] + (1 - r) * b[j] for j in range(n)]
         return gs, gt
+
+    def kl_sum(A, LA, LB):
+        return part_sum(lambda j: _kl_entry(A[j], LA[j], LB[j]))
+
     if lm is None:
         return [L(0)] * n, [L(0)] * n
     b = L(prm)
@@ -142,7 +157,7 @@ def evaluate(student, teacher, **kw):
         return _evaluate(student, teacher, **kw)
 
 
-def _evaluate(student, teacher, *, divergence="forward", param=0.5, jsd_endpoints="limit", tau=1.0,
+def _evaluate(student, teacher, *, divergence="forward", param=0.5, cross_entropy=False, jsd_endpoints="limit", tau=1.0,
              tau2=False, mask=None, reduction="distribution_mean", empty_mean="nan", chunks=None,
              chunk_mean=False):
     zs = np.asarray(student, dtype=np.float64)
@@ -168,7 +183,7 @@ def _evaluate(student, teacher, *, divergence="forward", param=0.5, jsd_endpoint
             terms[i], dvals[i], parts[i] = [NAN] * V, NAN, "nan"
             continue
         (P, LP), (Q, LQ) = rt, rs
-        t, lm, d = _token(div, prm, P, LP, Q, LQ)
+        t, lm, d = _token(div, prm, cross_entropy, P, LP, Q, LQ)
         terms[i], dvals[i], parts[i] = t, d, (P, LP, Q, LQ, lm)
     K = sum(kept.values())
     # the coefficient of each token in Σ(output): KL-DISTILL-RED, -EMPTY, -CHUNK-MEAN
@@ -211,7 +226,7 @@ def _evaluate(student, teacher, *, divergence="forward", param=0.5, jsd_endpoint
             gs[i], gt[i] = NAN, NAN
             continue
         P, LP, Q, LQ, lm = parts[i]
-        a, b = _token_grads(div, prm, P, LP, Q, LQ, lm, dvals[i])
+        a, b = _token_grads(div, prm, cross_entropy, P, LP, Q, LQ, lm, dvals[i])
         c = coef[i] / L(tau)
         for j in range(V):
             gs[i + (j,)] = L(0) if c == 0 else c * a[j]

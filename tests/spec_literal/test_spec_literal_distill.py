@@ -30,13 +30,16 @@ POINTS = [
     dict(divergence="jsd", beta=1.0),
     dict(divergence="jsd", beta=0.0, jsd_endpoints="kl"),
     dict(divergence="jsd", beta=1.0, jsd_endpoints="kl"),
-    dict(divergence="cross_entropy"),
+    dict(divergence="forward", cross_entropy=True),
+    dict(divergence="symmetric", ratio=0.4, cross_entropy=True),
+    dict(divergence="jsd", beta=0.0, jsd_endpoints="kl", cross_entropy=True),
 ]
 REDUCTIONS = D.REDUCTIONS
 
 
 def _lit_kw(point: D.DistillPoint, case: D.DistillCase) -> dict:
     return dict(divergence=point.divergence, param=point.ratio if point.divergence == "symmetric" else point.beta,
+                cross_entropy=point.cross_entropy,
                 jsd_endpoints=point.jsd_endpoints, tau=case.temperature, tau2=point.temperature_scale == "tau2",
                 mask=case.mask, reduction=point.reduction, empty_mean=point.empty_mean, chunks=case.chunks,
                 chunk_mean=point.chunk_mean)
@@ -97,9 +100,9 @@ def test_empty_means_and_chunk_means_agree():
     mask = rng.random((2, 7)) < 0.6
     for k in (1, 2, 3, 4, 7, 9):
         case = D.DistillCase(student=s, teacher=t, mask=mask, chunks=k)
-        for div in ("forward", "reverse", "cross_entropy"):
-            _check(case, D.DistillPoint(div, "distribution_mean", chunk_mean=True))
-            _check(case, D.DistillPoint(div, "distribution_mean"))
+        for div, ce in (("forward", False), ("reverse", False), ("forward", True), ("symmetric", True)):
+            _check(case, D.DistillPoint(div, "distribution_mean", chunk_mean=True, cross_entropy=ce))
+            _check(case, D.DistillPoint(div, "distribution_mean", cross_entropy=ce))
 
 
 def test_special_rows_agree():
