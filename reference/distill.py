@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .dtypes import UNIT_ROUNDOFF, check_dtype
+from .dtypes import UNIT_ROUNDOFF, check_dtype, representable
 from .summation import accumulation_units
 from .variants import LD, UndefinedCase
 
@@ -49,7 +49,9 @@ def _choice(name, value, allowed):
 class DistillCase:
     """One distillation question (KL-DISTILL-CASE).  ``param`` is the symmetric ratio ``r``
     or the JSD ``β`` (None: ½); ``mask`` is boolean on the token shape (None: all kept);
-    ``chunks`` the number of pieces the logits are passed in (None: whole)."""
+    ``chunks`` the number of pieces the logits are passed in (None: whole);
+    ``logits_dtype`` the dtype both logits are sent in (None: ``dtype``; bfloat16 logits with
+    a float32 result is KL-DISTILL-DTYPE's cast form), their values exact in it."""
 
     student: np.ndarray
     teacher: np.ndarray
@@ -62,9 +64,12 @@ class DistillCase:
     mask: np.ndarray | None = None
     chunks: int | None = None
     grad: bool = True
+    logits_dtype: str | None = None
 
     def __post_init__(self):
         check_dtype(self.dtype)
+        if self.logits_dtype is not None:
+            check_dtype(self.logits_dtype)
         _choice("divergence", self.divergence, DIVERGENCES)
         _choice("reduction", self.reduction, REDUCTIONS)
         _choice("temperature_scale", self.temperature_scale, TEMPERATURE_SCALES)
@@ -72,6 +77,9 @@ class DistillCase:
         t = np.asarray(self.teacher, dtype=np.float64)
         if s.shape != t.shape or s.ndim not in (2, 3):
             raise ValueError(f"student {s.shape} and teacher {t.shape}: one shape (B, T, V) or (N, V) expected")
+        for side, a in (("student", s), ("teacher", t)):
+            if not representable(a, self.sent_dtype):
+                raise ValueError(f"{side}: values are not exactly representable in {self.sent_dtype}")
         object.__setattr__(self, "student", s)
         object.__setattr__(self, "teacher", t)
         if self.mask is not None:
@@ -90,6 +98,11 @@ class DistillCase:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.student.shape
+
+    @property
+    def sent_dtype(self) -> str:
+        """The dtype the logits are sent in."""
+        return self.logits_dtype or self.dtype
 
     @property
     def kept(self) -> np.ndarray:

@@ -25,6 +25,7 @@ KL_FWD = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)        # 0.130812...
 def one(point_kw=None, **case_kw):
     case_kw.setdefault("student", STUDENT)
     case_kw.setdefault("teacher", TEACHER)
+    case_kw.setdefault("dtype", "float64")
     case = D.DistillCase(**case_kw)
     point = None if point_kw is None else D.DistillPoint(**{"reduction": case.reduction, **point_kw})
     return D.evaluate(case, point)
@@ -227,19 +228,22 @@ def test_special_logits():
     logit is p = 0 (reverse KL +inf, forward finite)."""
     t = np.log([[0.25, 0.75]])
     s = np.array([[0.0, -np.inf]])
-    e = D.evaluate(D.DistillCase(student=s, teacher=t, reduction="distribution"))
+    e = D.evaluate(D.DistillCase(student=s, teacher=t, reduction="distribution", dtype="float64"))
     assert e.value.tolist() == [np.inf] and e.grads["pred"].tolist() == [[0.75, -0.75]]
-    r = D.evaluate(D.DistillCase(student=t, teacher=s, divergence="reverse", reduction="distribution"))
+    r = D.evaluate(D.DistillCase(student=t, teacher=s, divergence="reverse", reduction="distribution",
+                                 dtype="float64"))
     assert r.value.tolist() == [np.inf]
-    f = D.evaluate(D.DistillCase(student=t, teacher=s, reduction="distribution"))
+    f = D.evaluate(D.DistillCase(student=t, teacher=s, reduction="distribution", dtype="float64"))
     assert f.value[0] == pytest.approx(-math.log(0.25), rel=1e-15)
     n = D.evaluate(D.DistillCase(student=np.array([[np.nan, 0.0], [0.0, 1.0]]), teacher=np.zeros((2, 2)),
                                  reduction="distribution"))
     assert np.isnan(n.value[0]) and np.isfinite(n.value[1]) and np.all(np.isnan(n.grads["pred"][0]))
     with pytest.raises(UndefinedCase, match="KL-DISTILL-TEMP"):
-        D.evaluate(D.DistillCase(student=STUDENT, teacher=TEACHER, temperature=0.0))
+        D.evaluate(D.DistillCase(student=STUDENT, teacher=TEACHER, temperature=0.0, dtype="float64"))
     with pytest.raises(UndefinedCase, match="KL-DISTILL-JSD"):
-        D.evaluate(D.DistillCase(student=STUDENT, teacher=TEACHER, divergence="jsd", param=1.5))
+        D.evaluate(D.DistillCase(student=STUDENT, teacher=TEACHER, divergence="jsd", param=1.5, dtype="float64"))
+    with pytest.raises(ValueError, match="representable in bfloat16"):
+        D.DistillCase(student=STUDENT, teacher=TEACHER, logits_dtype="bfloat16")
 
 
 def test_temperature_scale_multiplies_values_and_gradients():
@@ -258,7 +262,8 @@ def test_family_names_and_json():
     assert pt.name == "jsd(0)+distribution_mean+endpoints=kl+empty_mean=zero"
     assert D.DistillPoint("forward", "sum", cross_entropy=True).name == "cross_entropy+sum"
     assert D.DistillPoint("symmetric", "sum", cross_entropy=True).name == "symmetric(0.5)+sum+cross_entropy"
-    c = D.DistillCase(student=STUDENT, teacher=TEACHER, divergence="symmetric", param=0.25, temperature_scale="tau2")
+    c = D.DistillCase(student=STUDENT, teacher=TEACHER, divergence="symmetric", param=0.25, temperature_scale="tau2",
+                      dtype="float64")
     assert D.canonical(c) == D.DistillPoint("symmetric", "distribution_mean", ratio=0.25, temperature_scale="tau2")
 
 
