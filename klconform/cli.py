@@ -7,6 +7,7 @@
     python -m klconform list                           # the adapters a run would use
     python -m klconform diff OLD NEW                   # changes between two results/baseline files
     python -m klconform baseline check|update RESULTS.json [--baselines DIR]   # upgrade checks
+    python -m klconform dashboard RESULTS... [--out DIR]  # the interop dashboard (docs/dashboard.md)
 
 Exit status (documented in the README and in every report):
   0  no unexpected discrepancy
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_upgrade_parsers(sub)
     from .show import add_parser as add_show_parser
     add_show_parser(sub)
+    from .report.dashboard_cli import add_parser as add_dashboard_parser
+    add_dashboard_parser(sub)
     x = sub.add_parser("explore", help="draw new cases with Hypothesis and show what the frozen corpus misses")
     for flag in ("--frameworks", "--adapter", "--python", "--dtypes", "--case-timeout", "--setup-timeout",
                  "--worker-memory", "--batch-size", "--shrink-rounds", "--shrink-budget", "--quiet", "--jobs"):
@@ -803,6 +806,17 @@ def cmd_show(args) -> int:
         raise UsageError(str(exc)) from None
 
 
+def cmd_dashboard(args) -> int:
+    from .report.dashboard import NothingToShow
+    from .report.dashboard_cli import DEFAULT_OUT, DashboardError, run
+    try:
+        return run(args, lambda: prepare_out_dir(out_path(args.out) if args.out else Path(DEFAULT_OUT)))
+    except DashboardError as exc:
+        raise UsageError(str(exc)) from None
+    except NothingToShow as exc:
+        return _nothing_compared(str(exc))
+
+
 def cmd_list(args) -> int:
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
     for s in specs:
@@ -1038,7 +1052,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
         args = build_parser().parse_args(argv)
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
                 "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus,
-                "show": cmd_show}[args.command](args)
+                "show": cmd_show, "dashboard": cmd_dashboard}[args.command](args)
     except (UsageError, UnsafeOutput) as exc:   # UnsafeOutput: a path no writer writes (resultsio.output_target)
         _error_line(str(exc))
         return EXIT_USAGE
