@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .dtypes import UNIT_ROUNDOFF, check_dtype, representable
+from .dtypes import FINFO, UNIT_ROUNDOFF, check_dtype, representable
 from .summation import accumulation_units
 from .variants import LD, UndefinedCase
 
@@ -417,7 +417,7 @@ def evaluate(case: DistillCase, point: DistillPoint | None = None) -> DistillExp
             with np.errstate(invalid="ignore", over="ignore"):
                 full = np.where(keep, c * g, W(0))
             grads[side] = full.astype(np.float64)
-            grad_bounds[side] = _grad_bound(case.dtype, c, g, v, p, lp, q, lq, lm, zs, zt, full)
+            grad_bounds[side] = _grad_bound(case.sent_dtype, c, g, v, p, lp, q, lq, lm, zs, zt, full)
     value = np.asarray(value).astype(np.float64)
     return DistillExpected(value=value, bound=np.where(np.isfinite(value), bound, 0.0),
                            per_token=d.astype(np.float64), grads=grads, grad_bounds=grad_bounds,
@@ -463,7 +463,8 @@ def _value_bound(case, point, value, coeff, p, lp, q, lq, lm, t, d, n_kept, zs, 
             nK = accumulation_units(max(n_kept, 1), case.dtype)
             b = 2 * u * ((c * per_token).sum() + nK * (c * ad).sum())
         v = np.asarray(value).astype(np.float64)
-        return (np.asarray(b).astype(np.float64) + u * np.where(np.isfinite(v), np.abs(v), 0))
+        eta = FINFO[case.dtype][1] * u          # subnormal results (KL-BOUND-1)
+        return (np.asarray(b).astype(np.float64) + u * np.where(np.isfinite(v), np.abs(v), 0) + 4 * eta)
 
 
 def _grad_bound(dtype, c, g, v, p, lp, q, lq, lm, zs, zt, full):
@@ -477,6 +478,7 @@ def _grad_bound(dtype, c, g, v, p, lp, q, lq, lm, zs, zt, full):
         sv = fin(v)
         budget = (fin(p) + fin(q)) * (1 + _logs(lp, lq, lm))
         e = (lam + 4) * (ag + sv * ag.sum(axis=-1, keepdims=True)) + sv * (nV + lam) * budget.sum(axis=-1, keepdims=True)
-        b = 2 * u * np.abs(fin(c)) * e + u * np.abs(fin(full))
+        # + 4η: subnormal results (KL-BOUND-1's absolute error, as KL-BOUND-3)
+        b = 2 * u * np.abs(fin(c)) * e + u * np.abs(fin(full)) + 4 * FINFO[dtype][1] * u
     b = b.astype(np.float64)
     return np.where(np.isfinite(full.astype(np.float64)), b, 0.0)
