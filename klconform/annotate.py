@@ -52,9 +52,12 @@ def known_records(records: Sequence) -> dict[str, dict[str, Any]]:
     return out
 
 
-def annotate(run: AdapterRun, adapter, all_cases: Mapping[str, dict], records: Sequence) -> None:
+def annotate(run: AdapterRun, adapter, all_cases: Mapping[str, dict], records: Sequence,
+             evaluate=None) -> None:
     """Fill the report fields of ``run``: documented summary, known records (``records``:
-    those loaded for its adapter), fingerprint; drop volatile worker facts."""
+    those loaded for its adapter), fingerprint; drop volatile worker facts.  ``evaluate``:
+    the run's :class:`~klconform.evaluator.ReferenceCache`, shared with the verdicts and
+    the other adapters' fingerprints (most templates are the same points on the same cases)."""
     for key in VOLATILE_ENV:
         run.env.pop(key, None)
     if run.status != "ok":
@@ -66,5 +69,6 @@ def annotate(run: AdapterRun, adapter, all_cases: Mapping[str, dict], records: S
     run.documented = documented_summary(adapter, cases)
     run.known_records = known_records(records)
     fp = dict(run.fingerprint or {})
-    fp.update(infer_fingerprint(all_cases, run.outcomes, documented=run.documented))
+    fp.update(infer_fingerprint(all_cases, run.outcomes, documented=run.documented,
+                                cache=evaluate))
     run.fingerprint = fp

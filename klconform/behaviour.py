@@ -50,6 +50,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from klconform.reference._quiet import quiet
 from .case import Case
 from .compare import compare_arrays, departing_entries, expected_gradient, expected_value, judged_dtype
 from .reference.dtypes import UNIT_ROUNDOFF
@@ -137,7 +138,7 @@ def _entries_are(kind: str, expected, bound, observed, minus_p=None, vacuous: bo
         if minus_p is None:
             return False
         want, tol = minus_p
-        with np.errstate(invalid="ignore", over="ignore"):
+        with quiet:
             ok = (np.isnan(want) & np.isnan(o)) | (want == o) | (np.abs(o - want) <= tol)
         return bool(np.all(ok[dep]))
     return bool(np.all(_kind_of(o)[kind][dep]))
@@ -153,7 +154,7 @@ def _minus_p(case: Case, point: Point, dtype: str):
         prep = prepare(case, point)
     except ValueError:
         return None
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with quiet:
         c = np.asarray(prep.coef, dtype=np.float64) / float(prep.divisor)
         p = np.broadcast_to(np.asarray(prep.target.v, dtype=np.float64), prep.shape)
         shape = tuple(np.shape(case.pred))
@@ -254,7 +255,7 @@ def _agrees(exp, key, case: Case, out, used: str, scale: float) -> bool:
         if got is None or eg is None:
             return False
         v, b = eg
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         v = np.asarray(v, dtype=np.float64) * scale
         b = np.asarray(b, dtype=np.float64) * scale + (UNIT_ROUNDOFF.get(dt, UNIT_ROUNDOFF[case.dtype]) * np.abs(v)
                                                        if scale != 1.0 else 0.0)
@@ -282,7 +283,7 @@ def planted(outcome, verdict, obs: "Observation | None" = None, margin: float = 
             ref = (expected_value(exp, obs.case.dtype, used) if key is None else
                    expected_gradient(exp, key, obs.case, used, (outcome.grad_dtypes or {}).get(key, used)))
     a = np.asarray(base, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with quiet:
         if ref is not None and np.shape(ref[0]) == a.shape:
             e = np.asarray(ref[0], dtype=np.float64)
             b = np.broadcast_to(np.asarray(ref[1], dtype=np.float64), e.shape)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from klconform.reference._quiet import quiet
 from .case import Case
 from .reference.dtypes import DTYPES, FINFO, UNIT_ROUNDOFF, round_to
 
@@ -72,7 +73,7 @@ def compare_arrays(expected: np.ndarray, bound, observed: np.ndarray | None,
     e_inf, o_inf = np.isinf(expected), np.isinf(observed)
     special_bad = (e_nan != o_nan) | (e_inf != o_inf) | (e_inf & o_inf & (np.sign(expected) != np.sign(observed)))
     finite = ~(e_nan | o_nan | e_inf | o_inf)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with quiet:
         diff = np.abs(observed - expected)
         ratio = np.where(finite, np.where(b > 0, diff / np.where(b > 0, b, 1.0),
                                           np.where(diff > 0, np.inf, 0.0)), 0.0)
@@ -100,7 +101,7 @@ def departing_entries(expected, bound, observed) -> np.ndarray | None:
     if e.shape != o.shape:
         return None
     b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         same_special = (np.isnan(e) & np.isnan(o)) | (np.isinf(e) & (e == o))
         close = np.isfinite(e) & np.isfinite(o) & (np.abs(o - e) <= b)
     return ~(same_special | close)
@@ -125,13 +126,13 @@ def expected_in_dtype(values, bound, case_dtype: str, used_dtype: str):
     into it (overflow to +-inf, KL-DTYPE-3), the bound scaled by the unit-roundoff ratio
     plus the rounding itself when ``used_dtype`` is coarser than the case's dtype."""
     v = np.asarray(values, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with quiet:
         # KL-DTYPE-3: overflow as IEEE rounding has it (|v| >= max + half an ulp)
         big = np.isfinite(v) & np.isinf(round_to(v, used_dtype))
         v_used = np.where(big, np.sign(v) * np.inf, v)
     b = np.asarray(bound, dtype=np.float64)
     if used_dtype != case_dtype:
-        with np.errstate(invalid="ignore"):
+        with quiet:
             r = round_to(np.where(np.isfinite(v_used), v_used, 0.0), used_dtype)
             b = (b * (UNIT_ROUNDOFF[used_dtype] / UNIT_ROUNDOFF[case_dtype])
                  + np.abs(r - np.where(np.isfinite(v_used), v_used, 0.0)) + 4 * FINFO[used_dtype][1] * UNIT_ROUNDOFF[used_dtype])

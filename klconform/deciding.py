@@ -28,6 +28,7 @@ import numpy as np
 from klconform.reference.evaluate import _EPS_CLAUSE as EPS_CLAUSE
 from klconform.reference.evaluate import _REDUCTION_CLAUSE as REDUCTION_CLAUSE
 from klconform.reference.family import Point
+from klconform.reference._quiet import quiet
 
 from .case import Case
 
@@ -95,7 +96,7 @@ def special_clauses(prep, mask: np.ndarray) -> list[str]:
     a = np.asarray(np.broadcast_to(prep.a, prep.shape)[mask], dtype=np.float64)
     b = np.asarray(np.broadcast_to(prep.b, prep.shape)[mask], dtype=np.float64)
     out: list[str] = []
-    with np.errstate(invalid="ignore"):
+    with quiet:
         negative = (a < 0) | (b < 0)
         invalid = np.isnan(a) | np.isnan(b) | negative
         valid = ~invalid
@@ -130,7 +131,7 @@ def _one_factor(expected, observed) -> bool:
     o = np.asarray(observed, dtype=np.float64).reshape(-1)
     if e.shape != o.shape:
         return False
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with quiet:
         use = np.isfinite(e) & np.isfinite(o) & (e != 0) & (o != 0)
         if not use.any():
             return False

@@ -598,7 +598,7 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
                         all_cases.setdefault(e.sent.case.digest, e.sent.to_json())
                     for digest, j in big.items():
                         all_cases.setdefault(digest, j)
-                    annotate(run, t.adapter, all_cases, records)
+                    annotate(run, t.adapter, all_cases, records, evaluate=ev)
                     cited = {d: all_cases[d] for d in run.outcomes if d in all_cases}
         finally:
             if isinstance(t, Target):

@@ -14,6 +14,7 @@ import numpy as np
 from klconform.reference.evaluate import evaluate as reference_evaluate
 from klconform.reference.family import Point
 from klconform.reference.variants import UndefinedCase
+from klconform.reference._quiet import quiet
 
 from .case import Case
 
@@ -69,7 +70,7 @@ class ReferenceCache:
         key = (self.digest(case), point)
         if key not in self.store:
             try:
-                with np.errstate(all="ignore"):
+                with quiet:
                     self.store[key] = self.evaluate(case, point)
             except UNDEFINED as exc:
                 self.store[key] = exc

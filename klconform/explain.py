@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from klconform.reference.family import Point
+from klconform.reference._quiet import quiet
 
 from .candidates import point_distance, ranked_candidates
 from .case import Case
@@ -38,7 +39,7 @@ VALUE_ONLY_FAR_ERR = 1e3
 def _entry_errors(expected: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """|observed - expected| per entry; 0 where NaN meets NaN or an infinity the same
     infinity, +inf where the NaN / infinity patterns disagree."""
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         same_special = (np.isnan(expected) & np.isnan(observed)) | (np.isinf(expected) & (expected == observed))
         finite = np.isfinite(expected) & np.isfinite(observed)
         return np.where(same_special, 0.0, np.where(finite, np.abs(observed - expected), np.inf))
@@ -52,7 +53,7 @@ def _failing(expected, bound, observed) -> np.ndarray | None:
     if e.shape != o.shape:
         return None
     b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
-    with np.errstate(invalid="ignore"):
+    with quiet:
         return ~(_entry_errors(e, o) <= b)
 
 
@@ -106,7 +107,7 @@ def _discriminates(base_expected, base_bound, cand_expected, cand_bound, observe
             return False
         o = o.reshape(c.shape)
     distinct = _entry_errors(e, c) > np.maximum(eb, cb)
-    with np.errstate(invalid="ignore"):
+    with quiet:
         agrees = _entry_errors(c, o) <= cb
     return bool(np.any(distinct & agrees))
 

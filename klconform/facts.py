@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from klconform.reference._quiet import quiet
 from .case import Case
 from .results import Verdict
 
@@ -18,7 +19,7 @@ def case_facts(case: Case) -> dict[str, Any]:
     case's JSON form stores them (``Case.to_json``), so reports and record matching place
     its verdicts without generating it."""
     t, q = case.target, case.pred
-    with np.errstate(invalid="ignore"):
+    with quiet:
         zero_t = bool(np.any(t == 0)) if case.target_kind == "prob" else bool(np.any(t == -np.inf))
         zero_q = (bool(np.any(q == 0)) if case.pred_kind == "prob"
                   else bool(np.any(q == -np.inf)) if case.pred_kind == "logprob" else False)

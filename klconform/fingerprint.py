@@ -26,6 +26,7 @@ import numpy as np
 
 from klconform.adapters.base import Outcome
 from klconform.reference.family import PRED_KINDS, TARGET_KINDS, Point
+from klconform.reference._quiet import quiet
 
 from . import wire
 from .case import REDUCTIONS, Case
@@ -142,9 +143,10 @@ def _as_outcome(o) -> Outcome:
 class _Scorer:
     """Memoised agreement of one outcome with one point."""
 
-    def __init__(self, items: list[tuple[Case, Any]], evaluate: Callable):
+    def __init__(self, items: list[tuple[Case, Any]], evaluate: Callable, cache=None):
         self.items = items
         self.evaluate = evaluate
+        self.cache = cache
         self.memo: dict[tuple[str, Point], bool] = {}
         self.evaluations = 0
         self._gradless: dict[str, Case] = {}
@@ -152,11 +154,17 @@ class _Scorer:
     def _expected(self, case: Case, point: Point):
         """``evaluate`` of ``case`` without gradients at ``point``; the gradient-free copy is
         made once per case (a Case's construction checks every field: ~70 us, ~20 times per
-        case in a search).  Raises what ``evaluate`` raises."""
+        case in a search).  Raises what ``evaluate`` raises.  With a run's ReferenceCache the
+        cache does both (and remembers across adapters)."""
+        if self.cache is not None:
+            exp = self.cache(case, point, candidate=True, values_only=True)
+            if isinstance(exp, BaseException):
+                raise exp
+            return exp
         bare = self._gradless.get(case.digest)
         if bare is None:
             bare = self._gradless[case.digest] = case.replace(grad=False) if case.grad else case
-        with np.errstate(all="ignore"):
+        with quiet:
             return self.evaluate(bare, point)
 
     def agrees(self, case: Case, outcome, point: Point) -> bool:
@@ -323,14 +331,15 @@ def _is_large(case) -> bool:
 
 def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
                       documented: Mapping[str, Any] | None = None, max_search_cases: int = 300,
-                      evaluate: Callable | None = None, prune: bool = True) -> dict[str, Any]:
+                      evaluate: Callable | None = None, prune: bool = True, cache=None) -> dict[str, Any]:
     """The observed semantics of one adapter.
 
     ``cases``: digest -> :class:`Case` or ``Case.to_json()`` (large cases are left out); ``outcomes``: digest ->
     :class:`~klconform.adapters.base.Outcome` or ``klconform.wire.to_json(outcome)`` (only ``ok`` outcomes with a value
     are compared); ``documented``: optional ``AdapterRun.documented`` summary, used as a
     second starting point and scored for comparison; ``evaluate(case, point)`` defaults
-    to ``reference.evaluate``; ``prune=False`` scores every template in full (the same
+    to ``reference.evaluate``; ``cache``: a :class:`~klconform.evaluator.ReferenceCache` used
+    instead (values only, shared with the run's verdicts); ``prune=False`` scores every template in full (the same
     result, more evaluations: :func:`_search`).  Returns a JSON-ready dict (keys ``observed``, ``agree``,
     ``compared``, ``fraction``, ``status`` — "exact" | "partial" | "unexplained" |
     "no_data" —, ``canonical``, ``documented``, ``ties``, ``alternatives``,
@@ -352,7 +361,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
         return result
     ev = evaluate or default_evaluate
     subset = _search_subset(items, max_search_cases)
-    scorer = _Scorer(subset, ev)
+    scorer = _Scorer(subset, ev, cache)
     asked = sorted({c.reduction for c, _ in items})
     weighted = any(c.weight is not None or c.sample_weight is not None for c, _ in subset)
     sample_weighted = any(c.sample_weight is not None for c, _ in subset)
@@ -376,7 +385,7 @@ def infer_fingerprint(cases: Mapping[str, Any], outcomes: Mapping[str, Any], *,
     ties = [t for m, t in by_meaning.items() if m != best_meaning]
     alternatives = sorted((t for t in scored if t != best), key=lambda t: (-scored[t], t.complexity, t.name))[:ALTERNATIVES]
 
-    full = _Scorer(items, ev)
+    full = _Scorer(items, ev, cache)
     full.memo, full._gradless = scorer.memo, scorer._gradless   # same digests
     n = len(items)
     agree = full.score(best)

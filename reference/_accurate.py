@@ -41,6 +41,7 @@ import os
 
 import numpy as np
 
+from ._quiet import quiet
 from . import _constants
 from ._dd import extract, fast_two_sum, split, two_prod, two_sum
 
@@ -372,7 +373,7 @@ def _special_rows(P, Q, W):
     if ordinary.all() and (W is None or bool(np.isfinite(W).all())):
         act = ordinary if W is None else w_ok
         return np.zeros(P.shape[0]), act
-    with np.errstate(invalid="ignore"):
+    with quiet:
         S = np.zeros(P.shape)
         S[(P > 0) & (Q == 0)] = np.inf                      # KL-ZERO-2 (p finite or inf)
         S[(P == np.inf) & (Q > 0)] = np.inf                  # KL-INF-1
@@ -427,7 +428,7 @@ def _kl_rows_kernel(P, Q, W):
     if not ok.all():
         bad = np.nonzero(~ok)[0]
         Wb = None if W is None else W[bad]
-        with np.errstate(all="ignore"):
+        with quiet:
             _, act = _special_rows(P[bad], Q[bad], Wb)
         v[bad] = _exact_rows(P[bad], Q[bad], Wb, act)
     return v
@@ -441,7 +442,7 @@ def _kl_rows(P, Q, W):
         return out                                          # KL-EMPTY-1
     if backend() == "numba":
         return _kl_rows_kernel(P, Q, W)
-    with np.errstate(all="ignore"):
+    with quiet:
         special, act = _special_rows(P, Q, W)
         finite = np.isfinite(special)
         out[~finite] = special[~finite]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._quiet import quiet
 from .dtypes import FINFO, UNIT_ROUNDOFF
 from .summation import accumulation_units
 
@@ -43,7 +44,7 @@ def log_softmax_factor(prep: Prepared) -> np.ndarray | None:
         return None
     z = np.asarray(d.raw, dtype=prep.work)
     n_c = z.shape[d.axis]
-    with np.errstate(invalid="ignore"):
+    with quiet:
         m = np.max(np.where(np.isfinite(z), z, prep.work(-np.inf)), axis=d.axis, keepdims=True) \
             if n_c else np.zeros_like(z)
         lam = np.abs(z - m) + (accumulation_units(n_c, prep.case.dtype) + 1) + np.log(max(n_c, 1)) + np.abs(d.lv)
@@ -69,14 +70,14 @@ def value_bound(prep: Prepared, value: np.ndarray, t: np.ndarray | None = None) 
     parts = [a2, la2, b2, lb2, t, lam, c, prep.a_nu, prep.b_nu]
     work = prep.work
     if work is LD and int(np.prod(prep.shape, dtype=np.int64)) > _variants.BIG:
-        with np.errstate(over="ignore"):
+        with quiet:
             narrow = [None if x is None else np.asarray(x, dtype=np.float64) for x in parts]
         if all(_kept(x, y) for x, y in zip(parts, narrow)):
             work, parts = np.float64, narrow
     a2, la2, b2, lb2, t, lam, c, a_nu, b_nu = parts
     u = work(unit_roundoff(prep.case.dtype))
     eta = work(underflow_unit(prep.case.dtype))
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         summands = _fused_budgets(prep.point, work, a2, la2, lb2, t, lam, c) or \
             _budgets(prep.point, work, a2, la2, b2, lb2, t, lam, c, a_nu, b_nu)
         budget, absum = (reduce_sum(x, prep) for x in summands)
@@ -147,7 +148,7 @@ def _new_points_budget(pt, a2, la2, b2, lb2, t, a_nu, b_nu) -> np.ndarray | None
     if not pt.generalised and not pt.normalise:
         return None
     extra = np.zeros(t.shape, dtype=t.dtype)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         mag = _finite(np.abs(a2)) + _finite(np.abs(b2))
         if pt.generalised:
             extra = extra + mag + _finite(np.abs(np.where(a2 == 0, 0, a2 * (la2 - lb2))))
@@ -166,7 +167,7 @@ def normalise_backward(prep: Prepared, side: str, log_space: bool, g: np.ndarray
     ax = prep.ca
     u = prep.work(unit_roundoff(prep.case.dtype))
     n_c = prep.shape[ax]
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+    with quiet:
         if log_space:
             sg = np.sum(g, axis=ax, keepdims=True)
             res = g - vh * sg
@@ -192,7 +193,7 @@ def grad_bound(prep: Prepared, side: str, log_space: bool, partial: np.ndarray,
     """
     from .variants import sum_to_shape
     a2, la2, b2, lb2 = effective_logs(prep.point, prep.a, prep.la, prep.b, prep.lb)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         logs = _finite(np.abs(la2)) + _finite(np.abs(lb2)) + 1
         dp = _finite(np.abs(partial))
         a_part = np.where(a2 == 0, prep.work(0), np.abs(a2) * logs)
@@ -221,7 +222,7 @@ def softmax_backward_bound(prep: Prepared, g: np.ndarray, g_bound: np.ndarray,
     q = d.v
     n_c = q.shape[d.axis]
     z = np.asarray(d.raw, dtype=prep.work)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         m = np.max(np.where(np.isfinite(z), z, prep.work(-np.inf)), axis=d.axis, keepdims=True) \
             if n_c else np.zeros_like(z)
         n_acc = accumulation_units(n_c, prep.case.dtype) + 1

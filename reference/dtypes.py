@@ -7,6 +7,7 @@ exactly representable in bfloat16.
 from __future__ import annotations
 
 import numpy as np
+from ._quiet import quiet
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -41,7 +42,7 @@ def round_to(values, dtype: str) -> np.ndarray:
         return a.copy()
     if dtype == "bfloat16":
         return _round_bfloat16(a)
-    with np.errstate(over="ignore"):
+    with quiet:
         return a.astype(dtype).astype(np.float64)   # numpy converts float64 with one rounding
 
 

@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from ._quiet import quiet
 from .dtypes import round_to
 
 from . import bounds as _bounds
@@ -73,7 +74,7 @@ def _weighted_sums(prep: Prepared, t: np.ndarray | None) -> np.ndarray:
         return np.asarray(kl_divergence(a, b, axis=prep.axes, weights=w), dtype=prep.work)
     if t is None:
         t = element_terms(prep)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         if prep.W is not None:
             t = t * prep.W
         return reduce_sum(t, prep)
@@ -91,7 +92,7 @@ def element_terms(prep: Prepared) -> np.ndarray:
 def value_working(prep: Prepared, t: np.ndarray | None) -> np.ndarray:
     """The point's output in working precision: w * Σ W T / D (``t`` as for _weighted_sums)."""
     s = _weighted_sums(prep, t)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with quiet:
         return s * prep.work(prep.weight) / prep.work(prep.divisor)
 
 
@@ -126,7 +127,7 @@ def _clauses(prep: Prepared, value: np.ndarray, value_in_dtype: np.ndarray, grad
             c.append("KL-NORM-2")
     if pt.generalised or pt.normalise or pt.negative != "nan":
         c.append("KL-FAM-2")
-    with np.errstate(invalid="ignore"):
+    with quiet:
         # Where no entry is NaN or negative (min >= 0 fails on NaN), min and max answer the
         # questions below without a mask over S (passes that count on large cases).
         a_min, b_min = np.min(a, initial=np.inf), np.min(b, initial=np.inf)
@@ -205,7 +206,7 @@ def evaluate(case, point: Point | None = None) -> Expected:
             raise _variants.ExtendedPrecisionUnavailable("the gradient")
     # outside the core the value and its bound share one evaluation of the terms
     t = None if _use_core(prep) else element_terms(prep)
-    with np.errstate(over="ignore"):     # a working-precision value beyond float64 is ±inf
+    with quiet:     # a working-precision value beyond float64 is ±inf
         value = np.asarray(value_working(prep, t), dtype=np.float64)
     # KL-DTYPE-3: rounded to nearest as IEEE rounds, so |value| >= max + half an ulp is ±inf
     value_in_dtype = round_to(value, case.dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._quiet import quiet
 from . import bounds as _bounds
 from . import variants as _variants
 from .family import Point
@@ -22,7 +23,7 @@ __all__ = ["gradients", "gradients_and_bounds"]
 
 def _coef(prep: Prepared) -> np.ndarray:
     """c_i = d Σ(output) / d T_i on S (KL-GRAD-RED)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet:
         return prep.coef / prep.work(prep.divisor)
 
 
@@ -32,7 +33,7 @@ def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
     side = "a" if is_a else "b"
     log_space = dec.kind != "prob"
     partial = parts[f"{side}_{'log' if log_space else 'val'}"]
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         grad_s = coef * partial
     own = tuple(np.shape(dec.raw))
     if prep.point.normalise:
@@ -43,18 +44,18 @@ def _one(prep: Prepared, name: str, parts: dict, coef: np.ndarray):
         k_b = prep.work(max(1, int(np.prod(prep.shape, dtype=np.int64)))
                  / max(1, int(np.prod(own, dtype=np.int64))))
         u = prep.work(_bounds.unit_roundoff(prep.case.dtype))
-        with np.errstate(invalid="ignore", over="ignore"):
+        with quiet:
             gb = sum_to_shape(gb_s, own) + 2 * u * (k_b - 1) * sum_to_shape(
                 np.where(np.isfinite(g_s), np.abs(g_s), prep.work(0)), own)
     else:
         g = sum_to_shape(grad_s, own)
         gb = _bounds.grad_bound(prep, side, log_space, partial, coef, grad_s, own)
     if dec.kind == "logits":
-        with np.errstate(invalid="ignore", over="ignore"):
+        with quiet:
             result = g - dec.v * np.sum(g, axis=dec.axis, keepdims=True)
         gb = _bounds.softmax_backward_bound(prep, g, gb, result)
         g = result
-    with np.errstate(over="ignore"):     # a working-precision partial beyond float64 is ±inf
+    with quiet:     # a working-precision partial beyond float64 is ±inf
         g64 = np.asarray(g, dtype=np.float64)
         gb64 = np.where(np.isfinite(g64), np.asarray(gb, dtype=np.float64), 0.0)
     return g64, gb64

@@ -20,6 +20,7 @@ import dataclasses
 
 import numpy as np
 
+from ._quiet import quiet
 from .family import Point
 from .summation import accumulation_units
 
@@ -134,7 +135,7 @@ def log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
     f = z.dtype.type
     if z.shape[axis] == 0:
         return z.copy()
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         bad = (np.any(np.isnan(z) | (z == np.inf), axis=axis, keepdims=True)
                | np.all(z == -np.inf, axis=axis, keepdims=True))
         zz = np.where(bad, f(0), z)
@@ -149,7 +150,7 @@ def decode(raw: np.ndarray, kind: str, axis: int | None, work: type) -> Decoded:
     """Decode ``raw`` read as ``kind`` (KL-TARGET-*, KL-INPUT-*) in precision ``work``;
     ``axis`` for logits."""
     x = np.asarray(raw, dtype=work)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with quiet:
         if kind == "prob":
             return Decoded(kind, raw, x, np.log(x))
         if kind == "logprob":
@@ -173,7 +174,7 @@ def clipped(v: np.ndarray, lv: np.ndarray, eps: float):
     """clip(v, eps, 1) and its log, reusing the exact log where nothing was clipped."""
     f = v.dtype.type
     c = np.clip(v, f(eps), f(1))  # NaN stays NaN
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet:
         lc = np.where(c == v, lv, np.log(c))
     return c, lc
 
@@ -185,7 +186,7 @@ def effective_logs(point: Point, a: np.ndarray, la: np.ndarray, b: np.ndarray, l
         b2, lb2 = clipped(b, lb, point.eps)
         return a2, la2, b2, lb2
     if point.epsilon == "target_log_eps":
-        with np.errstate(invalid="ignore"):
+        with quiet:
             return a, np.log(a + a.dtype.type(point.eps)), b, lb
     return a, la, b, lb
 
@@ -197,7 +198,7 @@ def log_ratio(a, la, b, lb, from_values: bool) -> np.ndarray:
     tiny difference): there ``log1p((a − b)/b)``, whose ``a − b`` is exact (Sterbenz), keeps
     full relative accuracy (scipy's gh-20710 near-equal inputs).  Given logs subtract
     exactly as they are."""
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+    with quiet:
         d = la - lb
         if not from_values:
             return d
@@ -215,7 +216,7 @@ def terms(point: Point, a, la, b, lb, a_is_log: bool, b_is_log: bool = True) -> 
     f = a.dtype.type
     a2, la2, b2, lb2 = effective_logs(point, a, la, b, lb)
     from_values = not a_is_log and not b_is_log and point.epsilon != "target_log_eps"
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet:
         t = a2 * log_ratio(a2, la2, b2, lb2, from_values)
         if point.generalised:                                      # KL-GEN-1
             t = t - a2 + b2
@@ -240,12 +241,12 @@ def apply_invalid(point: Point, a, b, t) -> np.ndarray:
     KL-NEG-ZERO (a negative first side -> 0, then KL-INVALID-1)."""
     f = t.dtype.type
     if point.negative == "inf":
-        with np.errstate(invalid="ignore"):
+        with quiet:
             t = np.where((a < 0) | (b < 0), f(np.inf), t)
         return np.where(np.isnan(a) | np.isnan(b), f(np.nan), t)
     if point.negative == "zero":
         bad = np.isnan(a) | ~(b >= 0)
-        with np.errstate(invalid="ignore"):
+        with quiet:
             return np.where(bad, f(np.nan), np.where(a < 0, f(0), t))
     bad = invalid_mask(a, b)
     return np.where(bad, f(np.nan), t) if bad.any() else t
@@ -258,7 +259,7 @@ def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
     nan = f(np.nan)
     zero = a == 0
     gen = f(1) if point.generalised else f(0)    # the generalised term's -a + b
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with quiet:
         if point.epsilon == "clip_both":
             eps = f(point.eps)
             a2, la2 = clipped(a, la, point.eps)
@@ -285,7 +286,7 @@ def partials(point: Point, a, la, b, lb) -> dict[str, np.ndarray]:
                  else np.where(zero, f(0), -a))
     parts = {"a_val": a_val, "a_log": a_log, "b_val": b_val, "b_log": b_log}
     if point.negative == "zero":     # KL-NEG-ZERO: T ≡ 0 where a < 0, so are its partials
-        with np.errstate(invalid="ignore"):
+        with quiet:
             neg = a < 0
             parts = {k: np.where(neg, f(0), v) for k, v in parts.items()}
         bad = np.isnan(a) | ~(b >= 0)
@@ -435,7 +436,7 @@ def prepare(case, point: Point | None = None) -> Prepared:
             # KL-ARG-ORDER: the swapped first side is exp(log q) rounded to a float64 value, as
             # every float computation of the call has it: exp(-1000) is 0 (its term 0 by
             # KL-ZERO-1), exp(800) is +inf with log +inf (KL-INF-1 and §8 see q = +inf)
-            with np.errstate(over="ignore"):
+            with quiet:
                 a = np.asarray(a, dtype=np.float64).astype(work)
                 over = (a == np.inf) & (la < np.inf)
                 if over.any():
@@ -460,7 +461,7 @@ def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 
     n_c = v.shape[ca]
     f = v.dtype.type
     n_acc = f(accumulation_units(n_c, dtype) + 1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with quiet:
         if kind == "prob":
             s = np.sum(v, axis=ca, keepdims=True)
             vh = v / s
@@ -473,7 +474,7 @@ def normalised(v: np.ndarray, lv: np.ndarray, kind: str, ca: int, tiny: float = 
             fin = np.where(np.isfinite(lv), lv, f(-np.inf))
             m = np.max(fin, axis=ca, keepdims=True) if n_c else np.zeros_like(lv)
             nu = np.abs(lv - m) + n_acc + np.log(f(max(n_c, 1))) + np.abs(lvh)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet:
         nu = nu + np.where((vh != 0) & (np.abs(vh) < f(tiny)), f(tiny) / np.abs(vh), f(0))
     nu = np.where(np.isfinite(nu), nu, f(0))
     return vh, lvh, s, np.broadcast_to(nu, v.shape)
