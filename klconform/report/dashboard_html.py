@@ -38,10 +38,10 @@ th.base{font-style:italic;color:#555}
 tr.sec td{background:#e9eef5;text-align:left;font-weight:600}
 td.c{min-width:1.9em;padding:1px 2px}
 td.c a{color:inherit;text-decoration:none;display:block}
-td.conforms{background:#d9f0d3}td.recorded{background:#fdd9b5}td.unexpected{background:#f4a3a3;font-weight:bold}
-td.differs{background:repeating-linear-gradient(45deg,#fde7cf,#fde7cf 4px,#f6f6f6 4px,#f6f6f6 8px)}
-td.not_applicable{background:#fff;color:#999}td.not_covered{background:#fff8c5}td.no_case{background:#fff;color:#aaa}
-td.no_detail{background:#f1f1f1}
+.conforms{background:#d9f0d3}.recorded{background:#fdd9b5}.unexpected{background:#f4a3a3;font-weight:bold}
+.differs{background:repeating-linear-gradient(45deg,#fde7cf,#fde7cf 4px,#f6f6f6 4px,#f6f6f6 8px)}
+.not_applicable{background:#fff;color:#999}.not_covered{background:#fff8c5}.no_case{background:#fff;color:#aaa}
+.no_detail{background:#f1f1f1}
 td.score{font-variant-numeric:tabular-nums;white-space:nowrap}
 .pct{display:block;font-size:10px;color:#333}
 ul.legend{display:flex;flex-wrap:wrap;gap:3px 14px;list-style:none;padding:0;margin:.4em 0}
@@ -134,7 +134,7 @@ def _header(cols: list[D.Column], lead: str, extra: str = "") -> str:
 
 
 def _legend(heat: bool = False) -> str:
-    items = "".join(f'<li><b class="c {s}" style="border-color:#bbb">{SYMBOL[s] or "&nbsp;"}</b>{E(w)}</li>'
+    items = "".join(f'<li><b class="{s}">{SYMBOL[s] or "&nbsp;"}</b>{E(w)}</li>'
                     for s, w in D.STATE_WORDS.items())
     if heat:
         items += ('<li><b style="background:hsl(0,70%,86%)">&nbsp;</b><b style="background:hsl(60,70%,86%)">&nbsp;</b>'
@@ -161,8 +161,11 @@ def render(board: D.Dashboard, *, json_name: str = "dashboard.json", csv_name: s
            "<h1>klconform interop dashboard: the KL-divergence loss across frameworks</h1>"]
     corpus_cases = next((i.get("corpus_cases") for i in board.inputs if i["kind"] == "results"
                          and i["corpus_digest"] == digest), None)
-    out.append(f'<p class="meta">{len(cols)} adapter-versions ({len(cols) - n_base} from results with clause detail, '
-               f'{n_base} from baselines only) × {len(clause_rows)} SPEC clauses in {len(board.sections)} sections. '
+    base_corpora = ", ".join(f"<code>{E(x)}</code>" for x in dict.fromkeys(c.corpus_digest for c in cols
+                                                                          if c.source == "baseline"))
+    out.append(f'<p class="meta">{len(cols)} adapter-versions ({len(cols) - n_base} from results with clause detail'
+               + (f', {n_base} from baselines only (ᵇ, corpus {base_corpora})' if n_base else "")
+               + f') × {len(clause_rows)} SPEC clauses in {len(board.sections)} sections. '
                f'Scores on the frozen corpus <code>{E(digest)}</code>'
                + (f" ({corpus_cases} cases)" if corpus_cases else "") +
                f'. Data: <a href="{E(json_name)}">{E(json_name)}</a>, <a href="{E(csv_name)}">{E(csv_name)}</a>; '
@@ -381,6 +384,16 @@ def _cases(board) -> str:
     parts = ['<h2 id="cases">Cases the cells link to</h2>',
              "<p>The smallest case of each cell; <code>python -m klconform show DIGEST --results RESULTS</code> "
              "prints it with the reference's answer and every run's outcome.</p>"]
+    cols = [c for c in board.columns if c.in_matrix]
+    shows: dict[str, list[str]] = {}
+    for r in board.rows:
+        for c in cols:
+            cell = r.cells[c.id]
+            if cell.smallest in board.cases and cell.state in (D.RECORDED, D.UNEXPECTED):
+                recs = ", ".join(f'<a href="#rec-{E(x)}">{E(x)}</a>' for x in cell.records)
+                shows.setdefault(cell.smallest, []).append(
+                    f"{E(c.run)} {E(c.version)} · {E(r.id if r.type == 'clause' else r.title)}: "
+                    f"{SHORT[cell.state]}" + (f" ({recs})" if recs else ""))
     for d, j in sorted(board.cases.items(), key=lambda kv: kv[0]):
         try:
             case = Case.from_json({k: v for k, v in j.items() if k != "_results"})
@@ -394,9 +407,18 @@ def _cases(board) -> str:
                                                  or j.get("sample_weight") is not None else ""))
         parts.append(f'<dl class="case" id="case-{E(d)}"><dt>case</dt><dd><code>{E(d)}</code> {E(j.get("label", ""))}</dd>'
                      f"<dt>question</dt><dd>{E(q)}</dd><dt>target P</dt><dd><code>{E(target)}</code></dd>"
-                     f"<dt>pred</dt><dd><code>{E(pred)}</code></dd><dt>show</dt><dd><code>python -m klconform show "
-                     f"{E(d)} --results {E(j.get('_results', 'RESULTS'))}</code></dd></dl>")
+                     f"<dt>pred</dt><dd><code>{E(pred)}</code></dd>" + _differs_here(shows.get(d, []))
+                     + f"<dt>show</dt><dd><code>python -m klconform show {E(d)} --results "
+                       f"{E(j.get('_results', 'RESULTS'))}</code></dd></dl>")
     return "\n".join(parts)
+
+
+def _differs_here(lines: list[str], limit: int = 8) -> str:
+    """The cells that differ on this case (their records linked), at most ``limit``."""
+    if not lines:
+        return ""
+    more = f"<br>… {len(lines) - limit} more" if len(lines) > limit else ""
+    return f"<dt>differs in</dt><dd>{'<br>'.join(lines[:limit])}{more}</dd>"
 
 
 def _about(board) -> str:
