@@ -1,10 +1,13 @@
-"""The committed dashboard page (reports/dashboard/index.html) in a real browser (headless
-Chromium): it loads without console errors, every in-page link resolves, it loads nothing
-from elsewhere, and on a phone-sized window only the tables scroll sideways, never the page.
-Skipped where no Chromium is installed (apt-get install chromium)."""
+"""The dashboard page in a real browser (headless Chromium): it loads without console
+errors, every in-page link resolves, it loads nothing from elsewhere, and on a phone-sized
+window only the tables scroll sideways, never the page.  The committed page
+(reports/dashboard/index.html), or the one KLCONFORM_DASHBOARD_PAGE names (the Pages
+workflow's); screenshots go to KLCONFORM_DASHBOARD_SHOTS when set.  Skipped where no
+Chromium is installed (apt-get install chromium)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-PAGE = Path(__file__).resolve().parents[2] / "reports" / "dashboard" / "index.html"
+PAGE = Path(os.environ.get("KLCONFORM_DASHBOARD_PAGE")
+            or Path(__file__).resolve().parents[2] / "reports" / "dashboard" / "index.html").resolve()
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed (apt-get install chromium)")
 
@@ -65,7 +69,9 @@ def test_only_tables_scroll_sideways(size, tmp_path):
 
 def test_screenshots_are_taken(tmp_path):
     """Wide and narrow screenshots (reviewed by eye when the page changes: docs/dashboard.md)."""
+    where = Path(os.environ.get("KLCONFORM_DASHBOARD_SHOTS") or tmp_path)
+    where.mkdir(parents=True, exist_ok=True)
     for size in ("1280,900", "390,844"):
-        shot = tmp_path / f"shot-{size.replace(',', 'x')}.png"
+        shot = where / f"dashboard-{size.replace(',', 'x')}.png"
         p = browse(PAGE, f"--window-size={size}", f"--screenshot={shot}", "--hide-scrollbars")
         assert p.returncode == 0 and shot.stat().st_size > 10_000, p.stderr[-2000:]
