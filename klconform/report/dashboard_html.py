@@ -192,7 +192,8 @@ def _glance(board, cols, kind_rows, linkable, score) -> str:
     if score:
         cs = score["column_scores"]
         rows.append('<tr><td class="row" title="share of the SPEC clauses compared on the column that it conforms to '
-                    f'(corpus {E(score["corpus_digest"])})">clauses conformed to</td>'
+                    f'(corpus {E(score["corpus_digest"])})">clauses conformed to, corpus <code>{E(score["corpus_digest"])}'
+                    '</code></td>'
                     + "".join(f'<td class="score" title="{E(c.id)}: {cs[c.id]["conforms"]} of {cs[c.id]["compared"]} '
                               f'compared clauses (corpus {E(score["corpus_digest"])})">{_score(cs[c.id]["score"])}</td>'
                               if c.id in cs else '<td class="score" title="baseline: no clause detail">–</td>' for c in cols)
@@ -288,18 +289,19 @@ def _matrix(board, cols, clause_rows, linkable, score) -> str:
                     + "".join(_cell(r.id, c, r.cells[c.id], linkable) for c in cols) + "</tr>")
     if score:
         cs = score["column_scores"]
-        body.append('<tr><td class="row"><b>clauses conformed to</b></td><td></td>'
+        body.append(f'<tr><td class="row"><b>clauses conformed to</b></td><td class="score"><code title="{d}">{d[:8]}</code></td>'
                     + "".join(f'<td class="score" title="{cs[c.id]["conforms"]} of {cs[c.id]["compared"]} compared '
                               f'clauses; {cs[c.id]["not_applicable"]} not applicable, {cs[c.id]["not_covered"]} not '
                               f'covered (corpus {d})">{_score(cs[c.id]["score"])}</td>' if c.id in cs else "<td>–</td>"
                               for c in cols) + "</tr>")
+    head = f'interop<br><code title="{d}">{d[:8]}</code>'
     return ('<h2 id="matrix">The matrix: SPEC clauses × adapter-versions</h2>'
             "<p>A clause differs on a column when a canonical discrepancy verdict on a compared case cites it among the "
             "clauses that decide the verdict (klconform/deciding.py); it conforms when a compared case reaches it "
             "and none does. The mark's number counts the differing cases; hover for the counts and record ids; a "
             f"click opens the smallest case. The score column is the clause's interop score (corpus <code>{d}</code>). "
             "Baseline columns (ᵇ) keep verdict classes only: they fill SPEC §10 and the case kinds below.</p>"
-            f'<div class="scroll"><table class="matrix">{_header(cols, "SPEC clause", "interop")}'
+            f'<div class="scroll"><table class="matrix">{_header(cols, "SPEC clause", head)}'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
