@@ -99,9 +99,11 @@ class _TorchtuneKD(DistillAdapter):
             native = (f"{self.cls_name}({args})(list(student{shape_of(case)}.chunk({k}, dim=1)), "
                       f"list(teacher.chunk({k}, dim=1)), labels{lab})")
         else:
-            normalize = case.reduction == "distribution_mean"
-            out = module(student, teacher, labels, normalize=normalize)
-            native = f"{self.cls_name}({args})(student{shape_of(case)}, teacher, labels{lab}, normalize={normalize})"
+            # normalize=True is the default (and 0.3.1's ForwardKLLoss has no such argument)
+            extra = {} if case.reduction == "distribution_mean" else {"normalize": False}
+            out = module(student, teacher, labels, **extra)
+            more = ", normalize=False" if extra else ""
+            native = f"{self.cls_name}({args})(student{shape_of(case)}, teacher, labels{lab}{more})"
         return out, native
 
 

@@ -154,3 +154,53 @@ def test_liger_is_skipped_with_its_reason_on_cpu():
     for cls in (LigerJSD, LigerKLDIVLoss):
         with pytest.raises(DeviceUnavailable, match="CUDA devices only"):
             cls().setup()
+
+
+# ----------------------------------------------------------------------------- torchtune 0.3.1 beside 0.6.1
+PYTHON_031 = Path(os.environ.get("KLCONFORM_PYTHON_DISTILL031", ROOT / ".venvs" / "distill031" / "bin" / "python"))
+CHUNKED_031 = ("tt-forward-chunked", "tt-forward-chunked-128256", "tt-forward-one-token")
+
+
+@pytest.fixture(scope="module")
+def driven_031(tmp_path_factory):
+    if not PYTHON_031.exists():
+        pytest.skip(f"side environment distill031 absent ({PYTHON_031}): python3 bootstrap.py env distill031")
+    out = tmp_path_factory.mktemp("distill031")
+    proc = subprocess.run([str(PYTHON_031), str(ROOT / "tests" / "adapters" / "distill_driver.py"), str(out),
+                           *CHUNKED_031], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "outcomes.json").read_text())
+    with np.load(out / "arrays.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    return meta, arrays
+
+
+@pytest.mark.parametrize("sid", CHUNKED_031[:2])
+def test_torchtune_031_averages_chunk_means_and_061_does_not(driven, driven_031, sid):
+    """KL-DISTILL-CHUNK-MEAN: torchtune 0.3.1's ForwardKLWithChunkedOutputLoss is the
+    chunk_mean member (per-chunk token means over num_output_chunks, an all-ignored chunk
+    counting 0), 0.6.1's the token mean (pytorch/torchtune#1865, 0.4.0): the version change
+    the two environments show on one case, value and gradients."""
+    case = distill_cases.by_id()[sid][1]()
+    token = DistillPoint(**{**canonical(case).to_json(), **CE})
+    chunk = DistillPoint(**{**token.to_json(), "chunk_mean": True})
+    for (meta, arrays), version, right, wrong in ((driven_031, "0.3.1", chunk, token),
+                                                  (driven, "0.6.1", token, chunk)):
+        m = meta[sid]
+        assert m["status"] == "ok" and m["env"]["version"].startswith(version), m
+        for point, want in ((right, True), (wrong, False)):
+            e = evaluate(case, point)
+            ok, why = agrees(arrays[f"{sid}__value"], e.value, e.bound, m["dtype"])
+            assert ok == want, f"{version} {sid} at {point.name}: {why}"
+        e = evaluate(case, right)
+        for part in ("pred", "target"):
+            ok, why = agrees(arrays[f"{sid}__{part}"], e.grads[part], e.grad_bounds[part], m["grad_dtypes"][part])
+            assert ok, f"{version} {sid} {part} gradient at {right.name}: {why}"
+
+
+def test_torchtune_031_forward_kl_is_already_cross_entropy(driven_031):
+    """KL-DISTILL-CE: the cross-entropy is no regression: 0.3.1's ForwardKLLoss gives log 2
+    on the one-token example too."""
+    meta, arrays = driven_031
+    assert meta["tt-forward-one-token"]["env"]["version"].startswith("0.3.1")
+    assert f"{float(arrays['tt-forward-one-token__value']):.6f}" == "0.693147"
