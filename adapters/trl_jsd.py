@@ -16,7 +16,8 @@ What it computes (source, read against SPEC.md §12):
   ``logsumexp([student_log_probs + log1p(-beta), teacher_log_probs + log(beta)])``, and
   ``beta·KL(p‖m) + (1 − beta)·KL(q‖m)`` elementwise — so its ends are the
   ``jsd_endpoints="kl"`` member (KL-DISTILL-JSD-ENDS): 0.130812 at beta = 0 against 0.000131
-  at beta = 1e-3 on the SPEC's one-token example (modelscope/ms-swift#10078).  The GKD docs
+  at beta = 1e-3 on the SPEC's one-token example (the branches came with
+  huggingface/trl#3043; the discontinuity: modelscope/ms-swift#10078).  The GKD docs
   say so ("When beta is 0.0, the loss is the KL divergence. When beta is 1.0, the loss is the
   Inverse KL Divergence");
 * ``labels``: ``jsd[labels != -100]`` keeps the elementwise terms of kept tokens;
