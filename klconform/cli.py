@@ -584,6 +584,8 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         else:
             runnable.append((i, spec))
 
+    snapshot_memo: dict = {}     # each finished run's JSON made once across the snapshots
+
     def finished(j: int, run, cited: dict) -> None:     # called by the engine's threads as each adapter ends
         nonlocal partial_written
         i = runnable[j][0]
@@ -597,7 +599,7 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
             _raise_if_stopped()
             if any(r.status == "ok" for r in result.runs):
                 try:
-                    write_results(result, partial, check=False)   # what is complete survives an interruption
+                    write_results(result, partial, check=False, memo=snapshot_memo)   # what is complete survives an interruption
                     partial_written = True
                 except (OSError, UnsafeOutput) as exc:   # a snapshot only: the run goes on without it
                     progress.line(f"{partial}: not written ({getattr(exc, 'strerror', None) or exc})")

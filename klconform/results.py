@@ -46,7 +46,9 @@ class Verdict:
     known: str | None = None      # id of the known-discrepancy record that covers it
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # every field is a scalar or the clauses tuple: a shallow copy (dataclasses.asdict's
+        # deep copy was a quarter of writing a results file)
+        d = {name: getattr(self, name) for name in _VERDICT_FIELDS}
         d["clauses"] = list(self.clauses)
         return d
 
@@ -55,6 +57,9 @@ class Verdict:
         d = dict(d)
         d["clauses"] = tuple(d["clauses"])
         return cls(**d)
+
+
+_VERDICT_FIELDS = tuple(f.name for f in dataclasses.fields(Verdict))
 
 
 @dataclasses.dataclass

@@ -62,9 +62,28 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def to_document(result: RunResult) -> dict[str, Any]:
-    """The JSON document of ``result`` (plain types only)."""
-    return _plain(result.to_json())
+def to_document(result: RunResult, memo: dict | None = None) -> dict[str, Any]:
+    """The JSON document of ``result`` (plain types only).  ``memo``: a dict kept across
+    calls for the snapshots of one run (results.partial.json after each adapter): a finished
+    adapter run's and a case's JSON are made once, not again for every later snapshot."""
+    if memo is None:
+        return _plain(result.to_json())
+    head = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in ("runs", "cases")}
+    doc = _plain(head)
+    runs = []
+    for r in result.runs:
+        hit = memo.get(("run", id(r)))
+        if hit is None or hit[0] is not r:      # an id can be reused once its object is gone
+            hit = memo[("run", id(r))] = (r, _plain(r.to_json()))
+        runs.append(hit[1])
+    cases = {}
+    for digest, cj in result.cases.items():
+        c = memo.get(("case", digest))
+        if c is None:
+            c = memo[("case", digest)] = _plain(cj)
+        cases[str(digest)] = c
+    doc["runs"], doc["cases"] = runs, cases
+    return doc
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -178,10 +197,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
                 _unlink(tmp)
 
 
-def write_results(result: RunResult, path: str | os.PathLike, *, check: bool = True) -> dict[str, Any]:
+def write_results(result: RunResult, path: str | os.PathLike, *, check: bool = True,
+                  memo: dict | None = None) -> dict[str, Any]:
     """Validate ``result`` against the schema (unless ``check`` is False: progress snapshots)
-    and write it atomically; returns the document."""
-    doc = to_document(result)
+    and write it atomically; returns the document.  ``memo``: see :func:`to_document`."""
+    doc = to_document(result, memo)
     if check:
         validate(doc, where=f"results for {path}")
     atomic_write_text(path, dumps(doc))

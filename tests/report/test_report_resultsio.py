@@ -148,3 +148,22 @@ def test_fast_validator_agrees_with_the_reference_implementation(recorded, tmp_p
     for name, d in mutants():
         assert reference.is_valid(d) == (name == "valid"), name      # each mutant breaks a rule
         assert resultsio._fast_validator().is_valid(d) == reference.is_valid(d), name
+
+
+def test_snapshot_documents_made_with_a_memo_equal_the_plain_ones(recorded):
+    """results.partial.json snapshots reuse each finished run's JSON (``memo``): the
+    document must be the one made from scratch, snapshot after snapshot."""
+    import dataclasses as dc
+
+    memo: dict = {}
+    for k in range(1, len(recorded.runs) + 1):
+        part = dc.replace(recorded, runs=recorded.runs[:k], complete=False)
+        assert resultsio.dumps(resultsio.to_document(part, memo)) == resultsio.dumps(resultsio.to_document(part))
+    assert resultsio.to_document(recorded, memo) == resultsio.to_document(recorded)
+
+
+def test_verdict_json_is_a_plain_copy_of_every_field(recorded):
+    import dataclasses as dc
+
+    v = next(v for r in recorded.runs for v in r.verdicts)
+    assert v.to_json() == {**dc.asdict(v), "clauses": list(v.clauses)}
