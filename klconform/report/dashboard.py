@@ -162,10 +162,10 @@ def applicable(clause: str, caps: dict[str, Any]) -> bool:
         field, kind = _KIND_CLAUSE[clause]
         return kind in (caps.get(field) or ())
     if clause.startswith("KL-GRAD-") or clause in ("KL-BOUND-3", VERDICT_CLAUSES["gradient"]):
-        if clause.startswith("KL-GRAD-PRED-"):
-            return "pred" in grads and clause.removeprefix("KL-GRAD-PRED-").lower() in (caps.get("pred_kinds") or ())
-        if clause.startswith("KL-GRAD-TARGET-"):
-            return "target" in grads and clause.removeprefix("KL-GRAD-TARGET-").lower() in (caps.get("target_kinds") or ())
+        parts = clause.split("-")     # KL-GRAD-<SIDE>-<ENCODING>: that side's partial, that encoding
+        if len(parts) == 4 and parts[2] in ("PRED", "TARGET"):
+            side = parts[2].lower()
+            return side in grads and parts[3].lower() in (caps.get(f"{side}_kinds") or ())
         return bool(grads)
     if clause == "KL-RED-0D":
         return int(caps.get("min_ndim", 0)) == 0 and bool(reds & set(_NEEDS_AXIS))
