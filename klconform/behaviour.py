@@ -11,7 +11,9 @@ rule        holds when
 =========== ====================================================================
 value       every entry of the returned value that departs from the compared
             point's expectation (beyond its bound, or another special value) is of
-            this kind: "nan" | "+inf" | "-inf" | "finite" | "zero"
+            this kind: "nan" | "+inf" | "-inf" | "finite" | "zero" | "non-finite"
+            (NaN or ±inf, mixed: a backward that gives NaN at some entries, −inf at
+            others)
 grad        the same for the gradient the verdict is about (``grad_input``); it is
             judged against the point the harness judged it at (the compared point,
             or the point a ``semantic`` verdict of the same comparison named).  One
@@ -32,6 +34,10 @@ dtype       the dtype returned (the value's; for a gradient verdict, the gradien
             "pred" / "target": the dtype that input was sent in
 error       the framework raised an exception whose type matches this glob
             ("*" any); "value": it returned a value where the spec defines an error
+shape       (``shape`` verdicts) "squeezed": the returned shape is the compared
+            point's result shape with its one-element axes removed (torch.squeeze),
+            and the value, read in the result shape, is the compared point's — or
+            what the record's other rules (``value``, ``point``) say of it
 =========== ====================================================================
 
 ``point`` together with ``value`` (or ``grad``) says "the point's value (gradient), except
@@ -57,19 +63,21 @@ from .reference.dtypes import UNIT_ROUNDOFF
 from .reference.family import Point
 from .reference.variants import prepare, sum_to_shape
 
-KINDS = ("nan", "+inf", "-inf", "finite", "zero")
+KINDS = ("nan", "+inf", "-inf", "finite", "zero", "non-finite")
 RULES = {"value": str, "grad": str, "point": dict, "divided_by": str, "within": (int, float), "dtype": str,
-         "error": str}
+         "error": str, "shape": str}
+SHAPES = ("squeezed",)
 DIVISORS = ("pred.shape[0]", "target.shape[0]", "pred.size", "target.size")
 # the verdict classes a rule can speak about
 RULE_CLASSES = {
     "value": ("special_value", "precision", "semantic", "shape"),
     "grad": ("gradient",),
-    "point": ("special_value", "precision", "semantic", "gradient"),
+    "point": ("special_value", "precision", "semantic", "gradient", "shape"),
     "divided_by": ("special_value", "precision", "semantic", "gradient"),
     "within": ("precision", "gradient", "semantic", "special_value"),
     "dtype": ("dtype",),
     "error": ("error",),
+    "shape": ("shape",),
 }
 
 
@@ -98,6 +106,8 @@ def validate(observed: Any, cls: str) -> dict[str, Any]:
         allowed = KINDS + (("-p",) if key == "grad" else ())
         if key in ("value", "grad") and val not in allowed:
             raise BehaviourError(f"observed.{key} = {val!r} is not one of {allowed}")
+        if key == "shape" and val not in SHAPES:
+            raise BehaviourError(f"observed.shape = {val!r} is not one of {SHAPES}")
         if key == "divided_by" and val not in DIVISORS:
             raise BehaviourError(f"observed.divided_by = {val!r} is not one of {DIVISORS}")
         if key == "within" and not val >= 1:
@@ -124,7 +134,7 @@ class Observation:
 
 def _kind_of(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"nan": np.isnan(x), "+inf": x == np.inf, "-inf": x == -np.inf,
-            "finite": np.isfinite(x), "zero": x == 0}
+            "finite": np.isfinite(x), "zero": x == 0, "non-finite": ~np.isfinite(x)}
 
 
 def _entries_are(kind: str, expected, bound, observed, minus_p=None, vacuous: bool = False) -> bool:
@@ -177,6 +187,10 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
     case, out = obs.case, obs.outcome
     used = judged_dtype(case.dtype, out.dtype)
     key = _grad_input(verdict)
+    if "shape" in observed:
+        out = _unsqueezed(out, obs, used, stated=any(r in observed for r in ("value", "point")))
+        if out is None:
+            return False
     at = None                  # "the point's, except entries of this kind" (module docstring)
     if "point" in observed and ("grad" in observed if key else "value" in observed):
         try:
@@ -184,7 +198,7 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
         except (TypeError, ValueError):
             return False
     for rule, want in observed.items():
-        if rule == "point" and at is not None:
+        if rule == "shape" or (rule == "point" and at is not None):
             continue
         if rule == "within":
             if verdict.err_over_bound is None or not verdict.err_over_bound <= want:
@@ -232,6 +246,27 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
             if isinstance(exp, Exception) or not _agrees(exp, key, case, out, used, scale):
                 return False
     return True
+
+
+def _unsqueezed(out, obs: Observation, used: str, stated: bool):
+    """``out`` with its value read in the compared point's result shape, when the returned
+    shape is that shape squeezed (``shape = "squeezed"``); None otherwise.  Unless other
+    rules state the value (``stated``), it must be the compared point's."""
+    exp = obs.evaluate(obs.case, obs.compared)
+    if isinstance(exp, Exception) or out.value is None:
+        return None
+    want = tuple(np.shape(exp.value))
+    if want == tuple(out.shape or ()) or tuple(out.shape or ()) != tuple(n for n in want if n != 1):
+        return None
+    o = np.asarray(out.value)
+    if o.size != int(np.prod(want, dtype=np.int64)):
+        return None
+    out = dataclasses.replace(out, value=o.reshape(want), shape=want)
+    if not stated:
+        v, b = expected_value(exp, obs.case.dtype, used)
+        if not compare_arrays(v, b, out.value, out.shape).ok:
+            return None
+    return out
 
 
 def _count(case: Case, what: str) -> int:

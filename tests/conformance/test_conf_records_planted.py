@@ -34,6 +34,15 @@ WIDE = {
     "mxnet-negative-target-grad-pred-is-minus-label": "planted value covered by mxnet-negative-target-grad-pred-finite",
     "mxnet-negative-target-grad": "planted value covered by mxnet-negative-target-grad-pred-finite",
     "torch-grad-log-target-subnormal-float64": "observed only as 'finite' (float64 subnormal gradients, bound 0)",
+    "torchmetrics-log-prob-subnormal-target-gradient": "observed only as 'finite' (float64 subnormal gradients, bound 0)",
+    "torchmetrics-negative-entries-finite": "observed only as 'finite' (no family point normalises negative rows)",
+    "torchmetrics-negative-entries-gradient-finite": "observed only as 'finite' (no family point normalises negative rows)",
+    "torchmetrics-gradient-normalised-except-negative-rows": "observed only as 'finite' beside the normalised point",
+    "torchmetrics-metric-squeezes-one-sample-negative-finite": "observed only as 'finite' (negative rows, squeezed)",
+    "torchmetrics-negative-over-signed-zero": "planted value covered by torchmetrics-negative-entries-finite",
+    "torchmetrics-metric-squeezes-one-sample-negative-over-zero":
+        "planted value covered by torchmetrics-metric-squeezes-one-sample-negative-finite",
+    "torchmetrics-ratio-overflow-gradient-inf": "planted value covered by torchmetrics-negative-entries-gradient-finite",
 }
 
 

@@ -107,3 +107,53 @@ def test_within_rule_bounds_how_far_beyond():
         value = float(exp.value) + factor * float(exp.bound)
         vs, cov = _covered(rec, case, _ok(value, [0, 0]))
         assert [v.cls for v in vs] == ["precision"] and cov == [want]
+
+
+# SPEC's one-row example: P = [0.25, 0.75], Q = [0.5, 0.5]; KL = 0.25 log 0.5 + 0.75 log 1.5
+ONE_ROW_KL = 0.25 * np.log(0.5) + 0.75 * np.log(1.5)
+
+
+def test_shape_rule_squeezed_covers_the_squeezed_value_only():
+    """KL-SHAPE-2: ``shape = "squeezed"`` covers a one-sample 'distribution' result returned
+    with shape [] where [1] is due, when the value is the compared point's; a wrong value,
+    another shape or a planted value at that place stays unexpected."""
+    case = Case(target=np.array([[0.25, 0.75]]), pred=np.array([[0.5, 0.5]]), pred_kind="prob",
+                reduction="distribution")
+    rec = _record("shape", {"shape": "squeezed"})
+    good = _ok(ONE_ROW_KL, [[0.0, 0.0]])
+    vs, cov = _covered(rec, case, good)
+    assert [v.cls for v in vs] == ["shape"] and cov == [True]
+    assert _covered(rec, case, _ok(ONE_ROW_KL + 0.01, [[0.0, 0.0]]))[1] == [False]
+    assert _covered(rec, case, _ok([[ONE_ROW_KL]], [[0.0, 0.0]]))[1] == [False]      # [1, 1] is not [1] squeezed
+    assert _covered(rec, case, behaviour.planted(good, vs[0]))[1] == [False]
+
+
+def test_shape_rule_with_a_value_kind():
+    """``shape`` + ``value``: the squeezed value's departing entries are of that kind (NaN
+    where the KL is finite), not any value."""
+    case = Case(target=np.array([[0.25, 0.75]]), pred=np.array([[0.5, 0.5]]), pred_kind="prob",
+                reduction="distribution")
+    rec = _record("shape", {"shape": "squeezed", "value": "nan"})
+    assert _covered(rec, case, _ok(NAN, [[0.0, 0.0]]))[1] == [True]
+    assert _covered(rec, case, _ok(0.5, [[0.0, 0.0]]))[1] == [False]
+    assert not any(_covered(rec, case, _ok([NAN], [[0.0, 0.0]]))[1])      # the right shape: no shape verdict
+    with pytest.raises(records.KnownError, match="not one of"):
+        _record("shape", {"shape": "flattened"})
+    with pytest.raises(records.KnownError, match="says nothing"):
+        _record("gradient", {"shape": "squeezed"})
+
+
+def test_non_finite_grad_kind_covers_mixed_nan_and_inf_only():
+    """KL-GRAD-PRED-PROB: ``grad = "non-finite"`` covers a gradient NaN at one departing entry
+    and -inf at another (d/dq = -p/q = [-0.5, -1.5] here); a finite wrong entry among them is
+    not covered, nor is a planted value."""
+    case = Case(target=np.array([0.25, 0.75]), pred=np.array([0.5, 0.5]), pred_kind="prob", reduction="sum")
+    rec = _record("gradient", {"grad": "non-finite"}, grad_input="pred")
+    mixed = _ok(ONE_ROW_KL, [NAN, -INF])
+    vs, cov = _covered(rec, case, mixed)
+    assert [v.cls for v in vs] == ["gradient"] and cov == [True]
+    assert _covered(rec, case, _ok(ONE_ROW_KL, [NAN, -1.0]))[1] == [False]
+    assert _covered(rec, case, behaviour.planted(mixed, vs[0]))[1] == [False]
+    # neither single kind covers the mix
+    assert _covered(_record("gradient", {"grad": "nan"}, grad_input="pred"), case, mixed)[1] == [False]
+    assert _covered(_record("gradient", {"grad": "-inf"}, grad_input="pred"), case, mixed)[1] == [False]
