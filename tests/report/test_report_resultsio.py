@@ -125,6 +125,8 @@ def test_fast_validator_agrees_with_the_reference_implementation(recorded, tmp_p
     import jsonschema
 
     doc = json.loads(json.dumps(resultsio.write_results(recorded, tmp_path / "r.json")))
+    for run in doc["runs"]:       # a few outcomes per run keep every kind of node, and the test quick
+        run["outcomes"] = dict(list(run["outcomes"].items())[:3])
     reference = jsonschema.Draft202012Validator(resultsio.schema())
 
     def mutants():
