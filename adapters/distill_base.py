@@ -12,7 +12,8 @@ imported only in :meth:`setup`, in the worker's interpreter (the side environmen
 :class:`~klconform.reference.distill.DistillPoint` the documentation claims (a dict: the
 adapter layer imports only the reference's family and dtypes, docs/DESIGN.md).
 
-These adapters are not registered (the harness' workers carry ``Case`` wire bytes only);
+These adapters are not registered yet (``klconform/distill_harness.py`` sends them a
+``DistillCase`` through a worker, which ``evaluate`` hands to ``evaluate_distill``);
 ``tests/adapters/test_distill_adapters.py`` drives them in the side environment and judges
 their outcomes against ``reference.distill``.
 """
@@ -91,6 +92,8 @@ class DistillAdapter(Adapter):
         return {"torch": str(torch.__version__), "device": self._device, "numpy": np.__version__}
 
     def evaluate(self, case) -> Outcome:
+        if getattr(case, "teacher", None) is not None:     # a DistillCase from the worker (its own wire kind)
+            return self.evaluate_distill(case)
         return Outcome(status="unsupported", error_message="a distillation loss: ask it a DistillCase "
                                                             "(evaluate_distill), SPEC.md §12")
 

@@ -271,6 +271,9 @@ class Case:
 
     @classmethod
     def from_wire(cls, w: dict[str, Any]) -> "Case":
+        if w.get("kind") == "distill":     # a distillation case (SPEC.md §12), its own wire
+            from .distill_harness import from_wire as distill_from_wire
+            return distill_from_wire(w)
         if w.get("v") != WIRE_VERSION:
             raise CaseError(f"wire version {w.get('v')!r} is not {WIRE_VERSION}")
         dt = w["dtype"]

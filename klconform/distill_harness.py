@@ -1,0 +1,293 @@
+"""Distillation cases (SPEC.md §12) in the harness: their wire form, the recipe corpus and
+the judge.
+
+A distillation case is a :class:`klconform.reference.distill.DistillCase` (teacher and
+student logits, temperature, τ² flag, token mask, divergence and its parameter, chunks).  It
+travels as a wire dict of its own kind (``"kind": "distill"``, ``"v": "distill-1"``), which
+:meth:`klconform.case.Case.from_wire` hands to :func:`from_wire`; the canonical case wire
+(``Case.to_wire``, version 1), the frozen corpus and its digests are untouched.  A
+distillation adapter's ``evaluate`` receives the ``DistillCase`` itself
+(adapters/distill_base.py).
+
+The corpus is recipes, not arrays (``klconform/data/distill-corpus.jsonl``, one JSON object
+a line: ``id``, ``recipe``), built bit for bit by :func:`build` (numpy only), as the large
+family is (klconform/large.py).
+
+:func:`judge` gives an outcome's verdicts against ``reference.distill`` with the harness's
+verdict classes: ``match``; ``semantic`` with ``explained_by`` the
+:attr:`~klconform.reference.distill.DistillPoint.name` of the simplest family point
+(KL-DISTILL-FAM) whose value and gradients agree; ``special_value`` / ``precision``;
+``gradient``; ``dtype``; ``error``; ``crash`` / ``timeout``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .reference.distill import DistillCase, DistillPoint, canonical, evaluate
+from .reference.dtypes import from_bits, round_to, to_bits
+from .reference.spec import VERDICT_CLAUSES
+from .results import Verdict
+
+WIRE_KIND = "distill"
+WIRE_VERSION = "distill-1"
+CORPUS = Path(__file__).resolve().parent / "data" / "distill-corpus.jsonl"
+_FIELDS = ("dtype", "divergence", "param", "temperature", "temperature_scale", "reduction", "chunks", "grad",
+           "logits_dtype")
+
+
+# ----------------------------------------------------------------------------- wire
+def to_wire(case: DistillCase, label: str = "") -> dict[str, Any]:
+    """``case`` as plain types: the logits' bytes in the dtype they are sent in (exact,
+    DistillCase checks it), the mask as one byte per token, the rest as given."""
+    sent = case.sent_dtype
+    w: dict[str, Any] = {"kind": WIRE_KIND, "v": WIRE_VERSION, "shape": list(case.shape), "label": label,
+                         "student": to_bits(case.student, sent), "teacher": to_bits(case.teacher, sent),
+                         "mask": None if case.mask is None else np.asarray(case.mask, dtype=np.uint8).tobytes()}
+    w.update({f: getattr(case, f) for f in _FIELDS})
+    w["digest"] = digest_of(w)
+    return w
+
+
+def digest_of(w: dict[str, Any]) -> str:
+    """16 hex digits of SHA-256 over the wire's fields (the case digest verdicts cite)."""
+    h = hashlib.sha256()
+    for k in sorted(k for k in w if k not in ("digest", "label")):
+        v = w[k]
+        h.update(k.encode())
+        h.update(bytes(v) if isinstance(v, (bytes, memoryview)) else json.dumps(v, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def from_wire(w: dict[str, Any]) -> DistillCase:
+    """Inverse of :func:`to_wire` (the worker's side)."""
+    if w.get("v") != WIRE_VERSION:
+        raise ValueError(f"distillation wire version {w.get('v')!r} is not {WIRE_VERSION}")
+    shape = tuple(w["shape"])
+    sent = w["logits_dtype"] or w["dtype"]
+    mask = None if w["mask"] is None else np.frombuffer(w["mask"], dtype=np.uint8).reshape(shape[:-1]).astype(bool)
+    return DistillCase(student=from_bits(w["student"], sent, shape), teacher=from_bits(w["teacher"], sent, shape),
+                       mask=mask, **{f: w[f] for f in _FIELDS})
+
+
+@dataclasses.dataclass(eq=False)
+class SentDistill:
+    """A distillation case as the workers receive it (``to_wire``) with its digest and label."""
+
+    case: DistillCase
+    label: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return to_wire(self.case, self.label)
+
+    @property
+    def digest(self) -> str:
+        return self.to_wire()["digest"]
+
+
+# ----------------------------------------------------------------------------- recipes
+def build(recipe: dict[str, Any]) -> DistillCase:
+    """A case from its recipe, bit for bit on every numpy.  ``kind``: ``"explicit"`` (the
+    logits given as probabilities' logs, one token per row: SPEC's examples), ``"small"``
+    (float32 standard normal logits times ``spread`` from ``seed``, of ``shape``) or ``"lm"`` (a
+    B×T×V batch: Zipf-like teacher logits, the student's the teacher's plus noise, rounded to
+    ``logits_dtype``, the last ``ignored`` fraction of each sequence masked)."""
+    r = dict(recipe)
+    kind = r.pop("kind")
+    if kind == "explicit":
+        teacher = np.log(np.asarray(r.pop("teacher_probs"), dtype=np.float64))
+        student = np.log(np.asarray(r.pop("student_probs"), dtype=np.float64))
+        dt = r.get("logits_dtype") or r.get("dtype", "float32")
+        mask = r.pop("mask", None)
+        return DistillCase(student=round_to(student, dt), teacher=round_to(teacher, dt),
+                           mask=None if mask is None else np.asarray(mask, dtype=bool), **r)
+    if kind == "lm":
+        B, T, V = r.pop("B"), r.pop("T"), r.pop("V")
+        seed, ignored = r.pop("seed"), r.pop("ignored", 0.0)
+        dt = r.get("logits_dtype") or r.get("dtype", "float32")
+        rng = np.random.default_rng([seed, V, B, T])
+        base = -2.2 * np.log(np.arange(1, V + 1, dtype=np.float64))
+        teacher = np.empty((B, T, V))
+        for b in range(B):
+            for t in range(T):
+                teacher[b, t] = base[rng.permutation(V)] + rng.normal(0.0, 0.5, V)
+        student = teacher + rng.normal(0.0, 1.0, (B, T, V))
+        n_ign = int(math.floor(ignored * T))
+        mask = np.ones((B, T), dtype=bool)
+        if n_ign:
+            mask[:, T - n_ign:] = False
+        return DistillCase(student=round_to(student, dt), teacher=round_to(teacher, dt),
+                           mask=mask if n_ign else None, **r)
+    if kind == "small":
+        rng = np.random.default_rng(r.pop("seed"))
+        shape, spread = tuple(r.pop("shape")), r.pop("spread", 3.0)
+        student = (rng.standard_normal(shape) * spread).astype(np.float32).astype(np.float64)
+        teacher = (rng.standard_normal(shape) * spread).astype(np.float32).astype(np.float64)
+        mask = r.pop("mask", None)
+        return DistillCase(student=student, teacher=teacher,
+                           mask=None if mask is None else np.asarray(mask, dtype=bool), **r)
+    raise ValueError(f"recipe kind {kind!r} is not 'explicit', 'small' or 'lm'")
+
+
+def load_corpus(path: Path | str = CORPUS) -> list[SentDistill]:
+    """The recipe corpus as sendable cases, in file order."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            out.append(SentDistill(build(entry["recipe"]), label=entry["id"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- judge
+# The family fields the explanation search changes (KL-DISTILL-FAM), simplest first.
+_VARIANTS: tuple[dict[str, Any], ...] = (
+    {"cross_entropy": True}, {"empty_mean": "zero"}, {"chunk_mean": True}, {"jsd_endpoints": "kl"},
+    {"temperature_scale": "tau2"}, {"temperature_scale": "none"},
+)
+_FIELD_CLAUSE = {"cross_entropy": "KL-DISTILL-CE", "empty_mean": "KL-DISTILL-EMPTY", "chunk_mean": "KL-DISTILL-CHUNK-MEAN",
+                 "jsd_endpoints": "KL-DISTILL-JSD-ENDS", "temperature_scale": "KL-DISTILL-TAU"}
+
+
+def agrees(observed, expected, bound, dtype: str, shape=None) -> tuple[bool, str | None, float | None]:
+    """KL-BOUND-4 on the expectation rounded to ``dtype``: (ok, class when not, err/bound)."""
+    want = round_to(np.asarray(expected, dtype=np.float64), dtype)
+    if observed is None:
+        return False, "shape", None
+    got = np.asarray(observed, dtype=np.float64)
+    got_shape = tuple(shape) if shape is not None else got.shape
+    if got_shape != want.shape or got.shape != want.shape:
+        return False, "shape", None
+    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), want.shape)
+    fin = np.isfinite(want)
+    special_ok = (np.array_equal(np.isnan(got), np.isnan(want))
+                  and np.array_equal(got[np.isinf(want)], want[np.isinf(want)]) and bool(np.all(np.isfinite(got[fin]))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.abs(got[fin] - want[fin])
+        ratio = np.where(err == 0, 0.0, err / np.where(b[fin] > 0, b[fin], np.finfo(float).tiny))
+    worst = float(ratio.max()) if ratio.size else 0.0
+    if not special_ok:
+        return False, "special_value", worst
+    return (True, None, worst) if bool(np.all(err <= b[fin])) else (False, "precision", worst)
+
+
+def _check(case: DistillCase, outcome, point: DistillPoint, gradients: Iterable[str]):
+    e = evaluate(case, point)
+    ok, cls, eob = agrees(outcome.value, e.value, e.bound, outcome.dtype or case.dtype, outcome.shape)
+    fails = []
+    if case.grad and cls != "shape":
+        for k in gradients:
+            got = (outcome.grads or {}).get(k)
+            if got is None:
+                fails.append((k, None, None))
+                continue
+            gok, gcls, geob = agrees(got, e.grads[k], e.grad_bounds[k], (outcome.grad_dtypes or {}).get(k, case.dtype))
+            if not gok:
+                fails.append((k, gcls, geob))
+    return e, (ok, cls, eob), fails
+
+
+def candidates(case: DistillCase, compared: DistillPoint) -> list[DistillPoint]:
+    """The points the explanation search tries: one field changed, then two (KL-DISTILL-FAM)."""
+    out: list[DistillPoint] = []
+    singles = [dataclasses.replace(compared, **v) for v in _VARIANTS]
+    for p in singles + [dataclasses.replace(a, **v) for a in singles for v in _VARIANTS]:
+        if p != compared and p not in out:
+            out.append(p)
+    return out
+
+
+def judge(case: DistillCase, outcome, *, adapter: str, digest: str, against: str, point: DistillPoint,
+          gradients: Iterable[str] = ("pred", "target")) -> list[Verdict]:
+    """The verdicts of ``outcome`` against the reference at ``point`` (module docstring)."""
+    gradients = tuple(gradients)
+
+    def V(cls, clauses=(), **kw):
+        return Verdict(adapter=adapter, case=digest, against=against, cls=cls,
+                       clauses=tuple(dict.fromkeys([*clauses, VERDICT_CLAUSES[cls]])), **kw)
+
+    if outcome.status in ("crash", "timeout"):
+        return [V(outcome.status, detail=(outcome.error_message or outcome.status)[:300])]
+    if outcome.status in ("unsupported", "missing", "import_error", "skipped"):
+        return []
+    if outcome.status == "error":
+        return [V("error", ("KL-DISTILL-CASE",), detail=f"raised {outcome.error_type}: {(outcome.error_message or '')[:200]}")]
+    verdicts: list[Verdict] = []
+    if outcome.dtype and outcome.dtype != case.dtype:
+        verdicts.append(V("dtype", ("KL-DISTILL-DTYPE",), detail=f"value returned as {outcome.dtype} for a {case.dtype} case"))
+    e, (ok, cls, eob), fails = _check(case, outcome, point, gradients)
+    if ok and not fails:
+        return verdicts or [V("match", err_over_bound=eob)]
+    judged, judged_fails = point, fails
+    if not ok:
+        hit = None
+        for cand in candidates(case, point):
+            try:
+                _, (cok, _, _), cfails = _check(case, outcome, cand, gradients)
+            except ValueError:            # UndefinedCase: the point asks what the case cannot be
+                continue
+            if cok and not cfails:
+                hit = (cand, cfails)
+                break
+            if cok and hit is None:
+                hit = (cand, cfails)
+        if hit is not None:
+            judged, judged_fails = hit
+            changed = [f for f in _FIELD_CLAUSE if getattr(judged, f) != getattr(point, f)]
+            verdicts.append(V("semantic", [_FIELD_CLAUSE[f] for f in changed], explained_by=judged.name,
+                              err_over_bound=eob,
+                              detail=f"{point.name} gives {_fmt(e.value)}; observed {_fmt(outcome.value)} is {judged.name}"))
+        else:
+            verdicts.append(V(cls, ("KL-DISTILL-BOUND",) if cls == "precision" else ("KL-DISTILL-RED",),
+                              err_over_bound=eob, detail=f"observed {_fmt(outcome.value)}, {point.name} gives {_fmt(e.value)}"))
+    for k, gcls, geob in judged_fails:
+        verdicts.append(V("gradient", ("KL-DISTILL-GRAD",), err_over_bound=geob,
+                          detail=f"gradient wrt {k}: " + ("not returned" if gcls is None else f"{gcls} at {judged.name}")))
+    return verdicts
+
+
+def _fmt(a) -> str:
+    if a is None:
+        return "nothing"
+    a = np.asarray(a, dtype=np.float64)
+    return f"{float(a):.6g}" if a.ndim == 0 else f"array{list(a.shape)}"
+
+
+def documented_point(adapter, case: DistillCase) -> DistillPoint | None:
+    """The point the adapter's documentation claims (``documented_distill``) over the case's
+    canonical one, or None."""
+    try:
+        fields = adapter.documented_distill(case)
+    except NotImplementedError:
+        return None
+    return None if fields is None else DistillPoint(**{**canonical(case).to_json(), **fields})
+
+
+def run_adapter(ref: str, run_id: str, cases: list[SentDistill], python: str | None = None,
+                **worker_options) -> tuple[dict[str, Any], list[tuple[SentDistill, Any, list[Verdict]]]]:
+    """``cases`` through adapter ``ref`` ("module:Class") in a worker (``python``: a side
+    interpreter), each outcome judged against the canonical and the documented point.
+    Returns the worker's environment and (case, outcome, verdicts) per case."""
+    import importlib
+    from .workers import run_in_worker
+    module, cls = ref.split(":")
+    adapter = getattr(importlib.import_module(module), cls)()
+    env, outcomes = run_in_worker(ref, cases, python=python, **worker_options)
+    caps = adapter.distill_capabilities()
+    out = []
+    for sent, outcome in zip(cases, outcomes):
+        digest = sent.digest
+        vs = judge(sent.case, outcome, adapter=run_id, digest=digest, against="canonical",
+                   point=canonical(sent.case), gradients=sorted(caps.gradients))
+        doc = documented_point(adapter, sent.case) if outcome.status == "ok" else None
+        if doc is not None:
+            vs += judge(sent.case, outcome, adapter=run_id, digest=digest, against="documented", point=doc,
+                        gradients=sorted(caps.gradients))
+        out.append((sent, outcome, vs))
+    return env, out
