@@ -12,8 +12,9 @@ imported only in :meth:`setup`, in the worker's interpreter (the side environmen
 :class:`~klconform.reference.distill.DistillPoint` the documentation claims (a dict: the
 adapter layer imports only the reference's family and dtypes, docs/DESIGN.md).
 
-These adapters are not registered yet (``klconform/distill_harness.py`` sends them a
-``DistillCase`` through a worker, which ``evaluate`` hands to ``evaluate_distill``);
+Registered (pyproject.toml), they are run by the engine on the distillation corpus
+(``klconform/distill_harness.py`` sends them a ``DistillCase`` through a worker, which
+``evaluate`` hands to ``evaluate_distill``); their canonical :meth:`capabilities` are empty;
 ``tests/adapters/test_distill_adapters.py`` drives them in the side environment and judges
 their outcomes against ``reference.distill``.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from klconform.adapters.base import Adapter, Outcome, asked_device
+from klconform.adapters.base import Adapter, Capabilities, Outcome, asked_device
 
 IGNORE_INDEX = -100
 
@@ -56,6 +57,15 @@ class DistillAdapter(Adapter):
         self._device = "cpu"
 
     # ------------------------------------------------------------------ declarations
+    def capabilities(self) -> Capabilities:
+        """No canonical case: the engine sends a distillation adapter the distillation
+        corpus (klconform/distill_harness.py), judged by what :meth:`distill_capabilities`
+        declares; these canonical sets are empty, so the frozen corpus sends it nothing."""
+        caps = self.distill_capabilities()
+        return Capabilities(dtypes=frozenset(), reductions=frozenset(), pred_kinds=frozenset({"logits"}),
+                            target_kinds=frozenset(), gradients=caps.gradients, devices=frozenset(self.devices),
+                            options=caps.options)
+
     def distill_capabilities(self) -> DistillCapabilities:
         raise NotImplementedError
 

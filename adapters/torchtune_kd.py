@@ -45,6 +45,7 @@ class _TorchtuneKD(DistillAdapter):
     framework = "torchtune"
     doc_url = DOC_URL
     doc_version = "0.6.1"
+    known_records = ("klconform:known/torchtune.toml",)
     divergence = "forward"
     chunked = False
     cls_name = ""
@@ -74,6 +75,8 @@ class _TorchtuneKD(DistillAdapter):
         import torchtune
         from torchtune.modules import loss
 
+        if not hasattr(loss, self.cls_name):     # 0.3.1 has only the forward losses
+            raise ImportError(f"torchtune {torchtune.__version__} has no torchtune.modules.loss.{self.cls_name}")
         self._loss = loss
         return {"framework": "torchtune", "version": str(torchtune.__version__), **env}
 

@@ -51,6 +51,7 @@ class TrlGeneralizedJSD(DistillAdapter):
     framework = "trl"
     doc_url = DOC_URL
     doc_version = "1.16.0"
+    known_records = ("klconform:known/trl.toml",)
 
     def distill_capabilities(self) -> DistillCapabilities:
         return DistillCapabilities(

@@ -62,6 +62,9 @@ def annotate(run: AdapterRun, adapter, all_cases: Mapping[str, dict], records: S
         run.env.pop(key, None)
     if run.status != "ok":
         return
+    if run.distill_capabilities:     # a distillation run (klconform.distill_harness) documents itself
+        run.known_records = known_records(records)
+        return
     # the documented summary (like the fingerprint) is read from the small cases: a large
     # one's JSON is a recipe, 10⁷ values to generate per look, and adds only size
     cases = [Case.from_json(all_cases[d]) for d in sorted(run.outcomes)

@@ -14,7 +14,8 @@ value       every entry of the returned value that departs from the compared
             this kind: "nan" | "+inf" | "-inf" | "finite" | "zero" | "non-finite"
             (NaN or ±inf, mixed: a backward that gives NaN at some entries, −inf at
             others)
-grad        the same for the gradient the verdict is about (``grad_input``); it is
+grad        the same for the gradient the verdict is about (``grad_input``), or
+            "absent": no gradient of that input came back (a constant returned); it is
             judged against the point the harness judged it at (the compared point,
             or the point a ``semantic`` verdict of the same comparison named).  One
             more kind for a log-probability prediction: "-p", every departing entry is
@@ -60,6 +61,7 @@ from klconform.reference._quiet import quiet
 from .case import Case
 from .compare import compare_arrays, departing_entries, expected_gradient, expected_value, judged_dtype
 from .reference.dtypes import UNIT_ROUNDOFF
+from .reference.distill import DistillPoint, evaluate as distill_evaluate
 from .reference.family import Point
 from .reference.variants import prepare, sum_to_shape
 
@@ -103,7 +105,7 @@ def validate(observed: Any, cls: str) -> dict[str, Any]:
         if cls not in RULE_CLASSES[key]:
             raise BehaviourError(f"observed.{key} says nothing about a {cls!r} verdict "
                                  f"(it speaks of {', '.join(RULE_CLASSES[key])})")
-        allowed = KINDS + (("-p",) if key == "grad" else ())
+        allowed = KINDS + (("-p", "absent") if key == "grad" else ())
         if key in ("value", "grad") and val not in allowed:
             raise BehaviourError(f"observed.{key} = {val!r} is not one of {allowed}")
         if key == "shape" and val not in SHAPES:
@@ -116,7 +118,10 @@ def validate(observed: Any, cls: str) -> dict[str, Any]:
             try:
                 Point(**{"reduction": "sum", **val})
             except (TypeError, ValueError) as exc:
-                raise BehaviourError(f"observed.point: {exc}") from None
+                try:                # or a distillation point's fields (KL-DISTILL-FAM)
+                    DistillPoint(**{"divergence": "forward", "reduction": "sum", **val})
+                except (TypeError, ValueError):
+                    raise BehaviourError(f"observed.point: {exc}") from None
     return dict(observed)
 
 
@@ -184,6 +189,8 @@ def _grad_input(verdict) -> str | None:
 
 def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
     """True when every rule of ``observed`` holds for ``verdict`` on ``obs``."""
+    if isinstance(obs, DistillObservation):
+        return _holds_distill(observed, verdict, obs)
     case, out = obs.case, obs.outcome
     used = judged_dtype(case.dtype, out.dtype)
     key = _grad_input(verdict)
@@ -308,10 +315,16 @@ def planted(outcome, verdict, obs: "Observation | None" = None, margin: float = 
     ±inf -> ±1e3, x -> x + 0.25 + |x|/2."""
     key = _grad_input(verdict)
     base = (outcome.grads or {}).get(key) if key is not None else outcome.value
+    ref = None
+    if isinstance(obs, DistillObservation):
+        used = judged_dtype(obs.case.dtype, outcome.dtype)
+        ref = _distill_expected(obs, obs.judged if key else obs.compared, key,
+                                used if key is None else (outcome.grad_dtypes or {}).get(key, used))
+        if base is None and ref is not None:     # a gradient not returned: plant a wrong one
+            base = ref[0]
     if base is None:
         return outcome
-    ref = None
-    if obs is not None:
+    if obs is not None and not isinstance(obs, DistillObservation):
         exp = obs.evaluate(obs.case, obs.judged if key else obs.compared)
         if not isinstance(exp, Exception):
             used = judged_dtype(obs.case.dtype, outcome.dtype)
@@ -329,3 +342,88 @@ def planted(outcome, verdict, obs: "Observation | None" = None, margin: float = 
     if key is not None:
         return dataclasses.replace(outcome, grads={**(outcome.grads or {}), key: wrong})
     return dataclasses.replace(outcome, value=wrong)
+
+
+# ----------------------------------------------------------------------------- distillation
+@dataclasses.dataclass
+class DistillObservation:
+    """What the rules of a distillation verdict (SPEC.md §12, klconform.distill_harness) look
+    at: the sent :class:`~klconform.reference.distill.DistillCase`, the outcome, the
+    :class:`~klconform.reference.distill.DistillPoint` it was compared at and the one its
+    gradients were judged at."""
+
+    case: Any
+    outcome: Any
+    compared: DistillPoint
+    judged: DistillPoint
+
+
+def _distill_expected(obs: DistillObservation, point: DistillPoint, key: str | None, dtype: str):
+    """(expected, bound) of the value (``key`` None) or gradient ``key`` at ``point``, rounded
+    into ``dtype`` (the dtype the result came back in); None where the case is undefined."""
+    from .reference.dtypes import round_to
+    try:
+        case = obs.case if dtype == obs.case.dtype else dataclasses.replace(obs.case, dtype=dtype, logits_dtype=obs.case.sent_dtype)
+        e = distill_evaluate(case, point)
+    except ValueError:
+        return None
+    v, b = (e.value, e.bound) if key is None else (e.grads.get(key), e.grad_bounds.get(key))
+    if v is None:
+        return None
+    return round_to(np.asarray(v, dtype=np.float64), dtype), np.asarray(b, dtype=np.float64)
+
+
+def _holds_distill(observed: dict[str, Any], verdict, obs: DistillObservation) -> bool:
+    """:func:`holds` for a distillation verdict: rules ``value``, ``grad`` (the kinds, and
+    "absent"), ``point`` (DistillPoint fields), ``within``, ``dtype`` ("pred"/"target": the
+    logits' dtype), ``error``."""
+    out, key = obs.outcome, _grad_input(verdict)
+    used = judged_dtype(obs.case.dtype, out.dtype)
+    at = None
+    if "point" in observed and ("grad" in observed if key else "value" in observed):
+        try:
+            at = dataclasses.replace(obs.compared, **observed["point"])
+        except (TypeError, ValueError):
+            return False
+    for rule, want in observed.items():
+        if rule == "point" and at is not None:
+            continue
+        if rule == "within":
+            if verdict.err_over_bound is None or not verdict.err_over_bound <= want:
+                return False
+        elif rule == "dtype":
+            got = (out.grad_dtypes or {}).get(key) if key else out.dtype
+            if got != (obs.case.sent_dtype if want in ("pred", "target") else want):
+                return False
+        elif rule == "error":
+            if want == "value":
+                if out.status != "ok":
+                    return False
+            elif out.status != "error" or not fnmatch.fnmatchcase(out.error_type or "", want):
+                return False
+        elif rule == "grad" and want == "absent":
+            if key is None or out.status != "ok" or (out.grads or {}).get(key) is not None:
+                return False
+        elif rule in ("value", "grad"):
+            got = out.value if rule == "value" else (out.grads or {}).get(key) if key else None
+            dt = used if rule == "value" else (out.grad_dtypes or {}).get(key, used)
+            exp = _distill_expected(obs, at or (obs.compared if rule == "value" else obs.judged),
+                                    None if rule == "value" else key, dt)
+            if got is None or exp is None or not _entries_are(want, exp[0], exp[1], got, vacuous=at is not None):
+                return False
+        elif rule == "point":
+            try:
+                point = dataclasses.replace(obs.compared, **want)
+            except (TypeError, ValueError):
+                return False
+            got = out.value if key is None else (out.grads or {}).get(key)
+            dt = used if key is None else (out.grad_dtypes or {}).get(key, used)
+            exp = _distill_expected(obs, point, key, dt)
+            if got is None or exp is None:
+                return False
+            dep = departing_entries(exp[0], exp[1], got)
+            if dep is None or dep.any():
+                return False
+        else:                       # a canonical-only rule (divided_by, shape) says nothing here
+            return False
+    return True

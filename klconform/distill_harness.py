@@ -30,6 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .compare import judged_dtype
 from .reference.distill import DistillCase, DistillPoint, canonical, evaluate
 from .reference.dtypes import from_bits, round_to, to_bits
 from .reference.spec import VERDICT_CLAUSES
@@ -82,6 +83,7 @@ class SentDistill:
 
     case: DistillCase
     label: str = ""
+    recipe: dict[str, Any] | None = None     # what built it (the corpus's), stored in results
 
     def to_wire(self) -> dict[str, Any]:
         return to_wire(self.case, self.label)
@@ -141,7 +143,7 @@ def load_corpus(path: Path | str = CORPUS) -> list[SentDistill]:
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
             entry = json.loads(line)
-            out.append(SentDistill(build(entry["recipe"]), label=entry["id"]))
+            out.append(SentDistill(build(entry["recipe"]), label=entry["id"], recipe=entry["recipe"]))
     return out
 
 
@@ -179,7 +181,11 @@ def agrees(observed, expected, bound, dtype: str, shape=None) -> tuple[bool, str
 
 def _check(case: DistillCase, outcome, point: DistillPoint, gradients: Iterable[str]):
     e = evaluate(case, point)
-    ok, cls, eob = agrees(outcome.value, e.value, e.bound, outcome.dtype or case.dtype, outcome.shape)
+    used = judged_dtype(case.dtype, outcome.dtype)
+    # a value returned in a coarser dtype than asked (a `dtype` verdict of its own) is judged
+    # at that dtype's bound (KL-DISTILL-DTYPE, KL-DISTILL-BOUND with its unit roundoff)
+    ev = e if used == case.dtype else evaluate(dataclasses.replace(case, dtype=used, logits_dtype=case.sent_dtype), point)
+    ok, cls, eob = agrees(outcome.value, e.value, ev.bound, used, outcome.shape)
     fails = []
     if case.grad and cls != "shape":
         for k in gradients:
@@ -291,3 +297,143 @@ def run_adapter(ref: str, run_id: str, cases: list[SentDistill], python: str | N
                         gradients=sorted(caps.gradients))
         out.append((sent, outcome, vs))
     return env, out
+
+
+# ----------------------------------------------------------------------------- the engine's run
+def is_distill(adapter) -> bool:
+    """True for an adapter that answers distillation cases (declares ``distill_capabilities``,
+    adapters/distill_base.py): the engine sends it this corpus, not the canonical one."""
+    return callable(getattr(adapter, "distill_capabilities", None))
+
+
+def case_json(sent: SentDistill) -> dict[str, Any]:
+    """How results.json stores a distillation case: its recipe and digest (as a large case
+    is stored), label, the dtype and reduction asked, and facts (``case_facts``: record matching and reports place its
+    verdicts without building it); :func:`case_from_json` builds it back, digest-checked."""
+    from .facts import distill_case_facts
+    return {"kind": WIRE_KIND, "v": WIRE_VERSION, "recipe": sent.recipe, "digest": sent.digest, "label": sent.label,
+            "dtype": sent.case.dtype, "reduction": sent.case.reduction,
+            "case_facts": distill_case_facts(sent.case, sent.label)}
+
+
+def is_case_json(d: Any) -> bool:
+    """True for a results.json case entry that is a distillation case (:func:`case_json`)."""
+    return isinstance(d, dict) and d.get("kind") == WIRE_KIND
+
+
+def case_from_json(d: dict[str, Any]) -> SentDistill:
+    """The case a :func:`case_json` entry stores; ValueError when its recipe no longer
+    builds the bytes its digest names."""
+    sent = SentDistill(build(d["recipe"]), label=d.get("label", ""), recipe=d["recipe"])
+    if sent.digest != d["digest"]:
+        raise ValueError(f"distillation recipe {d.get('label')!r} builds case {sent.digest}, not {d['digest']}")
+    return sent
+
+
+def judged_point(case: DistillCase, point: DistillPoint, verdicts: Iterable[Verdict]) -> DistillPoint:
+    """The point the gradients of one comparison were judged at: the one its ``semantic``
+    verdict names, else ``point``."""
+    named = next((v.explained_by for v in verdicts if v.cls == "semantic" and v.explained_by), None)
+    if named is None or named == point.name:
+        return point
+    return next((c for c in candidates(case, point) if c.name == named), point)
+
+
+def documented_summary(adapter, cases: Iterable[SentDistill]) -> dict[str, Any]:
+    """``AdapterRun.documented`` of a distillation run: the documented DistillPoint per asked
+    reduction (the first case's) as ``distill_points``, with the doc URL and version."""
+    points: dict[str, dict[str, Any]] = {}
+    for sent in cases:
+        try:
+            doc = documented_point(adapter, sent.case)
+        except Exception:   # noqa: BLE001 - documents nothing for this case
+            doc = None
+        if doc is not None:
+            points.setdefault(sent.case.reduction, doc.to_json())
+    names = sorted({DistillPoint.from_json(p).name for p in points.values()})
+    # "points" holds canonical family points (klconform.reference.Point) in every other run
+    return {"points": {}, "distill_points": dict(sorted(points.items())), "name": " / ".join(names), "varies": {},
+            "doc": getattr(adapter, "doc_url", ""), "doc_version": getattr(adapter, "doc_version", None)}
+
+
+def run_target(target, *, records=(), cases: list[SentDistill] | None = None, case_store: dict | None = None,
+               progress=None):
+    """The engine's run of a distillation adapter (:func:`is_distill`): ``cases`` (default
+    the recipe corpus) through ``target``'s worker, judged against the canonical and the
+    documented point, the known ``records`` that apply to the run matched (facts of
+    :mod:`klconform.facts`, ``observed`` rules on a
+    :class:`klconform.behaviour.DistillObservation`).  Returns the
+    :class:`~klconform.results.AdapterRun`; each case's :func:`case_json` goes to
+    ``case_store`` (digest -> JSON).  Nothing is shrunk: the recipes are small or realistic
+    on purpose."""
+    import time
+    from . import records as known_mod
+    from . import wire
+    from .behaviour import DistillObservation
+    from .engine import fingerprint
+    from .facts import distill_facts
+    from .results import AdapterRun
+
+    t0 = time.perf_counter()
+    adapter = target.adapter
+    cases = load_corpus() if cases is None else list(cases)
+    # only what the API can be asked (its DistillCapabilities), as translate does for the canonical corpus
+    cases = [c for c in cases if adapter.unsupported_distill(c.case) is None]
+    caps = adapter.distill_capabilities()
+    grads = sorted(caps.gradients)
+    version = str(target.env.get("version", "")) or None
+    records = known_mod.applicable(records, run=target.run_id, version=version)
+    outcomes = target.runner.run(cases)
+    if progress:
+        progress(target.run_id, len(cases), len(cases))
+    run = AdapterRun(adapter=target.run_id, api=adapter.api, env=dict(target.env), documented_doc=adapter.doc_url,
+                     capabilities=adapter.capabilities().to_json(), distill_capabilities=capabilities_json(caps))
+    facts_of: list[dict[str, Any]] = []
+    for sent, outcome in zip(cases, outcomes):
+        digest = sent.digest
+        entry = case_json(sent)
+        facts_of.append(entry["case_facts"])
+        if case_store is not None:
+            case_store[digest] = entry
+        run.outcomes[digest] = wire.to_json(outcome)
+        compared = {"canonical": canonical(sent.case)}
+        doc = documented_point(adapter, sent.case) if outcome.status == "ok" else None
+        if doc is not None:
+            compared["documented"] = doc
+        for against, point in compared.items():
+            vs = judge(sent.case, outcome, adapter=target.run_id, digest=digest, against=against, point=point,
+                       gradients=grads)
+            obs = DistillObservation(sent.case, outcome, point, judged_point(sent.case, point, vs))
+            for v in vs:
+                if v.cls != "match":
+                    f = distill_facts(entry["case_facts"], v, outcome, run=target.run_id, version=version)
+                    rec = known_mod.find_record(records, v, f, obs)
+                    v.known = rec.id if rec else None
+            run.verdicts += vs
+    possible = [r for r in records if known_mod.can_occur(r, facts_of)]
+    run.not_applicable_known = [r.id for r in records if r not in possible]
+    seen = {v.known for v in run.verdicts}
+    run.unmatched_known = [r.id for r in possible if r.id not in seen]
+    run.documented = documented_summary(adapter, cases)
+    run.fingerprint = fingerprint(run.verdicts)
+    run.elapsed_s = time.perf_counter() - t0
+    return run
+
+
+def capabilities_json(caps) -> dict[str, Any]:
+    """``DistillCapabilities`` as JSON (sets sorted): results.json's ``distill_capabilities``."""
+    return {k: sorted(v) if isinstance(v, frozenset) else list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(caps).items()}
+
+
+
+def check_case_json(d: dict[str, Any]) -> None:
+    """ValueError unless ``d`` is a well-formed :func:`case_json` entry (its recipe is
+    checked for kind and fields, not built: :func:`case_from_json` builds and digest-checks)."""
+    recipe = d.get("recipe")
+    if d.get("v") != WIRE_VERSION or not isinstance(recipe, dict):
+        raise ValueError(f"distillation case: version {d.get('v')!r} / recipe {type(recipe).__name__}")
+    if recipe.get("kind") not in ("explicit", "small", "lm"):
+        raise ValueError(f"recipe kind {recipe.get('kind')!r} is not 'explicit', 'small' or 'lm'")
+    if not isinstance(d.get("digest"), str) or not isinstance(d.get("case_facts"), dict):
+        raise ValueError("distillation case without digest or case_facts")

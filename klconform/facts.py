@@ -71,3 +71,40 @@ def _with_verdict(case_level: dict[str, Any], verdict, outcome, *, run: str, ver
         "version": version, "run": run,
     })
     return case_level
+
+
+# ----------------------------------------------------------------------------- distillation
+#: The facts of a distillation case (SPEC.md §12, klconform.distill_harness) records match
+#: beside the canonical ones (vocabulary: klconform/records.py).
+DISTILL_FIELDS = {
+    "divergence": str, "beta": float, "ratio": float, "temperature": float, "temperature_scale": str,
+    "masked": bool, "empty_mask": bool, "chunked": bool, "chunks": int, "logits_dtype": str, "vocab": int,
+}
+
+
+def distill_case_facts(case, label: str = "") -> dict[str, Any]:
+    """The facts about a :class:`klconform.reference.distill.DistillCase` alone (JSON types):
+    its divergence and parameter (``beta`` for ``jsd``, ``ratio`` for ``symmetric``, else
+    None), temperature, mask (``masked``: some token ignored; ``empty_mask``: none kept),
+    chunks, the logits' dtype, the vocabulary, and the canonical facts that apply to it
+    (``label``: the corpus id, ``family`` its first part)."""
+    kept = np.asarray(case.kept, dtype=bool)
+    param = case.asked_param()
+    shape = tuple(case.shape)
+    return {
+        "divergence": case.divergence, "beta": float(param) if case.divergence == "jsd" else None,
+        "ratio": float(param) if case.divergence == "symmetric" else None,
+        "temperature": float(case.temperature), "temperature_scale": case.temperature_scale,
+        "masked": bool(not kept.all()), "empty_mask": bool(not kept.any()),
+        "chunked": case.chunks is not None, "chunks": None if case.chunks is None else int(case.chunks),
+        "logits_dtype": case.sent_dtype, "vocab": int(shape[-1]),
+        "dtype": case.dtype, "reduction": case.reduction, "ndim": len(shape),
+        "size": int(np.prod(shape, dtype=np.int64)), "grad": bool(case.grad),
+        "family": label.split("/", 1)[0], "label": label,
+    }
+
+
+def distill_facts(case_level: dict[str, Any], verdict: Verdict | None = None, outcome=None, *, run: str = "",
+                  version: str | None = None) -> dict[str, Any]:
+    """:func:`facts` of a distillation case given by its :func:`distill_case_facts`."""
+    return _with_verdict(dict(case_level), verdict, outcome, run=run, version=version)

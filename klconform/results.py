@@ -94,11 +94,16 @@ class AdapterRun:
     # Additive: the large family (klconform.large), one entry per large case sent: digest,
     # label, elements, seconds (framework call), repeat, err_over_bound.
     large: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Additive, a distillation adapter's run only (SPEC.md §12, klconform.distill_harness):
+    # its DistillCapabilities as JSON; its cases are the distillation corpus's.
+    distill_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["verdicts"] = [v.to_json() for v in self.verdicts]
         d["unmatched_known"] = list(self.unmatched_known)
+        if not self.distill_capabilities:
+            del d["distill_capabilities"]      # every other run's JSON as before
         return d
 
     @classmethod

@@ -5,10 +5,13 @@ import pytest
 
 from klconform import coverage, frozen, registry
 from klconform.case import Case
+from klconform import distill_harness
 from klconform.evaluator import make_evaluator
 from klconform.translate import translate_all
 
-BUILTIN = registry.builtin_adapters()
+# a distillation adapter gets the distillation corpus, not the frozen one (klconform.distill_harness)
+BUILTIN = {n: r for n, r in registry.builtin_adapters().items()
+           if not distill_harness.is_distill(registry.load_adapter(r))}
 
 
 @pytest.fixture(scope="module")
