@@ -70,9 +70,76 @@ def bind_to_controller() -> None:
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)
+        kill_strays(os.environ.get(TOKEN_ENV), os.getpid())    # nobody else will
         os._exit(70)
 
     threading.Thread(target=watch, name="klconform-parent-watch", daemon=True).start()
+
+
+# Every worker's environment holds this variable with a value of its own (set when the
+# controller starts it): whatever the adapter's children do to leave the worker's process
+# group -- a new session, a double fork -- they inherit it, and so can be found and killed.
+TOKEN_ENV = "KLCONFORM_WORKER_TOKEN"
+
+
+def own_process_group() -> None:
+    """Make the worker the leader of a process group of its own (before any adapter code
+    runs), so that it and the children an adapter starts are killed as one group."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:      # already a session leader (an ssh worker): a group of its own already
+        pass
+
+
+def strays(token, pgid, exclude=()) -> list:
+    """The live processes (zombies excepted) of a worker: those in process group ``pgid``
+    (the worker's pid; None: none) and those whose environment holds ``TOKEN_ENV=token``
+    (None: none), except this process and ``exclude``.  Reads /proc (Linux); [] without it."""
+    needle = f"{TOKEN_ENV}={token}".encode() if token else None
+    skip = {os.getpid(), *exclude}
+    found = []
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return found
+    for name in entries:
+        pid = int(name)
+        if pid in skip:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            if fields[0] == b"Z":
+                continue
+            if pgid is not None and int(fields[2]) == pgid:
+                found.append(pid)
+                continue
+            if needle is not None:
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    if needle in fh.read().split(b"\0"):
+                        found.append(pid)
+        except (OSError, IndexError, ValueError):   # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def kill_strays(token, pgid, exclude=()) -> int:
+    """SIGKILL every process :func:`strays` finds, again until none is left (a process
+    forking while it is killed leaves a child the next pass finds); how many were killed."""
+    import signal
+    killed = set()
+    for attempt in range(50):
+        found = strays(token, pgid, exclude)
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.002 * (attempt + 1))        # a killed process takes a moment to become a zombie
+    return len(killed)
 
 
 def limit_memory(limit) -> None:
@@ -232,10 +299,12 @@ def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
     :mod:`klconform.wire` (imported once the worker's environment is prepared)."""
     outcome_cls, to_wire = codec.Outcome, codec.to_wire
     start = time.perf_counter()
+    case = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            outcome = adapter.evaluate(decode(wire))
+            case = decode(wire)
+            outcome = adapter.evaluate(case)
             if not isinstance(outcome, outcome_cls):
                 outcome = outcome_cls(status="error", error_type="TypeError",
                                       error_message=f"evaluate returned {type(outcome).__name__}, not Outcome")
@@ -246,7 +315,12 @@ def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
             outcome = outcome_cls(status="error", error_type=type(exc).__name__, error_message=str(exc))
     outcome.elapsed_s = time.perf_counter() - start
     if caught:
-        outcome.warnings = list(outcome.warnings) + [f"{w.category.__name__}: {w.message}" for w in caught]
+        own = list(outcome.warnings or [])
+        room = max(0, MAX_WARNINGS - len(own))
+        outcome.warnings = own + [f"{w.category.__name__}: {w.message}" for w in caught[:room]]
+        if len(caught) > room:
+            outcome.warnings.append(f"[{len(caught) - room} more warning(s) dropped]")
+    outcome = bounded(outcome, case, outcome_cls)
     try:
         return to_wire(outcome)
     except Exception as exc:  # noqa: BLE001 - e.g. a value that is not an array
@@ -255,9 +329,87 @@ def evaluate_wire(adapter, wire: dict, decode, codec) -> dict:
                                    elapsed_s=outcome.elapsed_s))
 
 
+# What one outcome may carry back (a pickled batch is held whole by the controller): text
+# is cut, and arrays are checked against the case before they travel (bounded()).
+MAX_MESSAGE_CHARS = 10_000
+MAX_WARNINGS = 50
+MAX_WARNING_CHARS = 1_000
+
+
+def _elements(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def result_limit(case) -> int | None:
+    """The most elements any array of an outcome of ``case`` may hold: the elementwise
+    loss's (its broadcast shape) or an input's, whichever is larger.  Every result of the
+    family is no larger (KL-SHAPE-2: reductions only remove axes), nor is a gradient; an
+    answer past it is no reading of the case, only memory.  None when the case's shapes
+    cannot be read (no check)."""
+    try:
+        return max(1, _elements(case.shape), *(_elements(case.sent_shape(s)) for s in ("target", "pred")))
+    except Exception:  # noqa: BLE001 - a case type without these: nothing to check against
+        return None
+
+
+def _size(a) -> int:
+    size = getattr(a, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        import numpy
+        return int(numpy.size(a))
+    except Exception:  # noqa: BLE001 - not array-like: to_wire reports it
+        return 0
+
+
+def _cut(text, limit: int):
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return text[:limit] + f" [{len(text) - limit} more character(s) dropped]"
+
+
+def bounded(outcome, case, outcome_cls):
+    """``outcome`` as it may travel: its text cut (message, each warning, their count) and,
+    when its value or a gradient holds more elements than any answer to ``case`` can
+    (:func:`result_limit`), a ``crash`` outcome that says so instead -- decided here, so
+    that an 800 MB answer never reaches the controller."""
+    outcome.error_message = _cut(outcome.error_message, MAX_MESSAGE_CHARS)
+    outcome.native_call = _cut(outcome.native_call, MAX_WARNING_CHARS)
+    if isinstance(outcome.warnings, (list, tuple)) and (
+            len(outcome.warnings) > MAX_WARNINGS + 1 or any(isinstance(w, str) and len(w) > MAX_WARNING_CHARS
+                                                           for w in outcome.warnings)):
+        kept = [_cut(w, MAX_WARNING_CHARS) for w in outcome.warnings[:MAX_WARNINGS]]
+        if len(outcome.warnings) > MAX_WARNINGS:
+            kept.append(f"[{len(outcome.warnings) - MAX_WARNINGS} more warning(s) dropped]")
+        outcome.warnings = kept
+    limit = result_limit(case) if case is not None else None
+    if limit is None:
+        return outcome
+    arrays = [("value", outcome.value)] + [(f"gradient wrt {k}", g) for k, g in dict(outcome.grads or {}).items()]
+    for what, a in arrays:
+        if a is None:
+            continue
+        n = _size(a)
+        if n > limit:
+            shape = list(getattr(a, "shape", ()) or [n])
+            return outcome_cls(
+                status="crash", error_type="OversizedOutcome", elapsed_s=outcome.elapsed_s,
+                warnings=list(outcome.warnings or [])[:MAX_WARNINGS], native_call=outcome.native_call,
+                error_message=f"returned a {what} of {n} elements (shape {shape}) for a case whose result has at "
+                              f"most {limit} (KL-SHAPE-2); not sent to the controller")
+    return outcome
+
+
 def serve(channel) -> None:
     """The worker's main loop (called by the bootstrap with the execnet channel)."""
+    own_process_group()
     config = channel.receive()
+    if config.get("token"):
+        os.environ.setdefault(TOKEN_ENV, config["token"])    # also where the launcher could not set it
     # From here on the worker's fd 2 goes to a file, setup included: native start-up
     # messages (TensorFlow's oneDNN/CUDA/absl lines) become the run's setup warnings.
     stderr = StderrCapture()
@@ -287,6 +439,8 @@ def serve(channel) -> None:
     while True:
         msg = channel.receive()
         if msg is None:
+            # the adapter's children go with the worker (a remote worker has no one else to do it)
+            kill_strays(os.environ.get(TOKEN_ENV), os.getpid())
             return
         seqs, blob = msg
         wires = pickle.loads(blob)

@@ -258,11 +258,14 @@ def from_result(result: RunResult, runs: Sequence[AdapterRun] | None = None) -> 
 
 def read(path: str | Path) -> Baseline:
     """A baseline file; BaselineError (one line) when it is not one of this schema."""
+    from .resultsio import InputRefused, read_input
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        lines = read_input(path).decode("utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except InputRefused as exc:
+        raise BaselineError(f"{path}: {exc.strerror}; not read") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BaselineError(f"{path}: not a readable baseline file ({type(exc).__name__}: {exc})") from None
     if not rows or not isinstance(rows[0], dict) or rows[0].get("kind") != "klconform-baseline":
         raise BaselineError(f"{path}: not a klconform baseline file (no baseline header on line 1)")
@@ -377,7 +380,7 @@ def update(result: RunResult, directory: str | Path = BASELINE_DIR) -> list[Path
 def load_side(path: str | Path) -> list[Baseline]:
     """A results.json (its adapter runs as baselines) or a baseline file, for ``klconform diff``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BaselineError(f"{path}: no such file")
     if path.suffix == SUFFIX:
         return [read(path)]

@@ -30,6 +30,7 @@ When several apply, the first of 2, 3, 1 wins.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--worker-memory", type=_memory, default="32G", metavar="SIZE",
                    help="address-space limit per worker (RLIMIT_AS; e.g. 16G; none: no limit; default 32G): "
                         "a case that exceeds it becomes a crash outcome")
+    r.add_argument("--max-consecutive-timeouts", type=_int_in(0, 1_000_000), default=5, metavar="N",
+                   help="circuit breaker: after N cases in a row time out, an adapter's remaining cases are not sent "
+                        "but reported as skipped (default 5; 0: never)")
     r.add_argument("--batch-size", type=_int_in(1, 10_000), default=64, metavar="N", help="cases per worker round trip")
     r.add_argument("--shrink-rounds", type=_int_in(0, 100), default=6, metavar="N", help="counterexample shrinking rounds")
     r.add_argument("--shrink-budget", type=_seconds, default=60.0, metavar="S",
@@ -163,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_parser(sub)
     x = sub.add_parser("explore", help="draw new cases with Hypothesis and show what the frozen corpus misses")
     for flag in ("--frameworks", "--adapter", "--python", "--dtypes", "--case-timeout", "--setup-timeout",
-                 "--worker-memory", "--batch-size", "--shrink-rounds", "--shrink-budget", "--quiet", "--jobs"):
+                 "--worker-memory", "--max-consecutive-timeouts", "--batch-size", "--shrink-rounds",
+                 "--shrink-budget", "--quiet", "--jobs"):
         action = next(a for a in r._actions if flag in a.option_strings)
         x._add_action(action)
     x.add_argument("--examples", type=_int_in(1, MAX_EXAMPLES), default=1000, metavar="N",
@@ -400,17 +405,19 @@ def out_path(value: str | None) -> Path:
     return path if path.is_absolute() or not caller else Path(caller) / path
 
 
-def load_adapters(specs, named: bool) -> list:
+def load_adapters(specs, named: bool, *, keep_failed: bool = False) -> list:
     """Controller-side instances, one per spec; a spec whose adapter cannot be loaded gets
     its RegistryError instead (a recorded skip) -- or, when the user ``named`` the adapters,
-    a UsageError: asking for an adapter that cannot even be constructed is an input error."""
+    a UsageError: asking for an adapter that cannot even be constructed is an input error.
+    ``keep_failed``: an adapter whose ``capabilities()`` fails (registry.AdapterFailed, its
+    own bug) gets its error even when named: it costs that adapter's run only."""
     from . import registry
     adapters = []
     for s in specs:
         try:
             adapters.append(registry.load_adapter(s.adapter_ref))
         except registry.RegistryError as exc:
-            if named:
+            if named and not (keep_failed and isinstance(exc, registry.AdapterFailed)):
                 raise UsageError(str(exc)) from None
             adapters.append(exc)
     return adapters
@@ -502,15 +509,29 @@ def with_devices(specs, value: str):
     return out
 
 
+def _declared_devices(spec) -> str:
+    """``double.good: cpu``: an adapter's run id and the devices it declares."""
+    from . import registry
+    try:
+        cls = registry.load_adapter_class(spec.adapter_ref)
+    except Exception:  # noqa: BLE001 - load_adapters reports it if the run gets that far
+        return spec.run_id or spec.adapter_ref
+    return f"{spec.run_id or cls.name}: {', '.join(cls.devices)}"
+
+
 def cmd_run(args) -> int:
     formats = parse_formats(args.formats)
     dtypes = parse_dtypes(args.dtypes)
     out = prepare_out_dir(out_path(args.out))
-    specs = with_devices(resolve_specs(args.frameworks, args.adapter, args.python), args.devices)
+    selected = resolve_specs(args.frameworks, args.adapter, args.python)
+    specs = with_devices(selected, args.devices)
+    if not specs and selected:
+        return _nothing_compared(f"--devices {args.devices}: no selected adapter declares {args.devices} ("
+                                 + "; ".join(_declared_devices(s) for s in selected) + f"); {out} is left as it was")
     if not specs:
         raise UsageError("no adapter to run")
     named = asked_for(args.frameworks, args.adapter, args.python, specs)
-    adapters = load_adapters(specs, bool(named))
+    adapters = load_adapters(specs, bool(named), keep_failed=True)
     warn_unused_pythons(args.python, specs)
     from .resultsio import OutputBusy, OutputLock
     lock = OutputLock(out)
@@ -539,7 +560,10 @@ def adapter_done_line(run: AdapterRun) -> str:
     else:
         why = fp.get("reason") or fp.get("status") or "no fingerprint"
         seen = f"no observed point ({why})"
-    return f"{run.adapter}: {len(run.outcomes)} outcomes, {n_bad} discrepancy verdicts, {seen}"
+    from .report.summary import skipped_note
+    skipped = skipped_note(run)
+    return f"{run.adapter}: {len(run.outcomes)} outcomes, {n_bad} discrepancy verdicts, {seen}" + (
+        f"; {skipped}" if skipped else "")
 
 
 def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[str]) -> int:
@@ -569,7 +593,8 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
                   f"{len(specs)} adapter(s), {jobs} at a time")
     partial = out / PARTIAL
     partial_written = False
-    worker_options = dict(setup_timeout=args.setup_timeout, memory_limit=args.worker_memory)
+    worker_options = dict(setup_timeout=args.setup_timeout, memory_limit=args.worker_memory,
+                          max_consecutive_timeouts=args.max_consecutive_timeouts)
     asked = set()     # run ids of the adapters the user named
     done: dict[int, AdapterRun] = {}     # spec index -> run (the results keep the specs' order)
     runnable: list[tuple[int, object]] = []
@@ -578,9 +603,11 @@ def _run_locked(args, formats, dtypes, out: Path, specs, adapters, named: set[st
         if (spec.run_id or spec.adapter_ref) in named:
             asked.add(spec.run_id or (spec.adapter_ref if isinstance(adapter, Exception) else adapter.name))
         if isinstance(adapter, Exception):
+            from .registry import AdapterFailed
             run_id = spec.run_id or spec.adapter_ref
-            progress.line(f"[{i + 1}/{len(specs)}] {run_id}: skipped (import_error: {adapter})")
-            done[i] = AdapterRun(adapter=run_id, api="", env={}, status="import_error", reason=str(adapter))
+            why = "error" if isinstance(adapter, AdapterFailed) else "import_error"
+            progress.line(f"[{i + 1}/{len(specs)}] {run_id}: skipped ({why}: {adapter})")
+            done[i] = AdapterRun(adapter=run_id, api="", env={}, status=why, reason=str(adapter))
         else:
             runnable.append((i, spec))
 
@@ -702,40 +729,52 @@ def cmd_report(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    """Draw new cases, run them beside the frozen corpus, print per adapter the discrepancy
-    kinds only the new cases show (unrecorded first) with the smallest case of each."""
-    from . import engine, explore, frozen, workers
+    """Draw new cases, run them, print per adapter the discrepancy kinds only the new cases
+    show (unrecorded first) with the smallest case of each; the frozen corpus is replayed
+    only as far as it decides that (klconform.explore.explore_runs)."""
+    from . import explore, frozen, workers
     dtypes = parse_dtypes(args.dtypes)
     # before the run: a bad --save must not cost the exploration
     save_path = writable_file("--save", args.save) if args.save else None
     specs = resolve_specs(args.frameworks, args.adapter, args.python)
-    adapters = [a for a in load_adapters(specs, True)]
+    adapters = load_adapters(specs, True, keep_failed=True)
     progress = Progress(args.quiet)
     base, _ = load_corpus(None)
+    for spec, a in zip(specs, adapters):
+        if isinstance(a, Exception):
+            print(f"{spec.run_id or spec.adapter_ref}: not run (error: {a})")
+    runnable = [(s, a) for s, a in zip(specs, adapters) if not isinstance(a, Exception)]
     progress.line(f"drawing {args.examples} cases per adapter (seed {args.seed})")
-    drawn = explore.build_corpus(args.seed, args.examples, [a.capabilities() for a in adapters], curated=False)
+    drawn = explore.build_corpus(args.seed, args.examples, [a.capabilities() for _, a in runnable], curated=False)
     known = {c.digest for c in base}
     drawn = [c for c in drawn if c.digest not in known and (not dtypes or c.dtype in dtypes)]
-    cases = [c for c in base if not dtypes or c.dtype in dtypes] + drawn
-    progress.line(f"{len(drawn)} new cases beside {len(cases) - len(drawn)} frozen ones, {len(specs)} adapter(s)")
+    frozen_cases = [c for c in base if not dtypes or c.dtype in dtypes]
+    progress.line(f"{len(drawn)} new cases, {len(runnable)} adapter(s); the {len(frozen_cases)} frozen ones "
+                  f"replayed only as far as needed")
     try:
-        res = engine.run_conformance(specs, cases, seed=args.seed, batch_size=args.batch_size,
-                                     case_timeout=args.case_timeout, shrink_rounds=args.shrink_rounds,
-                                     shrink_budget=args.shrink_budget,
-                                     progress=progress.cases, jobs=args.jobs or os.cpu_count() or 1,
-                                     worker_options=dict(setup_timeout=args.setup_timeout,
-                                                         memory_limit=args.worker_memory))
+        res, seen = explore.explore_runs(
+            [s for s, _ in runnable], drawn, frozen_cases, seed=args.seed, jobs=args.jobs or os.cpu_count() or 1,
+            run_options=dict(batch_size=args.batch_size, case_timeout=args.case_timeout,
+                             shrink_rounds=args.shrink_rounds, shrink_budget=args.shrink_budget,
+                             progress=progress.cases,
+                             worker_options=dict(setup_timeout=args.setup_timeout, memory_limit=args.worker_memory,
+                                                 max_consecutive_timeouts=args.max_consecutive_timeouts)))
     except BaseException as exc:
         if not _interruption(exc):
             raise
         workers.abort_all()
         return _stopped()
-    findings = explore.new_findings(res, {c.digest for c in base})
+    unreplayed = {name: why for name, why in seen.items() if isinstance(why, str)}
+    findings = explore.new_findings(res, {name: k for name, k in seen.items() if not isinstance(k, str)})
     from .case import Case
     save: list = []
     for run in res.runs:
         if run.status != "ok":
             print(f"{run.adapter}: not run ({run.status}: {run.reason})")
+            continue
+        if run.adapter in unreplayed:
+            print(f"{run.adapter}: frozen corpus not replayed ({unreplayed[run.adapter]}): "
+                  f"cannot tell what is new")
             continue
         for f in findings.get(run.adapter, []):
             case = Case.from_json(res.cases[f["case"]])
@@ -750,7 +789,7 @@ def cmd_explore(args) -> int:
         write_file(save_path, lambda: frozen.dump(kept, save_path, made_by=f"klconform explore --seed {args.seed} "
                                                                         f"--examples {args.examples}"))
         print(f"wrote {len(kept)} case(s) to {args.save}")
-    if all(r.status != "ok" for r in res.runs):
+    if not res.runs or all(r.status != "ok" for r in res.runs) or unreplayed:
         return EXIT_NOT_CHECKED
     return EXIT_DISCREPANCY if any(not f["known"] for fs in findings.values() for f in fs) else EXIT_OK
 
@@ -924,6 +963,66 @@ def cmd_baseline(args) -> int:
     return _print_changes(changes, compared, missing)
 
 
+# What the machine, not klconform, makes fail: a full disk or quota, no permission, a
+# read-only filesystem, a closed pipe, a missing or wrong kind of path, too many files.
+IO_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG,
+                       errno.EPIPE, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG,
+                       errno.EMFILE, errno.ENFILE, errno.ETXTBSY, errno.EXDEV})
+
+
+class StdoutFailure(OSError):
+    """Writing standard output failed (a closed pipe, a full device)."""
+
+
+class _Stdout:
+    """sys.stdout while a command runs: the same stream, whose write failures say they are
+    stdout's (:class:`StdoutFailure`), so that they are reported as such."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise StdoutFailure(exc.errno, exc.strerror) from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except OSError as exc:
+            raise StdoutFailure(exc.errno, exc.strerror) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _io_failure(exc: OSError) -> int:
+    """An I/O failure that escaped a command: one plain line naming the path, exit 2 -- and
+    nothing at all when the reader of stdout closed the pipe (``klconform diff A B | head``:
+    it had what it wanted).  stdout is then pointed at /dev/null, so that the interpreter's
+    own flush at exit cannot fail again."""
+    on_stdout = isinstance(exc, StdoutFailure)
+    if on_stdout:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        if exc.errno == errno.EPIPE:
+            return EXIT_USAGE
+    what = exc.strerror or os.strerror(exc.errno)
+    if exc.filename:
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        _error_line(f"{where}: {what}")
+    elif on_stdout:
+        _error_line(f"standard output: not written ({what})")
+    else:
+        _error_line(f"{what} ({errno.errorcode.get(exc.errno, exc.errno)})")
+    return EXIT_USAGE
+
+
 def _error_line(message: str) -> None:
     text = re.sub(r"\s+", " ", message).strip()
     sys.stderr.write(f"klconform: error: {text}\n")
@@ -1050,11 +1149,15 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
-                "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus,
-                "show": cmd_show, "dashboard": cmd_dashboard}[args.command](args)
+        status = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
+                  "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus,
+                  "show": cmd_show, "dashboard": cmd_dashboard}[args.command](args)
+        sys.stdout.flush()      # a full or closed stdout fails here, not at interpreter exit
+        return status
     except (UsageError, UnsafeOutput) as exc:   # UnsafeOutput: a path no writer writes (resultsio.output_target)
         _error_line(str(exc))
         return EXIT_USAGE
@@ -1063,6 +1166,8 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
     except Exception as exc:  # noqa: BLE001 - klconform's own bug: one line and the details in a log
         if _interruption(exc):
             return _stopped()
+        if isinstance(exc, OSError) and exc.errno in IO_ERRNOS:
+            return _io_failure(exc)
         from .resultsio import log_internal_error
         try:
             where = f"; details in {log_internal_error(exc)}"
@@ -1071,6 +1176,8 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
         _error_line(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}")
         return EXIT_USAGE
     finally:
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = stdout
         _EXITING.set()
         if not keep_signal_handlers:
             for sig, handler in previous.items():

@@ -104,11 +104,36 @@ class Target:
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+class AdapterFault(Exception):
+    """An adapter's interface method (``capabilities()``, ``documented()``) raised in the
+    controller: that adapter's run fails (status ``error``, the reason one line), the others go on."""
+
+
+def _fault(method: str, exc: BaseException) -> AdapterFault:
+    lines = str(exc).strip().splitlines()
+    return AdapterFault(f"{method} raised {type(exc).__name__}: {lines[0] if lines else '(no message)'}")
+
+
+def faulted_run(target_or_spec, exc: Exception) -> AdapterRun:
+    """The run of an adapter that failed in the controller (:class:`AdapterFault`, or a
+    RegistryError from loading it): status ``error`` with the one-line reason."""
+    adapter = getattr(target_or_spec, "adapter", None)
+    run_id = getattr(target_or_spec, "run_id", None) or getattr(adapter, "name", "") or target_or_spec.adapter_ref
+    return AdapterRun(adapter=run_id, api=getattr(adapter, "api", ""), env=dict(getattr(target_or_spec, "env", {}) or {}),
+                      status="error", reason=str(exc), documented_doc=getattr(adapter, "doc_url", ""))
+
+
 def open_target(spec, *, case_timeout: float = 20.0, batch_size: int = 64, **worker_options) -> Target | AdapterRun:
     """Start the worker of ``spec`` (a :class:`klconform.workers.WorkerSpec`); an adapter
-    that cannot start comes back as an :class:`AdapterRun` with its status and reason."""
+    that cannot start, or cannot even describe itself (an exception in its constructor or
+    ``capabilities()``: status ``error``), comes back as an :class:`AdapterRun` with its
+    status and reason."""
+    from .registry import RegistryError
     from .workers import AdapterUnavailable, AdapterWorker
-    adapter = load_adapter(spec.adapter_ref)
+    try:
+        adapter = load_adapter(spec.adapter_ref)
+    except RegistryError as exc:
+        return faulted_run(spec, exc)
     run_id = getattr(spec, "run_id", None) or adapter.name
     worker = AdapterWorker(spec, case_timeout=case_timeout, batch_size=batch_size, **worker_options)
     try:
@@ -142,7 +167,10 @@ class AdapterSession:
     def __init__(self, target: Target, *, evaluator=None, batch_size: int = 64,
                  records: Sequence[known_mod.Record] = ()):
         self.target = target
-        self.caps = target.adapter.capabilities()
+        try:
+            self.caps = target.adapter.capabilities()
+        except Exception as exc:  # noqa: BLE001 - the adapter's own bug: its run fails, not ours
+            raise _fault("capabilities()", exc) from None
         self.ev = make_evaluator(evaluator)
         self.batch_size = batch_size
         self.version = str(target.env.get("version", "")) or None
@@ -156,7 +184,11 @@ class AdapterSession:
         return out
 
     def verdicts_for(self, case: Case, outcome) -> list[Verdict]:
-        documented = effective_point(self.target.adapter.documented(case), case)
+        try:
+            doc = self.target.adapter.documented(case)
+        except Exception as exc:  # noqa: BLE001 - the adapter's own bug: its run fails, not ours
+            raise _fault("documented()", exc) from None
+        documented = effective_point(doc, case)
         canonical = canonical_point(case)
         grads = tuple(self.caps.gradients)
         vs = classify(case, outcome, adapter=self.target.run_id, against="canonical",
@@ -526,12 +558,14 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
 def compared_cases(run: AdapterRun) -> int:
     """How many cases ``run`` compared with the reference: the corpus and large cases it
     was sent (one outcome each), not the cases its shrinker made (a counterexample whose
-    case is not the one it was found as).  0 for a run that did not start."""
+    case is not the one it was found as) nor those its circuit breaker did not send
+    (``skipped``).  0 for a run that did not start."""
     if run.status != "ok":
         return 0
     shrunk = {ce.get("case") for ce in (run.counterexamples or {}).values()
               if ce.get("case") != ce.get("found_as")}
-    return len(set(run.outcomes) - shrunk)
+    skipped = {d for d, o in run.outcomes.items() if o.get("status") == "skipped"}   # never sent
+    return len(set(run.outcomes) - shrunk - skipped)
 
 
 def fingerprint(verdicts: Iterable[Verdict]) -> dict[str, Any]:
@@ -589,10 +623,13 @@ def run_conformance(specs, cases: Sequence[Case] | None = None, *, seed: int = 0
             else:
                 records = known_mod.load_for(t.adapter, known_dir)
                 big: dict[str, dict[str, Any]] = {}
-                run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
-                                             batch_size=batch_size, shrink_rounds=shrink_rounds,
-                                             shrink_budget=shrink_budget, progress=progress,
-                                             large=large, large_cases=big)
+                try:
+                    run, evaluated = run_adapter(t, cases, seed=seed, records=records, evaluator=ev,
+                                                 batch_size=batch_size, shrink_rounds=shrink_rounds,
+                                                 shrink_budget=shrink_budget, progress=progress,
+                                                 large=large, large_cases=big)
+                except AdapterFault as exc:
+                    run, evaluated = faulted_run(t, exc), []
                 with lock:      # annotate reads the cases other threads add to
                     for e in evaluated:
                         all_cases.setdefault(e.sent.case.digest, e.sent.to_json())

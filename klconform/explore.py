@@ -114,29 +114,111 @@ def freeze(seed: int = 0, n: int = FREEZE_EXAMPLES, adapters: dict[str, object] 
     return cases, made_by
 
 
-def new_findings(result, frozen_digests: set[str]) -> dict[str, list[dict]]:
-    """Per adapter run: the discrepancy kinds (comparison, class, explaining point) that no
-    case of the frozen corpus (canonical digests ``frozen_digests``) showed, each with its
-    count, the smallest case showing it (sent and canonical digest) and the record that
-    covers it (None: unrecorded); unrecorded kinds first."""
+def discrepancy_kind(v) -> tuple[str, str, str]:
+    """What makes two discrepancy verdicts the same finding: (comparison, class, explaining point)."""
+    return (v.against, v.cls, v.explained_by or "")
+
+
+def _signature(case: Case) -> tuple:
+    return (case.dtype, case.reduction, case.target_kind, case.pred_kind)
+
+
+def frozen_kinds(spec, needed: set[tuple[str, str, str]], frozen_cases: Sequence[Case], *, like: Sequence[Case] = (),
+                 evaluator=None, chunk: int = 32, case_timeout: float = 20.0, batch_size: int = 64,
+                 **worker_options) -> set[tuple[str, str, str]]:
+    """Which of the discrepancy kinds ``needed`` some case of ``frozen_cases`` shows for the
+    adapter of ``spec`` (a WorkerSpec).  Frozen cases are sent in chunks of ``chunk``,
+    doubling, those like the cases in ``like`` (dtype, reduction and encodings of the new
+    cases that showed the kinds) first, and sending stops once every needed kind has been
+    seen: proving a kind new takes the whole corpus, an old one usually shows in the first
+    chunk.  Raises :class:`FrozenNotReplayed` when the adapter cannot be started again."""
+    from .engine import AdapterSession, Target, open_target
+    from .translate import translate_all
+    if not needed:
+        return set()
+    target = open_target(spec, case_timeout=case_timeout, batch_size=batch_size, **worker_options)
+    if not isinstance(target, Target):
+        raise FrozenNotReplayed(f"{target.status}: {target.reason}")
+    seen: set[tuple[str, str, str]] = set()
+    try:
+        session = AdapterSession(target, evaluator=evaluator, batch_size=batch_size)
+        near = {_signature(c) for c in like}
+        nearer = {s[1:] for s in near}
+        sent = sorted(translate_all(frozen_cases, session.caps),
+                      key=lambda t: 0 if _signature(t.canonical) in near else 1 if _signature(t.canonical)[1:] in nearer
+                      else 2)
+        i = 0
+        while i < len(sent) and not seen >= needed:
+            for e in session.evaluate(sent[i:i + chunk]):
+                seen.update(k for k in map(discrepancy_kind, e.verdicts) if k in needed)
+            i, chunk = i + chunk, min(2 * chunk, 1024)
+    finally:
+        target.runner.close()
+    return seen
+
+
+class FrozenNotReplayed(Exception):
+    """The frozen corpus could not be replayed for an adapter (it no longer starts)."""
+
+
+def explore_runs(specs, drawn: Sequence[Case], frozen_cases: Sequence[Case], *, seed: int, jobs: int = 1,
+                 run_options: dict | None = None) -> tuple:
+    """What exploration runs: the ``drawn`` cases through every adapter of ``specs``
+    (:func:`klconform.engine.run_conformance`, counterexamples shrunk), then, per adapter
+    that showed a discrepancy, only as much of the frozen corpus as decides whether each
+    kind is new (:func:`frozen_kinds`).  Returns the drawn run's :class:`RunResult` and, per
+    adapter run, the kinds the frozen corpus showed (None: it could not be replayed, and
+    the reason)."""
+    import concurrent.futures
+
+    from .engine import run_conformance
+    from .evaluator import make_evaluator
+    opts = dict(run_options or {})
+    worker_options = dict(opts.pop("worker_options", None) or {})
+    ev = make_evaluator()
+    res = run_conformance(specs, drawn, seed=seed, jobs=jobs, evaluator=ev, worker_options=worker_options, **opts)
+    by_canonical = {c.digest: c for c in drawn}
+    todo = []
+    for spec, run in zip(specs, res.runs):
+        found = [v for v in run.verdicts if v.cls != "match"]
+        if run.status != "ok" or not found:
+            continue
+        like = [by_canonical[d] for d in {res.cases[v.case].get("canonical", v.case) for v in found} if d in by_canonical]
+        todo.append((run.adapter, spec, {discrepancy_kind(v) for v in found}, like))
+    kinds: dict[str, set | str] = {}
+
+    def one(item) -> None:
+        name, spec, needed, like = item
+        try:
+            kinds[name] = frozen_kinds(spec, needed, frozen_cases, like=like, evaluator=ev,
+                                       case_timeout=opts.get("case_timeout", 20.0),
+                                       batch_size=opts.get("batch_size", 64), **worker_options)
+        except FrozenNotReplayed as exc:
+            kinds[name] = str(exc)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1))) as pool:
+        for f in [pool.submit(one, item) for item in todo]:
+            f.result()
+    return res, kinds
+
+
+def new_findings(result, frozen: dict[str, set]) -> dict[str, list[dict]]:
+    """Per adapter run of ``result`` (new cases only): the discrepancy kinds (comparison,
+    class, explaining point) that no frozen case showed (``frozen``: per run, the kinds the
+    frozen corpus showed, :func:`explore_runs`), each with its count, the smallest case
+    showing it (sent and canonical digest) and the record that covers it (None:
+    unrecorded); unrecorded kinds first."""
     from .engine import _size_key
     out: dict[str, list[dict]] = {}
     for run in result.runs:
+        seen = frozen.get(run.adapter) or set()
         groups: dict[tuple, list] = {}
-        seen_frozen: set[tuple] = set()
         for v in run.verdicts:
-            if v.cls == "match":
+            if v.cls == "match" or discrepancy_kind(v) in seen:
                 continue
-            key = (v.against, v.cls, v.explained_by or "")
-            canon = result.cases[v.case].get("canonical", v.case)
-            if canon in frozen_digests:
-                seen_frozen.add(key)
-            else:
-                groups.setdefault(key, []).append(v)
+            groups.setdefault(discrepancy_kind(v), []).append(v)
         found = []
         for key, vs in groups.items():
-            if key in seen_frozen:
-                continue
             small = min(vs, key=lambda v: _size_key(Case.from_json(result.cases[v.case])))
             found.append({"against": key[0], "cls": key[1], "explained_by": key[2], "count": len(vs),
                           "case": small.case, "canonical": result.cases[small.case].get("canonical", small.case),

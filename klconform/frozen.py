@@ -171,19 +171,20 @@ def dump(cases: Sequence[Case], path: str | Path, *, made_by: str) -> Path:
 
 def read_header(path: str | Path | None = None) -> dict[str, Any]:
     """The header of a corpus file (validated as :func:`load` does)."""
+    from .resultsio import open_input
     path = Path(path) if path is not None else FROZEN_PATH
     try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-    except OSError as exc:
-        raise FrozenCorpusError(f"{path}: cannot read the corpus ({exc.strerror or exc})") from None
+        with open_input(path) as f:
+            first = f.readline(1 << 16).decode("utf-8")    # a header is one short line
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FrozenCorpusError(f"{path}: cannot read the corpus ({getattr(exc, 'strerror', None) or exc})") from None
     return _check_header(path, first)
 
 
 def _check_header(path: Path, first: str) -> dict[str, Any]:
     try:
         head = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):
         head = None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise FrozenCorpusError(f"{path}:1: not a klconform corpus (no {FORMAT!r} header line)")
@@ -199,9 +200,10 @@ def load(path: str | Path | None = None) -> list[Case]:
     """The cases of a corpus file (default :data:`FROZEN_PATH`), in file order, after
     checking the header, every line and both digests; :class:`FrozenCorpusError`
     (``file:line: what``) otherwise."""
+    from .resultsio import read_input
     path = Path(path) if path is not None else FROZEN_PATH
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FrozenCorpusError(f"{path}: cannot read the corpus ({getattr(exc, 'strerror', None) or exc})") from None
     lines = text.splitlines()
@@ -215,7 +217,7 @@ def load(path: str | Path | None = None) -> list[Case]:
             raise FrozenCorpusError(f"{path}:{no}: empty line")
         try:
             case = case_from_line(line)
-        except (ValueError, CaseError, TypeError, KeyError) as exc:
+        except (ValueError, CaseError, TypeError, KeyError, RecursionError) as exc:
             raise FrozenCorpusError(f"{path}:{no}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         if case.digest in seen:
             raise FrozenCorpusError(f"{path}:{no}: duplicate case {case.digest}")

@@ -273,14 +273,15 @@ def dumps(entries: Sequence[tuple[Recipe, str]], made_by: str) -> str:
 
 def read(path: str | Path | None = None) -> list[tuple[Recipe, str]]:
     """The (recipe, digest) entries of a large-corpus file, validated but not generated."""
+    from .resultsio import read_input
     path = Path(path) if path is not None else LARGE_PATH
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_input(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LargeCorpusError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         head = json.loads(lines[0]) if lines else None
-    except ValueError:
+    except (ValueError, RecursionError):
         head = None
     if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != FORMAT_VERSION:
         raise LargeCorpusError(f"{path}:1: not a {FORMAT} version {FORMAT_VERSION} file")
@@ -291,7 +292,7 @@ def read(path: str | Path | None = None) -> list[tuple[Recipe, str]]:
             if not isinstance(d, dict) or set(d) != {"digest", "recipe"} or not isinstance(d["digest"], str):
                 raise CaseError("expected {\"digest\": ..., \"recipe\": {...}}")
             entries.append((Recipe.from_json(d["recipe"]), d["digest"]))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise LargeCorpusError(f"{path}:{no}: {exc}") from None
     if len(entries) != head.get("cases") or digests_digest(d for _, d in entries) != head.get("digest"):
         raise LargeCorpusError(f"{path}:1: header count/digest do not match the entries")

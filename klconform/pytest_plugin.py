@@ -31,6 +31,7 @@ not yet started meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -49,6 +50,7 @@ SHARED_DIR_KEY = "klconform_shared_dir"     # xdist workerinput key
 DEFAULT_CASES = 1000
 DEFAULT_CASE_TIMEOUT = 20.0
 DEFAULT_SHRINK_ROUNDS = 4
+DEFAULT_MAX_CONSECUTIVE_TIMEOUTS = 5     # klconform.workers.DEFAULT_MAX_CONSECUTIVE_TIMEOUTS (not imported: cheap)
 # option dest -> environment variable that is its default (docs/plugin.md)
 ENV_DEFAULTS = {
     "klconform_seed": "KLCONFORM_SEED",
@@ -108,6 +110,10 @@ def pytest_addoption(parser):
                 help=f"seconds one case may take in a worker (default {DEFAULT_CASE_TIMEOUT:g})")
     g.addoption("--klconform-shrink-rounds", type=int, default=DEFAULT_SHRINK_ROUNDS, metavar="N",
                 help=f"shrinking rounds per minimal counterexample (default {DEFAULT_SHRINK_ROUNDS})")
+    g.addoption("--klconform-max-consecutive-timeouts", type=int, default=DEFAULT_MAX_CONSECUTIVE_TIMEOUTS,
+                metavar="N", help=f"circuit breaker: after N cases of an adapter in a row time out, its remaining "
+                                  f"cases are not sent but reported as skipped (default "
+                                  f"{DEFAULT_MAX_CONSECUTIVE_TIMEOUTS}; 0: never)")
 
 
 # ----------------------------------------------------------------------------- selection
@@ -125,6 +131,7 @@ class Selection:
     case_timeout: float
     shrink_rounds: int
     large: str = "quick"
+    max_consecutive_timeouts: int = DEFAULT_MAX_CONSECUTIVE_TIMEOUTS
 
     @property
     def enabled(self) -> bool:
@@ -211,7 +218,9 @@ def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
         large=_value(config, "klconform_large", d) or "quick",
         baseline=_value(config, "klconform_baseline", d),
         case_timeout=_number(config, "klconform_case_timeout", d, integer=False, low=0),
-        shrink_rounds=_number(config, "klconform_shrink_rounds", d, integer=True, low=0, high=100))
+        shrink_rounds=_number(config, "klconform_shrink_rounds", d, integer=True, low=0, high=100),
+        max_consecutive_timeouts=_number(config, "klconform_max_consecutive_timeouts", d, integer=True, low=0,
+                                         high=1_000_000))
 
 
 def check_environment_options(config, defaults: dict[str, Any]) -> None:
@@ -386,16 +395,21 @@ class ConformanceRuns:
         if self._evaluator is None:
             # one reference cache: adapters sent byte-identical cases reuse its answers
             self._evaluator = make_evaluator()
-        opened = engine.open_target(self.specs[run_id], case_timeout=self.sel.case_timeout, batch_size=64)
-        if not isinstance(opened, engine.Target):
-            return AdapterResult(opened, [], unavailable=f"{opened.status}: {opened.reason}")
-        big: dict = {}
-        try:
-            run, evaluated = engine.run_adapter(opened, self.corpus(), seed=self.sel.seed,
-                                                shrink_rounds=self.sel.shrink_rounds, evaluator=self._evaluator,
-                                                large=self.large_entries(), large_cases=big)
-        finally:
-            opened.runner.close()
+        with _workers_stop_with_the_process():
+            opened = engine.open_target(self.specs[run_id], case_timeout=self.sel.case_timeout, batch_size=64,
+                                        max_consecutive_timeouts=self.sel.max_consecutive_timeouts)
+            if not isinstance(opened, engine.Target):
+                return AdapterResult(opened, [], unavailable=f"{opened.status}: {opened.reason}")
+            big: dict = {}
+            try:
+                run, evaluated = engine.run_adapter(opened, self.corpus(), seed=self.sel.seed,
+                                                    shrink_rounds=self.sel.shrink_rounds, evaluator=self._evaluator,
+                                                    large=self.large_entries(), large_cases=big)
+            except engine.AdapterFault as exc:      # the adapter's own bug (documented() raised): its items fail
+                run = engine.faulted_run(opened, exc)
+                return AdapterResult(run, [], unavailable=f"{run.status}: {run.reason}")
+            finally:
+                opened.runner.close()
         return AdapterResult(run, evaluated, large_cases=big)
 
     def large_entries(self) -> list:
@@ -444,6 +458,10 @@ class ConformanceRuns:
         props = item.user_properties if item is not None else []
         if n:
             props.append(("klconform_compared", str(n)))
+            from klconform.report.summary import skipped_note
+            skipped = skipped_note(res.run)
+            if skipped:
+                props.append(("klconform_skipped", skipped))
             return res
         why = res.unavailable or (f"compared no case: none of the {len(self.corpus())} corpus case(s) and "
                                   f"{len(self.large_entries())} large case(s) is one it takes")
@@ -453,8 +471,49 @@ class ConformanceRuns:
         pytest.skip(f"{run_id} not checked ({why})")
 
 
+@contextlib.contextmanager
+def _workers_stop_with_the_process():
+    """While this process runs adapter workers: SIGINT and SIGTERM first kill them (with
+    the processes their adapters started: klconform.workers.abort_all), then do what they
+    did before -- pytest's KeyboardInterrupt for SIGINT (the run stops as pytest stops,
+    not when the hanging case times out), the default death for SIGTERM.  Only in the main
+    thread (where Python delivers signals)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from klconform import workers
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum, frame):
+        workers.abort_all()
+        _pass_on(signum, frame, previous[signum])
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        workers.reset_abort()
+
+
+def _pass_on(signum, frame, handler) -> None:
+    """Do what ``handler`` (a signal's disposition before ours) would have done."""
+    import signal
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)     # die of it, as without us
+        os.kill(os.getpid(), signum)
+    # SIG_IGN (or None, a handler set outside Python): nothing
+
+
 _RUNS = pytest.StashKey[ConformanceRuns | None]()
 _SHARED = pytest.StashKey[Path]()
+_SIGTERM = pytest.StashKey[Any]()
 
 
 def runs_for(config) -> ConformanceRuns | None:
@@ -505,12 +564,35 @@ def pytest_configure_node(node):
     config = node.config
     if _SHARED not in config.stash:
         config.stash[_SHARED] = Path(tempfile.mkdtemp(prefix="klconform-pytest-"))
+        config.stash[_SIGTERM] = _remove_on_sigterm(config.stash[_SHARED])
     node.workerinput[SHARED_DIR_KEY] = str(config.stash[_SHARED])
+
+
+def _remove_on_sigterm(directory: Path):
+    """pytest does not handle SIGTERM: the process dies, pytest_unconfigure never runs.  The
+    shared directory is removed first (then the signal does what it did before, which is
+    returned for pytest_unconfigure to put back; None outside the main thread)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def remove(signum, frame):
+        shutil.rmtree(directory, ignore_errors=True)
+        _pass_on(signum, frame, previous)
+
+    signal.signal(signal.SIGTERM, remove)
+    return previous
 
 
 def pytest_unconfigure(config):
     if _SHARED in config.stash:
         shutil.rmtree(config.stash[_SHARED], ignore_errors=True)
+        previous = config.stash.get(_SIGTERM, None)
+        if previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous)
 
 
 def pytest_report_header(config):
@@ -588,6 +670,7 @@ class Tally:
         self.items = 0
         self.compared: dict[str, int] = {}       # run id -> cases compared
         self.not_compared: dict[str, str] = {}   # run id -> why none
+        self.skipped: dict[str, str] = {}        # run id -> cases its circuit breaker did not send
 
     def pytest_runtest_logreport(self, report):
         if report.when != "call":
@@ -599,6 +682,8 @@ class Tally:
         self.items += 1
         if "klconform_compared" in props:
             self.compared[rid] = int(props["klconform_compared"])
+        if "klconform_skipped" in props:
+            self.skipped[rid] = props["klconform_skipped"]
         elif "klconform_not_compared" in props:
             self.not_compared.setdefault(rid, props["klconform_not_compared"])
 
@@ -618,6 +703,8 @@ class Tally:
             from klconform.cli import adapters_by_cases
             terminalreporter.write_line(f"klconform: compared {adapters_by_cases(sorted(self.compared.items()))}"
                                         + (f"; not compared: {missed}" if missed else ""))
+            for rid, note in sorted(self.skipped.items()):
+                terminalreporter.write_line(f"klconform: {rid}: {note} (not sent)")
         else:
             terminalreporter.write_line(f"klconform: nothing compared: {missed or 'no adapter ran'}; the run "
                                         f"fails (exit status {int(pytest.ExitCode.TESTS_FAILED)})", red=True)

@@ -211,12 +211,15 @@ def parse_records(data: dict[str, Any], source: str) -> list[Record]:
 
 def load_file(path: Path) -> list[Record]:
     """Records of one TOML file; a missing file has none."""
+    from .resultsio import read_input
     path = Path(path)
     if not path.exists():
         return []
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+        data = tomllib.loads(read_input(path).decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KnownError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise KnownError(f"{path.name}: not valid TOML ({exc})") from None
     return parse_records(data, path.name)
 

@@ -91,11 +91,16 @@ def load_adapter(ref: str) -> Adapter:
     try:
         caps = adapter.capabilities()
     except Exception as exc:  # noqa: BLE001
-        raise RegistryError(f"adapter {ref!r}: capabilities() failed "
+        raise AdapterFailed(f"adapter {ref!r}: capabilities() failed "
                             f"({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(caps, Capabilities):
-        raise RegistryError(f"adapter {ref!r}: capabilities() returned {type(caps).__name__}, not Capabilities")
+        raise AdapterFailed(f"adapter {ref!r}: capabilities() returned {type(caps).__name__}, not Capabilities")
     return adapter
+
+
+class AdapterFailed(RegistryError):
+    """An adapter that loads but fails in an interface method (``capabilities()``): its
+    own bug, which costs that adapter's run (status ``error``), not the command."""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import math
 import json
@@ -36,6 +37,53 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "results.schema.json"
 class ResultsError(ValueError):
     """A results file that cannot be read, parsed or validated; the message is one line
     naming the file and the problem."""
+
+
+# ----------------------------------------------------------------------------- reading inputs
+#: The largest input file klconform reads (corpus, large corpus, results -- after gzip --,
+#: baseline, records): 20 times the results of the committed example run (27 MB).
+MAX_INPUT_BYTES = 512 * 2**20
+
+
+class InputRefused(OSError):
+    """An input file klconform does not read: not a regular file (a device such as
+    /dev/zero, a FIFO, a directory), or larger than MAX_INPUT_BYTES.  ``strerror`` says
+    which, ``filename`` names it; readers turn it into their one-line error."""
+
+
+def open_input(path: str | os.PathLike, *, limit: int = MAX_INPUT_BYTES):
+    """``path`` opened for reading (binary) once it is known to be a regular file (symlinks
+    followed) of at most ``limit`` bytes; :class:`InputRefused` otherwise.  Opened without
+    blocking, so that a FIFO is refused rather than waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+            raise InputRefused(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+        if st.st_size > limit:
+            raise InputRefused(errno.EFBIG, f"is larger than the {limit // 2**20} MiB input limit "
+                                            f"({st.st_size} bytes)", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_input(path: str | os.PathLike, *, limit: int = MAX_INPUT_BYTES, gzipped: bool = False) -> bytes:
+    """The bytes of the input file ``path`` (:func:`open_input`'s rules), at most ``limit``
+    of them even if it grows while read; ``gzipped``: decompressed, under the same limit."""
+    with open_input(path, limit=limit) as fh:
+        data = fh.read(limit + 1)
+    if gzipped:
+        import gzip
+        import io
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            data = gz.read(limit + 1)
+    if len(data) > limit:
+        raise InputRefused(errno.EFBIG, f"is larger than the {limit // 2**20} MiB input limit"
+                                        + (" once decompressed" if gzipped else ""), str(path))
+    return data
 
 
 @functools.lru_cache(maxsize=1)
@@ -220,21 +268,22 @@ def load_document(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed and schema-validated document at ``path``."""
     p = Path(path)
     try:
-        if p.suffix == ".gz":   # a committed example keeps its results compressed
-            import gzip
-            text = gzip.decompress(p.read_bytes()).decode("utf-8")
-        else:
-            text = p.read_text(encoding="utf-8")
+        # a committed example keeps its results compressed
+        text = read_input(p, gzipped=p.suffix == ".gz").decode("utf-8")
     except FileNotFoundError:
         raise ResultsError(f"{p}: no such results file") from None
     except IsADirectoryError:
         raise ResultsError(f"{p}: is a directory, not a results file") from None
+    except InputRefused as exc:
+        raise ResultsError(f"{p}: {exc.strerror}; not read") from None
     except (OSError, UnicodeDecodeError, EOFError) as exc:   # gzip's BadGzipFile is an OSError
         raise ResultsError(f"{p}: cannot read results file ({type(exc).__name__}: {exc})") from None
     try:
         doc = json.loads(text, parse_constant=_no_literal)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise ResultsError(f"{p}: not a results file (JSON nested too deeply to read)") from None
     except _NonFiniteLiteral as exc:
         raise ResultsError(f"{p}: not valid JSON ({exc} is not a JSON number; a results file writes "
                            f"non-finite numbers as the strings \"nan\", \"inf\", \"-inf\")") from None

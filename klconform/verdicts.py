@@ -94,7 +94,7 @@ def classify(case: Case, outcome, *, adapter: str, against: str, point: Point,
     status = outcome.status
     if status in ("crash", "timeout"):
         return [V(status, detail=(outcome.error_message or status)[:300])]
-    if status in ("unsupported", "missing", "import_error"):
+    if status in ("unsupported", "missing", "import_error", "skipped"):
         return []
     exp = ev(case, point)
     if isinstance(exp, Exception):

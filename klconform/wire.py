@@ -16,9 +16,10 @@ import numpy as np
 from .adapters.base import Outcome
 
 # Outcome statuses: "ok"/"error"/"unsupported" come from the adapter (or the worker's
-# catch of an adapter exception); the rest from the worker pool.
+# catch of an adapter exception); the rest from the worker pool ("skipped": not sent, the
+# adapter's circuit breaker is open; klconform.workers.AdapterWorker.breaker_open).
 ADAPTER_STATUSES = ("ok", "error", "unsupported")
-POOL_STATUSES = ("crash", "timeout", "import_error", "missing")
+POOL_STATUSES = ("crash", "timeout", "import_error", "missing", "skipped")
 STATUSES = ADAPTER_STATUSES + POOL_STATUSES
 
 NONFINITE = ("nan", "inf", "-inf")

@@ -45,18 +45,23 @@ import execnet
 from . import wire as wire_codec
 from .adapters.base import DEVICE_ENV, Outcome
 
-from ._worker_remote import ProgressRecord
+from ._worker_remote import TOKEN_ENV, ProgressRecord, kill_strays
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Runs in the worker: its only job is to make the klconform package importable there (the
 # worker interpreter need not have klconform installed) and hand over to the worker module.
-# It receives a directory that holds only the package (a local worker), or the package's
-# sources (a remote gateway: ssh=, socket=), which it writes to a temporary directory.
+# It receives the package's directory (a local worker), or the package's sources (a remote
+# gateway: ssh=, socket=), which it writes to a temporary directory.  The package is
+# imported from its directory by name, with nothing added to sys.path: not the package's
+# parent (for an installed klconform, the controller's whole site-packages, whose numpy/torch
+# would shadow the worker's own environment's, --python train=...), and no temporary
+# directory of a symlink either (one the controller must remove, which a killed controller
+# left behind).
 _BOOTSTRAP = """
 import sys
 root = channel.receive()
-if isinstance(root, dict):
+if "files" in root:
     import atexit, os, shutil, tempfile
     d = tempfile.mkdtemp(prefix="klconform-worker-")
     atexit.register(shutil.rmtree, d, True)
@@ -65,9 +70,16 @@ if isinstance(root, dict):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
             fh.write(data)
-    root = d
-if root not in sys.path:
-    sys.path.insert(0, root)
+    package = os.path.join(d, "klconform")
+else:
+    package = root["package"]
+if "klconform" not in sys.modules:
+    import importlib.util, os
+    spec = importlib.util.spec_from_file_location("klconform", os.path.join(package, "__init__.py"),
+                                                  submodule_search_locations=[package])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["klconform"] = module
+    spec.loader.exec_module(module)
 from klconform._worker_remote import serve
 serve(channel)
 """
@@ -75,10 +87,10 @@ _package_path_dir: str | None = None
 
 
 def package_path_dir() -> str:
-    """A directory whose only entry is ``klconform`` (a symlink to this package), put on
-    the worker's sys.path.  Not the package's parent: for an installed klconform that is
-    the controller's whole site-packages, whose numpy/torch would shadow the ones of the
-    worker's own environment (--python train=...).  Made once per process."""
+    """A directory whose only entry is ``klconform`` (a symlink to this package): what a
+    script run by another interpreter puts on its PYTHONPATH to import this klconform and
+    nothing else of the controller's environment (tests of side interpreters).  Made once
+    per process, removed at its exit.  Workers do not need it (_BOOTSTRAP)."""
     global _package_path_dir
     if _package_path_dir is None or not os.path.isdir(_package_path_dir):
         import atexit
@@ -146,14 +158,17 @@ class StartLog:
             except OSError:
                 self.fd = None
 
-    def wrap(self, python: str) -> str:
+    def wrap(self, python: str, token: str | None = None) -> str:
         """The popen gateway's ``python=`` value: ``python`` started with fd 2 on this log
-        (``python`` itself when no log could be made)."""
-        if self.fd is None or "//" in python:
+        and ``TOKEN_ENV=token`` in its environment from its first instruction (``python``
+        itself without /bin/sh; the worker then sets the token itself)."""
+        if "//" in python or not os.path.exists("/bin/sh") or (self.fd is None and not token):
             return python
         import shlex
-        script = f'exec 2>/dev/null; exec 2>>/proc/{os.getpid()}/fd/{self.fd}; exec "$0" "$@"'
-        return shlex.join(["/bin/sh", "-c", script, python])
+        script = f'{TOKEN_ENV}={shlex.quote(token)}; export {TOKEN_ENV}; ' if token else ""
+        if self.fd is not None:
+            script += f'exec 2>/dev/null; exec 2>>/proc/{os.getpid()}/fd/{self.fd}; '
+        return shlex.join(["/bin/sh", "-c", script + 'exec "$0" "$@"', python])
 
     def last_line(self) -> str:
         if self.fd is None:
@@ -187,6 +202,10 @@ _DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 # thread arenas add more during a run), so the default leaves wide headroom; it exists to
 # turn a runaway allocation into one case's crash outcome instead of the OOM killer.
 DEFAULT_WORKER_MEMORY = 32 * 2**30
+# The circuit breaker: after this many timeouts in a row (no answer between them) an
+# adapter's remaining cases are not sent -- each would cost a whole case timeout and a
+# fresh worker -- but get a ``skipped`` outcome saying why.  0: never.
+DEFAULT_MAX_CONSECUTIVE_TIMEOUTS = 5
 
 # Every live worker, so that an interrupted run can kill them all at once (abort_all()).
 _LIVE: "set[AdapterWorker]" = set()
@@ -198,11 +217,13 @@ class RunAborted(Exception):
 
 
 def abort_all() -> None:
-    """Stop every worker now: SIGKILL each live worker process and make every ``run``/
-    ``start`` raise :class:`RunAborted`.  Safe in a signal handler (no locks)."""
+    """Stop every worker now: SIGKILL each live worker process with its process group and
+    the processes its adapter started, and make every ``run``/``start`` raise
+    :class:`RunAborted`.  Safe in a signal handler (no locks)."""
     _ABORT.set()
     for worker in list(_LIVE):
         worker._kill(worker._popen())
+        worker._kill_strays()
 
 
 def reset_abort() -> None:
@@ -451,9 +472,14 @@ class AdapterWorker:
     """
 
     def __init__(self, spec: WorkerSpec, *, case_timeout: float = 30.0, setup_timeout: float = 180.0,
-                 batch_size: int = 64, memory_limit: int | None = DEFAULT_WORKER_MEMORY):
+                 batch_size: int = 64, memory_limit: int | None = DEFAULT_WORKER_MEMORY,
+                 max_consecutive_timeouts: int = DEFAULT_MAX_CONSECUTIVE_TIMEOUTS):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_consecutive_timeouts < 0:
+            raise ValueError(f"max_consecutive_timeouts must be >= 0, got {max_consecutive_timeouts}")
+        self.max_consecutive_timeouts = int(max_consecutive_timeouts)
+        self._timeouts_in_a_row = 0
         if not (case_timeout > 0 and setup_timeout > 0):   # also refuses nan
             raise ValueError(f"timeouts must be > 0, got case_timeout={case_timeout}, setup_timeout={setup_timeout}")
         self.memory_limit = memory_limit      # bytes of address space, None: unlimited
@@ -474,6 +500,8 @@ class AdapterWorker:
         self._progress_path: str | None = None
         self._start_log: StartLog | None = None
         self._remote = is_gateway_spec(self.python) and _is_remote(self.python)
+        self._token: str | None = None       # TOKEN_ENV of the current local worker
+        self._worker_pid: int | None = None  # its pid, the id of its process group
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "AdapterWorker":
@@ -512,9 +540,18 @@ class AdapterWorker:
         wires = _LazyWires(cases)
         outcomes: list[Outcome | None] = [None] * len(wires)
         todo = collections.deque(range(len(wires)))
+        counted: set[int] = set()      # cases the circuit breaker has counted
         while todo:
             if _ABORT.is_set():
                 raise RunAborted("run interrupted")
+            if self.breaker_open:
+                # only the cases it already answered (their outcomes lost with a killed worker)
+                for i in todo:
+                    if i not in counted:
+                        outcomes[i] = self.skipped_outcome()
+                todo = collections.deque(i for i in todo if i in counted)
+                if not todo:
+                    break
             if self._channel is None:
                 try:
                     self.start()
@@ -525,8 +562,37 @@ class AdapterWorker:
                     break
             batch = [todo.popleft() for _ in range(min(self.batch_size, len(todo)))]
             unfinished = self._run_batch(wires, batch, list(itertools.islice(todo, self.batch_size)), outcomes)
+            self._count_timeouts(outcomes, batch, counted)
             todo.extendleft(reversed(unfinished))
         return outcomes  # type: ignore[return-value]
+
+    @property
+    def breaker_open(self) -> bool:
+        """True once ``max_consecutive_timeouts`` cases in a row timed out: no case of this
+        adapter is sent any more (for the rest of the worker's life: shrinking and large
+        cases included)."""
+        return 0 < self.max_consecutive_timeouts <= self._timeouts_in_a_row
+
+    def skipped_outcome(self) -> Outcome:
+        return Outcome(status="skipped", error_type="CircuitBreaker",
+                       error_message=f"not sent: skipped after {self.max_consecutive_timeouts} consecutive timeouts")
+
+    def _count_timeouts(self, outcomes: list, batch: list[int], counted: set[int]) -> None:
+        """Advance the breaker over the outcomes ``batch`` got, in case order, each case
+        once (``counted``: the cases already counted in this run): a timeout counts, any
+        answer (ok, error, crash) starts the count again.  A case without an outcome before
+        the one that timed out was answered -- a worker runs its batch in order; the outcome
+        was lost with the killed worker and the case is resent -- so it starts the count
+        again now (and not when its resent answer comes); one after it never ran."""
+        last = max((k for k, i in enumerate(batch) if outcomes[i] is not None and outcomes[i].status == "timeout"),
+                   default=-1)
+        for k, i in enumerate(batch):
+            o = outcomes[i]
+            if i in counted or (o is None and k > last):
+                continue
+            counted.add(i)
+            if o is None or o.status != "skipped":
+                self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if o is not None and o.status == "timeout" else 0
 
     # ------------------------------------------------------------------ internals
     def _run_batch(self, wires: _LazyWires, batch: list[int], upcoming: list[int], outcomes: list) -> list[int]:
@@ -648,10 +714,15 @@ class AdapterWorker:
             if gateway:
                 self._gateway = self._group.makegateway(self.python)
             else:
+                import secrets
                 self._start_log = StartLog()
-                self._gateway = self._group.makegateway(f"popen//python={self._start_log.wrap(self.python)}")
+                self._token = secrets.token_hex(12)
+                self._gateway = self._group.makegateway(
+                    f"popen//python={self._start_log.wrap(self.python, self._token)}")
+                popen = self._popen()
+                self._worker_pid = popen.pid if popen is not None else None
             self._channel = self._gateway.remote_exec(_BOOTSTRAP)
-            self._channel.send({"files": package_sources()} if remote else package_path_dir())
+            self._channel.send({"files": package_sources()} if remote else {"package": str(PACKAGE_DIR)})
             self._progress = self._new_progress()
             _LIVE.add(self)
             # A remote worker cannot map this host's progress file: it runs without one, and a
@@ -662,7 +733,7 @@ class AdapterWorker:
             self._channel.send({"ref": spec.adapter_ref, "env": env,
                                 "paths": gateway_paths(self.python) if gateway else [],
                                 "progress": None if remote else self._progress.path,
-                                "memory_limit": self.memory_limit})
+                                "memory_limit": self.memory_limit, "token": self._token})
             kind, hello = self._receive_setup("starting the worker")
             if kind != "hello":
                 raise RuntimeError(f"worker protocol: expected hello, got {kind!r}")
@@ -730,6 +801,7 @@ class AdapterWorker:
         popen = self._popen()
         if popen is None:
             return _exit_text(None)
+        self._kill_strays(keep_worker=True)     # before the wait reaps it (see _group_id)
         try:
             return _exit_text(popen.wait(timeout=5))
         except Exception:  # noqa: BLE001 - still running: the channel broke some other way
@@ -756,9 +828,16 @@ class AdapterWorker:
             self._progress_path = None
 
     def _kill(self, popen) -> None:
-        """SIGKILL the worker process (by its Popen, else by the pid it reported -- never for
-        a remote worker: its pid is another host's (ssh=: the Popen is the local ssh client,
-        whose end closes the remote worker's pipes; a socket= gateway has no Popen)."""
+        """SIGKILL the worker process and its process group (by its Popen, else by the pid it
+        reported -- never for a remote worker: its pid is another host's (ssh=: the Popen is
+        the local ssh client, whose end closes the remote worker's pipes; a socket= gateway
+        has no Popen)."""
+        pgid = self._group_id(popen)
+        if pgid is not None:
+            try:
+                os.killpg(pgid, signal.SIGKILL)     # no such group if it died before setpgid
+            except OSError:
+                pass
         try:
             if popen is not None:
                 if popen.poll() is None:
@@ -768,21 +847,41 @@ class AdapterWorker:
         except OSError:
             pass
 
+    def _kill_strays(self, *, keep_worker: bool = False, popen=None) -> None:
+        """SIGKILL what the worker's adapter started: its process group (the worker's pid:
+        matched only while the worker is unreaped, so the number cannot have been reused)
+        and every process holding its token, however it left the group.  ``keep_worker``:
+        spare the worker itself (it is stopped politely next)."""
+        pgid = self._group_id(popen if popen is not None else self._popen())
+        if self._token is None and pgid is None:
+            return
+        kill_strays(self._token, pgid, exclude=(pgid,) if keep_worker and pgid is not None else ())
+
+    def _group_id(self, popen) -> int | None:
+        """The worker's process group id (its pid) while the worker is not reaped (Popen has
+        no returncode yet): after that the number may belong to another process."""
+        if self._worker_pid is None or (popen is not None and popen.returncode is not None):
+            return None
+        return self._worker_pid
+
     def _teardown(self, *, kill: bool) -> None:
         """Terminate the gateway; ``kill`` first SIGKILLs the worker (hung or crashed).
         ``group.terminate`` joins execnet's threads and reaps the process (no zombies)."""
         group, popen = self._group, self._popen()
         self._group = self._gateway = self._channel = None
-        _LIVE.discard(self)
         if self._progress is not None:
             self._progress.close()
             self._progress = None
         self._unlink_progress()
         self._close_start_log()
         if group is None:
+            _LIVE.discard(self)
             return
         if _ABORT.is_set():
             kill = True           # interrupted: no polite stop, no waiting
+        # What the adapter started dies first, while the worker is not yet reaped (its pid,
+        # the group's id, cannot be reused until then); then the worker.
+        self._kill_strays(keep_worker=not kill, popen=popen)
         if kill:
             self._kill(popen)
         try:
@@ -792,6 +891,10 @@ class AdapterWorker:
         if popen is not None and popen.poll() is None:
             popen.kill()
             popen.wait(timeout=5)
+        if self._token is not None:
+            kill_strays(self._token, None)    # anything started while it stopped
+        _LIVE.discard(self)
+        self._token = self._worker_pid = None
 
 
 def run_in_worker(ref: str, cases: Sequence, python: str | None = None, **worker_options

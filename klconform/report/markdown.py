@@ -6,7 +6,7 @@ import json
 from ..results import RunResult
 from ..areas import AREAS
 from .summary import (AREA_TITLES, EXIT_DOC, FIRST_SCREEN_COLUMNS, ReportModel, RunView, alarm, build_model,
-                      first_screen, recorded_rest)
+                      first_screen, recorded_rest, skipped_note)
 from . import coverage, scale, versions
 
 CANONICAL = ("KL(P‖Q) = Σ p·log(p/q) along the class axis, on the values as given (no normalisation, "
@@ -35,14 +35,16 @@ def grouped(rows: list[list], key_from: int = 1) -> list[list]:
 
 
 def not_run_line(model: ReportModel) -> list[str]:
-    """One line for every adapter run that did not run, grouped by reason."""
+    """One line for every adapter run that did not run, grouped by reason, and the cases
+    a circuit breaker did not send."""
     by: dict[str, list[str]] = {}
     for v in model.runs:
         if v.run.status != "ok":
             by.setdefault(f"{v.run.status}: {v.run.reason or ''}".rstrip(": "), []).append(v.run.adapter)
-    if not by:
-        return []
-    return ["Not run: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in by.items()) + ".", ""]
+    skipped = [f"{v.run.adapter} ({note})" for v in model.runs if v.run.status == "ok" and (note := skipped_note(v.run))]
+    parts = (["Not run: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in by.items()) + "."] if by else []) \
+        + (["Not sent: " + "; ".join(skipped) + "."] if skipped else [])
+    return [" ".join(parts), ""] if parts else []
 
 
 def python_text(env: dict) -> str:

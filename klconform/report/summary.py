@@ -315,6 +315,17 @@ def build_model(result: RunResult, claims=None) -> ReportModel:
                        reference_note=reference_note(result))
 
 
+def skipped_note(run: AdapterRun) -> str:
+    """``9 case(s) skipped after 5 consecutive timeouts``: the cases of ``run`` its circuit
+    breaker did not send (klconform.workers), '' when none."""
+    by: dict[str, int] = {}
+    for o in run.outcomes.values():
+        if o.get("status") == "skipped":
+            why = (o.get("error_message") or "not sent").removeprefix("not sent: ")
+            by[why] = by.get(why, 0) + 1
+    return "; ".join(f"{n} case(s) {why}" for why, n in by.items())
+
+
 def reference_note(result: RunResult) -> str:
     """How the expectations a report shows relate to the reference the verdicts used: the
     report re-evaluates them with the installed reference (``RunResult.reference`` records

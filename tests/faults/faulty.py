@@ -89,3 +89,113 @@ class InvalidStatus(GoodKL):
     def evaluate(self, case):
         from klconform.adapters.base import Outcome
         return Outcome(status="bogus", native_call="numpy double")
+
+
+# ----------------------------------------------------------------------------- processes
+# Environment variables the process doubles read in their worker (set by the tests).
+CHILD_LOG_ENV = "KLCONFORM_TEST_CHILD_LOG"     # each forked child appends its pid here
+FORK_MODE_ENV = "KLCONFORM_TEST_FORK_MODE"     # group | session | daemon | session-noenv
+CASE_FAULT_ENV = "KLCONFORM_TEST_CASE_FAULT"   # "" | hang | segfault: what every case then does
+
+
+def _log_pid(path) -> None:
+    import os
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+
+
+class ForksInSetup(GoodKL):
+    """setup() leaves a child process behind, as a framework that starts a server, a
+    compiler daemon or a data-loader pool does: ``group`` (a plain fork, same process
+    group), ``session`` (fork, ``setsid()``, exec ``sleep``), ``daemon`` (double fork:
+    the grandchild in a new session, its parent gone, so it is nobody's child here),
+    ``session-noenv`` (like ``session`` with an empty environment: catchable by nothing
+    klconform can see).  Each child writes its pid to the log and sleeps an hour.  Its
+    cases behave per ``CASE_FAULT_ENV``."""
+    name = "fault.forks_in_setup"
+
+    def setup(self):
+        import os
+        import time as _time
+        mode, log = os.environ[FORK_MODE_ENV], os.environ[CHILD_LOG_ENV]
+        pid = os.fork()
+        if pid == 0:                     # the child: never returns into the worker
+            try:
+                if mode == "group":
+                    _log_pid(log)
+                    _time.sleep(3600)
+                elif mode in ("session", "session-noenv"):
+                    os.setsid()
+                    _log_pid(log)
+                    env = {} if mode == "session-noenv" else dict(os.environ)
+                    os.execve("/bin/sleep", ["sleep", "3600"], env)
+                elif mode == "daemon":
+                    os.setsid()
+                    if os.fork() == 0:
+                        _log_pid(log)
+                        _time.sleep(3600)
+            finally:
+                os._exit(0)
+        if mode == "daemon":
+            os.waitpid(pid, 0)           # the intermediate exits at once
+        deadline = _time.monotonic() + 10
+        while _time.monotonic() < deadline:   # the child is up (its pid logged) before any case
+            with open(log) as fh:
+                if fh.read().strip():
+                    break
+            _time.sleep(0.01)
+        return super().setup()
+
+    def misbehave(self, case):
+        import os
+        fault = os.environ.get(CASE_FAULT_ENV, "")
+        if fault == "hang":
+            time.sleep(3600)
+        elif fault == "segfault":
+            import ctypes
+            ctypes.string_at(0)
+
+
+class Oversized(GoodKL):
+    """Answers every case with 10⁸ values (800 MB of float64): a broadcasting bug's size,
+    far beyond any result of the case (KL-SHAPE-2).  It must not reach the controller."""
+    name = "fault.oversized"
+
+    def evaluate(self, case):
+        import numpy as np
+
+        from klconform.adapters.base import Outcome
+        value = np.zeros(10**8)
+        return Outcome(status="ok", value=value, dtype="float64", shape=value.shape, native_call="numpy double")
+
+
+class LongMessages(GoodKL):
+    """Raises with a 50 MB message and warns 100,000 times: an outcome's text is bounded."""
+    name = "fault.long_messages"
+
+    def misbehave(self, case):
+        import warnings
+        for i in range(100_000):
+            warnings.warn(f"warning {i}", UserWarning)
+        raise ValueError("x" * (50 * 2**20))
+
+
+class DocumentedRaises(GoodKL):
+    """documented() raises: a bug of this adapter, which must cost it alone."""
+    name = "fault.documented_raises"
+
+    def documented(self, case):
+        raise RuntimeError("documented exploded")
+
+
+COUNT_LOG_ENV = "KLCONFORM_TEST_COUNT_LOG"
+
+
+class CountsCases(GoodKL):
+    """Appends one line per case evaluated to the file COUNT_LOG_ENV names."""
+    name = "fault.counts_cases"
+
+    def misbehave(self, case):
+        import os
+        with open(os.environ[COUNT_LOG_ENV], "a") as fh:
+            fh.write(case.label.replace("\n", " ") + "\n")

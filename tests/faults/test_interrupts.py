@@ -23,7 +23,7 @@ import pytest
 
 from klconform import cli, resultsio, workers
 from tests.faults.faulty import NOISY_SETUP_LINES
-from tests.faults.test_faults import (GOOD, ROOT, SMALL, TINY_CORPUS, group_alive, leftovers, previous_report,
+from tests.faults.test_faults import (GOOD, ROOT, SMALL, TINY_CORPUS, session_alive, leftovers, previous_report,
                                       spawn)
 
 F = "tests.faults.faulty:"
@@ -161,7 +161,7 @@ def test_signal_while_the_outputs_are_written(sig, phase, tmp_path):
         assert not (out / cli.PARTIAL).exists()
     assert leftovers(out) == []
     time.sleep(0.2)
-    assert group_alive(proc.pid) == []
+    assert session_alive(proc.pid) == []
     assert progress_files() <= before
 
 
@@ -186,7 +186,7 @@ def _one_interrupted_run(i: int, base: Path, rng: random.Random) -> dict:
     took = time.monotonic() - t0
     time.sleep(0.1)
     row = {"i": i, "sig": sig.name, "at": round(when, 2), "sent": sent, "rc": proc.returncode, "took": took,
-           "stray": group_alive(proc.pid), "tmp": leftovers(out), "err": err,
+           "stray": session_alive(proc.pid), "tmp": leftovers(out), "err": err,
            # A worker killed while execnet is still bootstrapping it printed execnet's
            # BrokenPipeError, or (bootstrap line never sent) a SyntaxError at <string> line 0,
            # on the inherited terminal; workers now start with fd 2 on a start log
@@ -389,9 +389,9 @@ def test_sigkilled_controller_leaves_no_progress_file(tmp_path):
         proc.communicate(timeout=10)
         kills += 1
         deadline = time.monotonic() + 5
-        while group_alive(proc.pid) and time.monotonic() < deadline:
+        while session_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        stray = group_alive(proc.pid)
+        stray = session_alive(proc.pid)
         if stray:
             os.killpg(proc.pid, signal.SIGKILL)
         assert stray == [], (when, stray)

@@ -79,3 +79,26 @@ def test_a_bad_environment_value_does_not_touch_a_run_that_asks_for_no_adapter(t
     (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
     proc = run_pytest(tmp_path, KLCONFORM_REFERENCE_BACKEND="bogus", KLCONFORM_DEVICE="gpu")
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_record_file_that_is_a_device_is_one_line_and_exit_4(tmp_path):
+    (tmp_path / "devrecords.py").write_text(textwrap.dedent("""
+        from tests.harness.misbehaving import GoodKL
+
+        class WithDeviceRecords(GoodKL):
+            name = "double.device_records"
+            known_records = ("/dev/zero",)
+    """))
+    proc = run_pytest(tmp_path, "--klconform-adapter", "devrecords:WithDeviceRecords", *COMMON)
+    assert_usage_error(proc, "/dev/zero")
+
+
+def test_an_adapter_whose_documented_raises_fails_its_items_with_one_line(tmp_path):
+    """documented() raising is that adapter's failure: its items fail, each with the one
+    line saying so -- not klconform's traceback."""
+    proc = run_pytest(tmp_path, "--klconform-adapter", "tests.faults.faulty:DocumentedRaises", *COMMON,
+                      "--klconform-large", "none")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out and "documented() raised RuntimeError: documented exploded" in out, out[-3000:]
+    assert "klconform: fault.documented_raises could not be checked (error: " in out, out[-3000:]
