@@ -31,7 +31,7 @@ import numpy as np
 from klconform.reference.family import canonical as canonical_point
 
 from . import records as known_mod
-from . import exactmath, wire
+from . import distill_harness, exactmath, wire
 from .behaviour import Observation
 from .candidates import candidate_points
 from .case import Case
@@ -491,6 +491,8 @@ def run_adapter(target: Target, canonical_cases: Sequence[Case], *, seed: int = 
     adapter = target.adapter
     if records is None:
         records = known_mod.load_for(adapter)
+    if distill_harness.is_distill(adapter):     # SPEC.md §12: the distillation corpus, not these cases
+        return distill_harness.run_target(target, records=records, case_store=large_cases, progress=progress), []
     session = AdapterSession(target, evaluator=evaluator, batch_size=batch_size, records=records)
     sent = translate_all(canonical_cases, session.caps)
     evaluated = session.evaluate_pipelined(

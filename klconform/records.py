@@ -69,6 +69,12 @@ version             framework version from the worker environment (glob)
 run                 adapter run id, e.g. "mxnet.KLDivLoss@mxnet180" (glob)
 =================== =============================================================
 
+A distillation case (SPEC.md §12) has the facts of klconform.facts.DISTILL_FIELDS beside
+dtype, reduction, ndim, size, grad, family, label and those of its verdict and outcome:
+``divergence`` ("forward" | "reverse" | "symmetric" | "jsd"), ``beta`` / ``ratio`` (its
+parameter, floats), ``temperature``, ``temperature_scale``, ``masked`` (some token ignored),
+``empty_mask`` (none kept), ``chunked``, ``chunks``, ``logits_dtype``, ``vocab``.
+
 A record covers a verdict only when its ``match`` holds *and* the outcome does what its
 ``observed`` rules say (or, for ``semantic``, is the ``explained_by`` point): a wrong value at
 a recorded place is unexpected.  Rules (klconform/behaviour.py): ``value`` / ``grad`` = the
@@ -95,6 +101,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import behaviour
+from .facts import DISTILL_FIELDS
 from .results import AGAINST, VERDICT_CLASSES
 
 KNOWN_DIR = Path(__file__).resolve().parent / "known"
@@ -106,6 +113,7 @@ FIELDS = {
     "explained_by": str, "grad_input": str, "returned_dtype": str, "status": str,
     "error_type": str, "version": str, "run": str,
     "target_dtype": str, "pred_dtype": str, "dtype_form": str, "other_dtype_inputs": str, "reshaped_target": bool,
+    **DISTILL_FIELDS,      # a distillation case's (klconform.facts.distill_case_facts)
 }
 ENTRY_KEYS = {"id", "class", "against", "clauses", "when", "match", "explained_by", "observed", "citation", "note"}
 REQUIRED = ("id", "class", "against", "clauses", "when", "citation")
@@ -148,10 +156,10 @@ def _check_condition(where: str, key: str, value: Any) -> None:
     items = value if isinstance(value, list) else [value]
     for item in items:
         if isinstance(item, dict):
-            if want is not int or not set(item) <= {"min", "max"} or not item:
+            if want not in (int, float) or not set(item) <= {"min", "max"} or not item:
                 raise KnownError(f"{where}: match.{key}: a range {{min, max}} is only allowed for numbers")
             continue
-        ok = isinstance(item, want) and not (want is int and isinstance(item, bool))
+        ok = isinstance(item, (int, float) if want is float else want) and not (want in (int, float) and isinstance(item, bool))
         if not ok:
             raise KnownError(f"{where}: match.{key} = {item!r} is not a {want.__name__}")
 
@@ -342,7 +350,7 @@ def applicable(records: Iterable[Record], *, run: str, version: str | None) -> l
 CASE_FIELDS = ("dtype", "reduction", "pred_kind", "target_kind", "ndim", "size", "empty", "broadcast",
                "has_zero_target", "has_zero_pred", "has_nonfinite", "has_nan", "has_negative", "has_weight",
                "has_sample_weight", "grad", "family", "label", "target_dtype", "pred_dtype", "dtype_form",
-               "other_dtype_inputs", "reshaped_target")
+               "other_dtype_inputs", "reshaped_target") + tuple(DISTILL_FIELDS)
 
 
 def can_occur(record: Record, case_facts: Iterable[dict[str, Any]]) -> bool:

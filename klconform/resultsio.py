@@ -313,10 +313,13 @@ def check_references(doc: dict[str, Any], where: str = "results") -> None:
             if digest not in cases:
                 raise ResultsError(f"{where}: runs/{i} ({run.get('adapter', '?')}) {part} cite case {digest!r}, "
                                    f"which is not in 'cases' (truncated or edited file?)")
+    from . import distill_harness
     from .large import Recipe
     for digest, case in cases.items():
         try:
-            if isinstance(case, dict) and case.get("recipe") is not None:
+            if distill_harness.is_case_json(case):
+                distill_harness.check_case_json(case)
+            elif isinstance(case, dict) and case.get("recipe") is not None:
                 Recipe.from_json(case["recipe"])    # a large case: its recipe is checked here, its
             else:                                   # digest when it is generated (klconform.large)
                 Case.from_json(case)

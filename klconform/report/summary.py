@@ -163,7 +163,9 @@ def ensure_fingerprint(result: RunResult, run: AdapterRun) -> dict[str, Any]:
 
 def _case(result: RunResult, cache: dict, digest: str) -> Case | None:
     if digest not in cache:
-        cache[digest] = Case.from_json(result.cases[digest]) if digest in result.cases else None
+        j = result.cases.get(digest)
+        # a distillation case (SPEC.md §12) is no canonical Case: its verdicts' details show it
+        cache[digest] = Case.from_json(j) if j is not None and j.get("kind") != "distill" else None
     return cache[digest]
 
 
