@@ -337,22 +337,32 @@ MAX_WARNING_CHARS = 1_000
 
 
 def _elements(shape) -> int:
+    """Elements of ``shape`` with every empty axis counted as 1: a reduction removing an
+    empty axis leaves the others (a (2, 0) case's per-distribution loss has 2 entries)."""
     n = 1
     for d in shape:
-        n *= int(d)
+        n *= max(int(d), 1)
     return n
 
 
+#: Answers up to this many elements always reach the controller, whatever the case: a
+#: wrong but small shape is a ``shape`` verdict there, judged like any other answer; the
+#: limit exists only so that an answer that cannot be a reading of the case (10^8 entries
+#: for a 10-entry case) costs the worker, not the controller's memory.
+SMALL_ANSWER = 1 << 16
+
+
 def result_limit(case) -> int | None:
-    """The most elements any array of an outcome of ``case`` may hold: the elementwise
-    loss's (its broadcast shape) or an input's, whichever is larger.  Every result of the
-    family is no larger (KL-SHAPE-2: reductions only remove axes), nor is a gradient; an
-    answer past it is no reading of the case, only memory.  None when the case's shapes
-    cannot be read (no check)."""
+    """The most elements an array of an outcome of ``case`` may hold before it is refused in
+    the worker: 4x the largest of the elementwise loss's (broadcast) shape and the inputs'
+    (empty axes counted as 1, :func:`_elements`), and never under :data:`SMALL_ANSWER`.
+    Every result of the family is no larger (KL-SHAPE-2), nor is a gradient.  None when the
+    case's shapes cannot be read (no check)."""
     try:
-        return max(1, _elements(case.shape), *(_elements(case.sent_shape(s)) for s in ("target", "pred")))
+        most = max(_elements(case.shape), *(_elements(case.sent_shape(s)) for s in ("target", "pred")))
     except Exception:  # noqa: BLE001 - a case type without these: nothing to check against
         return None
+    return max(SMALL_ANSWER, 4 * most)
 
 
 def _size(a) -> int:

@@ -141,6 +141,17 @@ def test_an_oversized_answer_is_a_crash_outcome_decided_in_the_worker():
     assert "100000000" in out.error_message and "KL-SHAPE-2" in out.error_message, out.error_message
 
 
+def test_small_answers_of_another_shape_reach_the_controller():
+    """The size check bounds memory only: a wrong but small shape (2 entries for a 1-entry
+    result) and the right answer of a case with an empty class axis (a (2, 0) case's
+    per-distribution loss has 2 entries) are judged by the controller, not refused."""
+    from klconform._worker_remote import SMALL_ANSWER, result_limit
+
+    empty = Case(target=np.zeros((2, 0)), pred=np.zeros((2, 0)), reduction="distribution")
+    assert result_limit(empty) >= 2 and result_limit(_case()) >= SMALL_ANSWER
+    assert result_limit(_case()) < 10**8
+
+
 def test_an_outcomes_text_is_bounded_in_the_worker():
     env, (out,) = workers.run_in_worker(F + "LongMessages", [_case()], case_timeout=120)
     assert out.status == "error" and out.error_type == "ValueError"
