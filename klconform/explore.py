@@ -76,6 +76,9 @@ def build_corpus(seed: int, n: int, capabilities: Sequence = (), *, curated: boo
     engine sends them).  Deterministic in ``(seed, n, capabilities)`` for one Hypothesis
     version.  An adapter whose capabilities are too narrow for ``n`` distinct cases gets
     what :data:`_TOP_UP_ROUNDS` rounds found."""
+    # an adapter that takes no canonical case (a distillation loss, SPEC.md §12: no dtype
+    # declared for KL cases) adds nothing to draw for, and must not shift the others' seeds
+    capabilities = [c for c in capabilities if c.dtypes]
     corpus = list(all_curated()) if curated else []
     generated = dedupe(draw_examples(cases_strategy(), n // 4 if capabilities else n, seed))
     for i, caps in enumerate(capabilities):
