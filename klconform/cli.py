@@ -1133,6 +1133,16 @@ def _in_finalizer(frame) -> bool:
     return False
 
 
+def check_environment() -> None:
+    """The KLCONFORM_* variables klconform itself reads, checked before any work (a bad one
+    is the user's input: one line, exit 2, not an internal error mid-run).  KLCONFORM_DEVICE
+    and KLCONFORM_PYTHON_<ENV> cost only the runs that use them (unavailable, with why)."""
+    from klconform.reference._accurate import BACKENDS
+    backend = os.environ.get("KLCONFORM_REFERENCE_BACKEND")
+    if backend is not None and backend not in BACKENDS:
+        raise UsageError(f"KLCONFORM_REFERENCE_BACKEND={backend!r}: must be one of {', '.join(BACKENDS)}")
+
+
 def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = False) -> int:
     """The command line; never ends in a traceback (exit statuses: module docstring).
     ``keep_signal_handlers`` (:func:`klconform.__main__.entry`): leave the handlers installed when
@@ -1153,6 +1163,7 @@ def main(argv: Sequence[str] | None = None, *, keep_signal_handlers: bool = Fals
     sys.stdout = _Stdout(stdout)
     try:
         args = build_parser().parse_args(argv)
+        check_environment()
         status = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "diff": cmd_diff,
                   "baseline": cmd_baseline, "explore": cmd_explore, "corpus": cmd_corpus,
                   "show": cmd_show, "dashboard": cmd_dashboard}[args.command](args)

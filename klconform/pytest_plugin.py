@@ -183,7 +183,6 @@ def _number(config, dest: str, defaults, *, integer: bool, low: float, high: flo
     return x
 
 
-BACKENDS = ("auto", "numba", "numpy")
 DEVICES = ("cpu", "cuda")
 
 
@@ -226,6 +225,7 @@ def selection(config, defaults: dict[str, Any] | None = None) -> Selection:
 def check_environment_options(config, defaults: dict[str, Any]) -> None:
     """The options whose home is an environment variable (reference backend, device):
     checked before they are applied, one line (pytest.UsageError) when bad."""
+    from klconform.reference._accurate import BACKENDS
     backend = _choice(config, "klconform_reference_backend", defaults, BACKENDS)
     if backend == "numba":
         import importlib.util

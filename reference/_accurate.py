@@ -393,6 +393,7 @@ def _special_rows(P, Q, W):
 # Which implementation of the fast path runs: "numba" (reference/_kernel.py, the same
 # algorithm compiled per row), "numpy" (vectorised, below) or "auto" (numba where it
 # imports).  Read once from KLCONFORM_REFERENCE_BACKEND; tests switch it per test.
+BACKENDS = ("auto", "numba", "numpy")
 _BACKEND = os.environ.get("KLCONFORM_REFERENCE_BACKEND", "auto")
 _KERNEL = []                  # [module or None] once resolved
 
@@ -410,7 +411,7 @@ def _kernel_module():
 
 def backend():
     """Name of the fast path in use: "numba" or "numpy" (see KLCONFORM_REFERENCE_BACKEND)."""
-    if _BACKEND not in ("auto", "numba", "numpy"):
+    if _BACKEND not in BACKENDS:
         raise ValueError(f"KLCONFORM_REFERENCE_BACKEND must be auto, numba or numpy, "
                          f"not {_BACKEND!r}")
     if _BACKEND == "numpy":

@@ -257,3 +257,16 @@ def test_devices_cuda_without_an_adapter_declaring_it_compares_nothing(tmp_path,
     assert rc == cli.EXIT_NOT_CHECKED and one_line_error(err), err
     assert "nothing compared" in err and "cuda" in err and "double.good" in err, err
     assert not (tmp_path / "results.json").exists()
+
+
+# ----------------------------------------------------------------------------- environment
+@pytest.mark.parametrize("command", [["list"], ["run", "--frameworks", "scipy.rel_entr", "--large", "none"]])
+def test_a_bad_klconform_variable_is_one_line_before_any_work(command, tmp_path, monkeypatch):
+    """KLCONFORM_REFERENCE_BACKEND is read by the reference deep inside a run: a bad value
+    is the user's input (one line, exit 2), checked before anything runs or is written."""
+    monkeypatch.setenv("KLCONFORM_REFERENCE_BACKEND", "bogus")
+    out = tmp_path / "out"
+    args = command + (["--out", str(out)] if command[0] == "run" else [])
+    rc, err = klconform(args)
+    assert rc == cli.EXIT_USAGE and plain_error(err, "KLCONFORM_REFERENCE_BACKEND", "bogus"), err
+    assert not out.exists()
