@@ -154,7 +154,7 @@ _VARIANTS: tuple[dict[str, Any], ...] = (
     {"temperature_scale": "tau2"}, {"temperature_scale": "none"},
 )
 _FIELD_CLAUSE = {"cross_entropy": "KL-DISTILL-CE", "empty_mean": "KL-DISTILL-EMPTY", "chunk_mean": "KL-DISTILL-CHUNK-MEAN",
-                 "jsd_endpoints": "KL-DISTILL-JSD-ENDS", "temperature_scale": "KL-DISTILL-TAU"}
+                 "jsd_endpoints": "KL-DISTILL-JSD-ENDS", "temperature_scale": "KL-DISTILL-TAU2"}
 
 
 def agrees(observed, expected, bound, dtype: str, shape=None) -> tuple[bool, str | None, float | None]:
