@@ -187,6 +187,18 @@ def _grad_input(verdict) -> str | None:
     return None
 
 
+
+def _status_rule(rule: str, want, verdict, out) -> bool:
+    """The rules about a verdict's error ratio and an outcome's status, alike for every case
+    kind: ``within`` (err_over_bound at most ``want``), ``error`` ("value": a value came back;
+    else an error whose type matches the glob ``want``)."""
+    if rule == "within":
+        return verdict.err_over_bound is not None and verdict.err_over_bound <= want
+    if want == "value":
+        return out.status == "ok"
+    return out.status == "error" and fnmatch.fnmatchcase(out.error_type or "", want)
+
+
 def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
     """True when every rule of ``observed`` holds for ``verdict`` on ``obs``."""
     if isinstance(obs, DistillObservation):
@@ -207,20 +219,14 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
     for rule, want in observed.items():
         if rule == "shape" or (rule == "point" and at is not None):
             continue
-        if rule == "within":
-            if verdict.err_over_bound is None or not verdict.err_over_bound <= want:
+        if rule in ("within", "error"):
+            if not _status_rule(rule, want, verdict, out):
                 return False
         elif rule == "dtype":
             got = (out.grad_dtypes or {}).get(key) if key else out.dtype
             if want in ("pred", "target"):        # the dtype that input was sent in
                 want = case.input_dtype(want)
             if got != want and not (key is None and want in [d for d in (out.grad_dtypes or {}).values()]):
-                return False
-        elif rule == "error":
-            if want == "value":
-                if out.status != "ok":
-                    return False
-            elif out.status != "error" or not fnmatch.fnmatchcase(out.error_type or "", want):
                 return False
         elif rule == "value":
             exp = obs.evaluate(case, at or obs.compared)
@@ -388,18 +394,12 @@ def _holds_distill(observed: dict[str, Any], verdict, obs: DistillObservation) -
     for rule, want in observed.items():
         if rule == "point" and at is not None:
             continue
-        if rule == "within":
-            if verdict.err_over_bound is None or not verdict.err_over_bound <= want:
+        if rule in ("within", "error"):
+            if not _status_rule(rule, want, verdict, out):
                 return False
         elif rule == "dtype":
             got = (out.grad_dtypes or {}).get(key) if key else out.dtype
             if got != (obs.case.sent_dtype if want in ("pred", "target") else want):
-                return False
-        elif rule == "error":
-            if want == "value":
-                if out.status != "ok":
-                    return False
-            elif out.status != "error" or not fnmatch.fnmatchcase(out.error_type or "", want):
                 return False
         elif rule == "grad" and want == "absent":
             if key is None or out.status != "ok" or (out.grads or {}).get(key) is not None:
