@@ -45,24 +45,12 @@ def _entry_errors(expected: np.ndarray, observed: np.ndarray) -> np.ndarray:
         return np.where(same_special, 0.0, np.where(finite, np.abs(observed - expected), np.inf))
 
 
-def _failing(expected, bound, observed) -> np.ndarray | None:
-    """Mask of the entries of ``observed`` that disagree with ``expected`` beyond ``bound``
-    (None when the shapes differ)."""
-    e = np.asarray(expected, dtype=np.float64)
-    o = np.asarray(observed, dtype=np.float64)
-    if e.shape != o.shape:
-        return None
-    b = np.broadcast_to(np.asarray(bound, dtype=np.float64), e.shape)
-    with quiet:
-        return ~(_entry_errors(e, o) <= b)
-
-
 def _improves(base_expected, base_bound, cand_expected, observed) -> bool:
     """True when a candidate's expected array is closer to ``observed`` than the compared
     point's on the entries where the compared point fails: nowhere farther, somewhere
     nearer.  A candidate that fits only because its own bound is wider (a sum's bound is
     n times a mean's) is no explanation."""
-    bad = _failing(base_expected, base_bound, observed)
+    bad = departing_entries(base_expected, base_bound, observed)
     if bad is None or not bad.any():
         return True
     o = np.asarray(observed, dtype=np.float64)[bad]
