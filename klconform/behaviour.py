@@ -188,6 +188,22 @@ def _grad_input(verdict) -> str | None:
 
 
 
+
+_BAD_POINT = object()
+
+
+def _point_with_kind(observed: dict, compared, key):
+    """The point of a ``point`` rule that goes with a ``value`` (or, for a gradient
+    verdict, ``grad``) kind: the compared point with the rule's fields (module docstring);
+    None without one; ``_BAD_POINT`` when the fields name no point of the family."""
+    if "point" not in observed or ("grad" not in observed if key else "value" not in observed):
+        return None
+    try:
+        return dataclasses.replace(compared, **observed["point"])
+    except (TypeError, ValueError):
+        return _BAD_POINT
+
+
 def _status_rule(rule: str, want, verdict, out) -> bool:
     """The rules about a verdict's error ratio and an outcome's status, alike for every case
     kind: ``within`` (err_over_bound at most ``want``), ``error`` ("value": a value came back;
@@ -210,12 +226,9 @@ def holds(observed: dict[str, Any], verdict, obs: Observation) -> bool:
         out = _unsqueezed(out, obs, used, stated=any(r in observed for r in ("value", "point")))
         if out is None:
             return False
-    at = None                  # "the point's, except entries of this kind" (module docstring)
-    if "point" in observed and ("grad" in observed if key else "value" in observed):
-        try:
-            at = dataclasses.replace(obs.compared, **observed["point"])
-        except (TypeError, ValueError):
-            return False
+    at = _point_with_kind(observed, obs.compared, key)   # "the point's, except entries of this kind"
+    if at is _BAD_POINT:
+        return False
     for rule, want in observed.items():
         if rule == "shape" or (rule == "point" and at is not None):
             continue
@@ -385,12 +398,9 @@ def _holds_distill(observed: dict[str, Any], verdict, obs: DistillObservation) -
     logits' dtype), ``error``."""
     out, key = obs.outcome, _grad_input(verdict)
     used = judged_dtype(obs.case.dtype, out.dtype)
-    at = None
-    if "point" in observed and ("grad" in observed if key else "value" in observed):
-        try:
-            at = dataclasses.replace(obs.compared, **observed["point"])
-        except (TypeError, ValueError):
-            return False
+    at = _point_with_kind(observed, obs.compared, key)   # "the point's, except entries of this kind"
+    if at is _BAD_POINT:
+        return False
     for rule, want in observed.items():
         if rule == "point" and at is not None:
             continue
